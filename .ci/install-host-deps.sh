@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the host packages Mica's build and QEMU tests need on a Debian bookworm machine.
+# qemu-utils on this machine kind comes from bookworm-backports, so qemu-system-arm must too.
+set -euo pipefail
+need_update=0
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  cat > /etc/apt/sources.list.d/bookworm-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  need_update=1
+fi
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  need_update=1
+fi
+if [ "$need_update" = 1 ] || [ ! -d /var/lib/apt/lists ] || [ -z "$(ls /var/lib/apt/lists 2>/dev/null | grep -i backports)" ]; then
+  apt-get update -qq
+fi
+pkgs=()
+command -v qemu-system-aarch64 >/dev/null || pkgs+=(qemu-system-arm)
+command -v dtc >/dev/null || pkgs+=(device-tree-compiler)
+command -v cpio >/dev/null || pkgs+=(cpio)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "${pkgs[@]}" >/dev/null
+fi

@@ -1,0 +1,2 @@
+//! Mica's AArch64 architecture layer.
+#![no_std]

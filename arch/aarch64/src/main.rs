@@ -1,0 +1,3 @@
+//! The Mica image for AArch64.
+#![no_std]
+#![no_main]
