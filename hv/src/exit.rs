@@ -52,6 +52,49 @@ pub struct MmioAccess {
     pub write: Option<u64>,
 }
 
+/// A trapped system-register access. The encoding fields name the register.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SysRegAccess {
+    /// op0 field.
+    pub op0: u8,
+    /// op1 field.
+    pub op1: u8,
+    /// CRn field.
+    pub crn: u8,
+    /// CRm field.
+    pub crm: u8,
+    /// op2 field.
+    pub op2: u8,
+    /// `Some(value)` for a write (MSR), `None` for a read (MRS).
+    pub write: Option<u64>,
+}
+
+impl SysRegAccess {
+    /// Whether this access names the register with the given encoding.
+    pub const fn is(&self, reg: SysRegId) -> bool {
+        self.op0 == reg.op0
+            && self.op1 == reg.op1
+            && self.crn == reg.crn
+            && self.crm == reg.crm
+            && self.op2 == reg.op2
+    }
+}
+
+/// The encoding of a system register, as written in the Arm ARM (op0, op1, CRn, CRm, op2).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SysRegId {
+    /// op0 field.
+    pub op0: u8,
+    /// op1 field.
+    pub op1: u8,
+    /// CRn field.
+    pub crn: u8,
+    /// CRm field.
+    pub crm: u8,
+    /// op2 field.
+    pub op2: u8,
+}
+
 /// Why a vCPU stopped running guest code.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Exit {
@@ -80,6 +123,8 @@ pub enum Exit {
         /// Whether it was an instruction fetch.
         instruction: bool,
     },
+    /// A trapped system-register access (MSR/MRS), decoded.
+    SysReg(SysRegAccess),
     /// The guest waits for an interrupt (WFI).
     WaitForInterrupt,
     /// The guest waits for an event (WFE).

@@ -48,6 +48,10 @@ pub struct Pl011 {
     regs: &'static Pl011Registers,
 }
 
+// SAFETY: the driver owns its register block exclusively (see `Pl011::new`); moving that
+// ownership to another CPU is sound, and all access goes through `&mut self`.
+unsafe impl Send for Pl011 {}
+
 impl Pl011 {
     /// Takes over the UART whose registers are mapped at `base`.
     ///

@@ -1,0 +1,11 @@
+//! Links the `mica` image with its own linker script.
+fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    println!("cargo:rustc-link-arg-bins=-T{dir}/mica.ld");
+    // A static position-independent executable: the entry code applies .rela.dyn itself.
+    println!("cargo:rustc-link-arg-bins=-pie");
+    println!("cargo:rustc-link-arg-bins=--no-dynamic-linker");
+    println!("cargo:rustc-link-arg-bins=-znotext");
+    println!("cargo:rerun-if-changed={dir}/mica.ld");
+    println!("cargo:rerun-if-changed=build.rs");
+}

@@ -1,0 +1,105 @@
+//! The Mica hypervisor image for AArch64.
+//!
+//! Boot flow (docs/boot-flow.md): `boot.S` relocates the image and calls [`primary_main`]
+//! at EL2 with the device tree; Rust turns the MMU on, finds the console, reads the
+//! hardware and the domains from the device tree, starts the other CPUs, builds the
+//! domains and enters the scheduler on every CPU.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod console;
+mod heap;
+mod consoles;
+mod logline;
+mod mmu;
+mod sysreg;
+
+use aarch64_cpu::registers::CurrentEL;
+use core::arch::global_asm;
+use tock_registers::interfaces::Readable;
+
+global_asm!(include_str!("boot.S"));
+global_asm!(include_str!("exceptions.S"));
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// The image's own address range.
+fn image_range() -> (u64, u64) {
+    let start = &raw const __image_start as u64;
+    let end = &raw const __image_end as u64;
+    (start, end - start)
+}
+
+/// Entry of the boot CPU, MMU off, with the device tree's physical address.
+#[unsafe(no_mangle)]
+extern "C" fn primary_main(dtb: u64) -> ! {
+    let el = CurrentEL.read(CurrentEL::EL);
+    let regime = if el == 2 { mmu::Regime::El2 } else { mmu::Regime::El1 };
+    let (image, _) = image_range();
+    // SAFETY: first thing on the boot CPU, MMU off, no other CPU running.
+    unsafe { mmu::enable_early(regime, &[image, dtb]) };
+
+    // SAFETY: the boot loader hands us a device tree at `dtb`; the fdt crate checks its
+    // header and bounds every access by the size it declares.
+    let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
+        Ok(f) => f,
+        Err(_) => halt(),
+    };
+    if let Some(base) = boot::find_console(&fdt) {
+        // SAFETY: the stdout UART is mapped as device memory by the early map and Mica is
+        // the only software running.
+        unsafe { console::init_pl011(base as usize) };
+    }
+    if el != 2 {
+        info!(
+            "Mica must be started at EL2 but was entered at EL{el}: enable the virtualization \
+             extensions (QEMU: -M virt,virtualization=on). Halting."
+        );
+        halt();
+    }
+    info!("Mica {} starting at EL2", env!("CARGO_PKG_VERSION"));
+    halt();
+}
+
+/// Entry of a secondary CPU (started with PSCI CPU_ON), MMU off.
+#[unsafe(no_mangle)]
+extern "C" fn secondary_main(_cpu: usize) -> ! {
+    halt();
+}
+
+mod boot {
+    /// The base address of the UART named by `/chosen/stdout-path`, if Mica can drive it.
+    pub fn find_console(fdt: &fdt::Fdt<'_>) -> Option<u64> {
+        let node = fdt.chosen().stdout()?;
+        mica_platforms::uart::UartKind::from_compatible(node.compatible()?.all())?;
+        let reg = node.reg()?.next()?;
+        Some(reg.starting_address as u64)
+    }
+}
+
+/// Parks this CPU forever.
+pub fn halt() -> ! {
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+/// A fault taken at EL2: a hypervisor bug.
+#[unsafe(no_mangle)]
+extern "C" fn host_fault(frame: &[u64; 36], kind: u64) -> ! {
+    panic!(
+        "EL2 exception kind {kind}: ESR={:#x} ELR={:#x} FAR={:#x} SPSR={:#x} x0={:#x} x1={:#x} lr={:#x}",
+        frame[33], frame[31], frame[34], frame[32], frame[0], frame[1], frame[30]
+    );
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    console::emergency(format_args!("\n(MICA) PANIC (hypervisor bug): {info}\n"));
+    halt();
+}

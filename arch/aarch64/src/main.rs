@@ -1,3 +1,0 @@
-//! The Mica image for AArch64.
-#![no_std]
-#![no_main]
