@@ -1,0 +1,36 @@
+//! The generic timer: the counter, and the EL2 physical timer Mica uses for its own
+//! deadlines (time slices and sleeping vCPUs' timers).
+
+use crate::sysreg::CnthpCvalEl2;
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0, CNTVOFF_EL2};
+use tock_registers::interfaces::{Readable, Writeable};
+
+/// Counter ticks now.
+pub fn now() -> u64 {
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    CNTPCT_EL0.get()
+}
+
+/// Counter frequency in Hz.
+pub fn frequency() -> u64 {
+    CNTFRQ_EL0.get().max(1)
+}
+
+/// Per-CPU set-up: EL1 may read the counter directly, but its physical timer traps (it
+/// is emulated); the virtual counter equals the physical one.
+pub fn init_cpu() {
+    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::CLEAR);
+    CNTVOFF_EL2.set(0);
+    CNTHP_CTL_EL2.set(0);
+}
+
+/// Raises the hypervisor timer interrupt at counter value `deadline`.
+pub fn set_deadline(deadline: u64) {
+    CnthpCvalEl2.set(deadline);
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+}
+
+/// Microseconds to counter ticks.
+pub fn us_to_ticks(us: u64) -> u64 {
+    us.saturating_mul(frequency()) / 1_000_000
+}
