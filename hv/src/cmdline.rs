@@ -245,6 +245,7 @@ pub fn parse(s: &str) -> HvCmdline {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

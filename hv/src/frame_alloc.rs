@@ -291,7 +291,7 @@ impl FrameAllocator {
     pub fn free(&mut self, r: HostRange) -> Result<(), FreeError> {
         let start = r.start.raw();
         let end = r.end().raw();
-        if r.size == 0 || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
+        if r.size == 0 || !start.is_multiple_of(PAGE_SIZE) || !end.is_multiple_of(PAGE_SIZE) {
             return Err(FreeError::Unaligned);
         }
         let span = Span { start, end };
@@ -322,6 +322,7 @@ impl FrameAllocator {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
