@@ -512,18 +512,19 @@ pub fn validate(dtb: &[u8]) -> Result<Cow<'_, [u8]>, BootCfgError> {
 // ---------------------------------------------------------------------------------------------
 // A small index over the validated tree.
 
-struct Node<'b, 'a> {
-    node: FdtNode<'b, 'a>,
-    path: String,
-    parent: Option<usize>,
+pub(crate) struct Node<'b, 'a> {
+    pub(crate) node: FdtNode<'b, 'a>,
+    pub(crate) path: String,
+    pub(crate) parent: Option<usize>,
 }
 
-struct Tree<'b, 'a> {
-    nodes: Vec<Node<'b, 'a>>,
+/// Every node of a validated tree, in breadth-first order (index 0 is the root).
+pub(crate) struct Tree<'b, 'a> {
+    pub(crate) nodes: Vec<Node<'b, 'a>>,
 }
 
 /// Splits a string-list property into its strings.
-fn strings(v: &[u8]) -> Vec<&str> {
+pub(crate) fn strings(v: &[u8]) -> Vec<&str> {
     let v = v.strip_suffix(&[0]).unwrap_or(v);
     if v.is_empty() {
         return Vec::new();
@@ -534,7 +535,7 @@ fn strings(v: &[u8]) -> Vec<&str> {
 }
 
 /// A single-string property.
-fn string(v: &[u8]) -> Option<&str> {
+pub(crate) fn string(v: &[u8]) -> Option<&str> {
     let v = v.strip_suffix(&[0]).unwrap_or(v);
     if v.contains(&0) {
         return None;
@@ -591,7 +592,7 @@ fn gic_intid(kind: u32, num: u32) -> Option<u32> {
 }
 
 impl<'b, 'a: 'b> Tree<'b, 'a> {
-    fn build(fdt: &'b Fdt<'a>) -> Result<Self, BootCfgError> {
+    pub(crate) fn build(fdt: &'b Fdt<'a>) -> Result<Self, BootCfgError> {
         let root = fdt
             .all_nodes()
             .next()
@@ -622,7 +623,7 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
         Ok(Self { nodes })
     }
 
-    fn prop(&self, i: usize, name: &str) -> Option<&'a [u8]> {
+    pub(crate) fn prop(&self, i: usize, name: &str) -> Option<&'a [u8]> {
         self.nodes[i]
             .node
             .properties()
@@ -630,33 +631,33 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
             .map(|p| p.value)
     }
 
-    fn has(&self, i: usize, name: &str) -> bool {
+    pub(crate) fn has(&self, i: usize, name: &str) -> bool {
         self.prop(i, name).is_some()
     }
 
-    fn name(&self, i: usize) -> &'a str {
+    pub(crate) fn name(&self, i: usize) -> &'a str {
         self.nodes[i].node.name
     }
 
-    fn base_name(&self, i: usize) -> &'a str {
+    pub(crate) fn base_name(&self, i: usize) -> &'a str {
         let n = self.name(i);
         n.split('@').next().unwrap_or(n)
     }
 
-    fn compatible(&self, i: usize) -> Vec<&'a str> {
+    pub(crate) fn compatible(&self, i: usize) -> Vec<&'a str> {
         self.prop(i, "compatible").map(strings).unwrap_or_default()
     }
 
-    fn is_compatible(&self, i: usize, with: &str) -> bool {
+    pub(crate) fn is_compatible(&self, i: usize, with: &str) -> bool {
         self.compatible(i).contains(&with)
     }
 
-    fn children(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn children(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
         (0..self.nodes.len()).filter(move |&c| self.nodes[c].parent == Some(i))
     }
 
     /// `#address-cells`/`#size-cells` a node sets for its children (spec defaults 2/1).
-    fn cells_of(&self, i: usize) -> (u32, u32) {
+    pub(crate) fn cells_of(&self, i: usize) -> (u32, u32) {
         let ac = self
             .prop(i, "#address-cells")
             .and_then(single_u32)
@@ -669,12 +670,12 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
     }
 
     /// A node's `reg`, decoded with its parent's cell sizes.
-    fn reg(&self, i: usize) -> Option<Vec<(u64, u64)>> {
+    pub(crate) fn reg(&self, i: usize) -> Option<Vec<(u64, u64)>> {
         let (ac, sc) = self.cells_of(self.nodes[i].parent?);
         decode_reg(self.prop(i, "reg")?, ac, sc)
     }
 
-    fn reg_ranges(&self, i: usize) -> Option<Vec<HostRange>> {
+    pub(crate) fn reg_ranges(&self, i: usize) -> Option<Vec<HostRange>> {
         self.reg(i)?
             .into_iter()
             .map(|(a, s)| HostRange::new(HostPhysAddr::new(a), s))
@@ -682,7 +683,7 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
     }
 
     /// A node by path; a component without a unit address matches any unit address.
-    fn find(&self, path: &str) -> Option<usize> {
+    pub(crate) fn find(&self, path: &str) -> Option<usize> {
         let mut cur = 0;
         for comp in path.split('/').filter(|c| !c.is_empty()) {
             cur = self.children(cur).find(|&c| {
@@ -694,7 +695,7 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
     }
 
     /// A path or an alias name (resolved through `/aliases`), with `:options` stripped.
-    fn resolve(&self, spec: &str) -> Option<usize> {
+    pub(crate) fn resolve(&self, spec: &str) -> Option<usize> {
         let spec = spec.split(':').next().unwrap_or(spec);
         if spec.starts_with('/') {
             return self.find(spec);
@@ -705,14 +706,14 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
         target.starts_with('/').then(|| self.find(target))?
     }
 
-    fn phandle(&self, i: usize) -> Option<u32> {
+    pub(crate) fn phandle(&self, i: usize) -> Option<u32> {
         self.prop(i, "phandle")
             .or_else(|| self.prop(i, "linux,phandle"))
             .and_then(single_u32)
     }
 
     /// The first interrupt of a node, as an INTID (3-cell GIC specifiers only).
-    fn first_intid(&self, i: usize) -> Option<u32> {
+    pub(crate) fn first_intid(&self, i: usize) -> Option<u32> {
         let v = self.prop(i, "interrupts")?;
         if v.len() < 12 || v.len() % 12 != 0 {
             return None;
