@@ -1,0 +1,365 @@
+//! Building domains from their boot descriptions: memory, stage 2, kernel, initrd, device
+//! tree, virtual devices and vCPUs.
+
+use crate::world::{Domain, FrameTables, Power, Vcpu, VirtualUart, FRAMES, PCPUS};
+use crate::stage2;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use mica_aarch64::pagetable::{stage2_ram, PageTable};
+use mica_guest_abi::layout;
+use mica_hv::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
+use mica_hv::bootcfg::{DomainKind, DomainSpec, HostInfo};
+use mica_hv::guest_fdt::{self, Dom0Fdt, DomuFdt, GuestGic};
+use mica_hv::ratelimit::RateLimiter;
+use mica_hv::vgic::{Vgic, VgicConfig};
+use mica_hv::vpl011::Vpl011;
+use spin::Mutex;
+
+const MIB2: u64 = 2 << 20;
+/// Largest device tree Mica builds for a guest (Linux maps it within one 2 MiB block).
+const MAX_GUEST_DTB: u64 = 2 << 20;
+/// SPIs a domU's virtual GIC offers (the vPL011 is the first).
+const DOMU_SPIS: u32 = 32;
+/// Each vCPU's redistributor frame (RD_base + SGI_base).
+const REDIST_FRAME: u64 = 0x2_0000;
+
+/// Why a domain could not be built. Shown as one line naming the domain.
+pub type BuildError = String;
+
+/// The fields of the arm64 `Image` header Mica needs.
+struct ImageHeader {
+    text_offset: u64,
+    image_size: u64,
+}
+
+fn read_image_header(kernel: &[u8]) -> Result<ImageHeader, String> {
+    const MAGIC: &[u8; 4] = b"ARM\x64";
+    if kernel.len() < 64 {
+        return Err("kernel module is too small to be an arm64 Image".into());
+    }
+    if &kernel[0x38..0x3c] != MAGIC {
+        if kernel.starts_with(&[0x1f, 0x8b]) {
+            return Err("kernel module is gzip-compressed; give Mica the uncompressed Image".into());
+        }
+        return Err("kernel module is not an arm64 Image (no ARM\\x64 magic)".into());
+    }
+    let word = |off: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&kernel[off..off + 8]);
+        u64::from_le_bytes(b)
+    };
+    let image_size = word(16);
+    // An image_size of 0 means an old kernel that expects text_offset 0x80000.
+    let text_offset = if image_size == 0 { 0x8_0000 } else { word(8) };
+    Ok(ImageHeader {
+        text_offset,
+        image_size,
+    })
+}
+
+/// Host memory of a boot module, as a byte slice.
+///
+/// # Safety
+/// `module` must be RAM that holds the module and stays untouched while the slice lives
+/// (boot modules are reserved from the frame allocator).
+unsafe fn module_bytes(module: HostRange) -> &'static [u8] {
+    // SAFETY: per the contract; identity-mapped normal memory.
+    unsafe { core::slice::from_raw_parts(module.start.raw() as *const u8, module.size as usize) }
+}
+
+/// Copies `bytes` into the domain's memory at `gpa`, and cleans the data cache over it so
+/// a guest starting with caches off sees it.
+fn copy_to_guest(dom: &Domain, gpa: GuestPhysAddr, bytes: &[u8]) -> Result<(), String> {
+    let mut done = 0usize;
+    while done < bytes.len() {
+        let at = gpa
+            .checked_add(done as u64)
+            .ok_or_else(|| String::from("guest address overflow"))?;
+        let (host, avail) = dom
+            .ram_to_host(at)
+            .ok_or_else(|| format!("{at} is outside the domain's RAM"))?;
+        let n = (avail as usize).min(bytes.len() - done);
+        // SAFETY: `host..host+n` is RAM owned by this domain (from `ram_to_host`), which is
+        // being built and not yet running; source and destination cannot overlap because
+        // boot modules are reserved from the frame allocator.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes[done..].as_ptr(), host.raw() as *mut u8, n)
+        };
+        crate::cache::clean_to_poc(host.raw() as usize, n);
+        done += n;
+    }
+    Ok(())
+}
+
+fn mpidr_of(index: usize) -> u64 {
+    // Aff0 holds up to 16 CPUs (the GICv3 SGI target list), Aff1 counts groups of 16.
+    ((index as u64 / 16) << 8) | (index as u64 % 16)
+}
+
+/// Guest RAM layout: where each host chunk appears to the guest.
+fn guest_ram_layout(chunks: &[HostRange], direct: bool) -> Result<Vec<(GuestPhysAddr, HostRange)>, String> {
+    if direct {
+        return Ok(chunks.iter().map(|c| (GuestPhysAddr::new(c.start.raw()), *c)).collect());
+    }
+    let mut out = Vec::new();
+    let banks = [
+        (layout::GUEST_RAM0_BASE, layout::GUEST_RAM0_SIZE),
+        (layout::GUEST_RAM1_BASE, layout::GUEST_RAM1_SIZE),
+    ];
+    let (mut bank, mut used) = (0usize, 0u64);
+    for c in chunks {
+        let mut chunk = *c;
+        while chunk.size > 0 {
+            let (base, size) = *banks.get(bank).ok_or("memory does not fit Xen's guest RAM banks")?;
+            let room = size - used;
+            if room == 0 {
+                bank += 1;
+                used = 0;
+                continue;
+            }
+            let n = room.min(chunk.size);
+            let piece = HostRange::new(chunk.start, n).ok_or("bad chunk")?;
+            out.push((GuestPhysAddr::new(base + used), piece));
+            used += n;
+            chunk = HostRange::new(HostPhysAddr::new(chunk.start.raw() + n), chunk.size - n)
+                .ok_or("bad chunk")?;
+        }
+    }
+    Ok(out)
+}
+
+/// Guest RAM as contiguous guest ranges (for the device tree).
+fn guest_banks(ram: &[(GuestPhysAddr, HostRange)]) -> Vec<GuestRange> {
+    let mut banks: Vec<GuestRange> = Vec::new();
+    for &(g, h) in ram {
+        match banks.last_mut() {
+            Some(last) if last.end() == g => last.size += h.size,
+            _ => banks.extend(GuestRange::new(g, h.size)),
+        }
+    }
+    banks
+}
+
+fn allocate_ram(spec: &DomainSpec) -> Result<Vec<HostRange>, String> {
+    let mut frames = FRAMES.lock();
+    let frames = frames.as_mut().ok_or("no frame allocator")?;
+    let size = spec.memory_bytes;
+    if spec.kind == DomainKind::Initial {
+        // Direct-mapped: one contiguous bank keeps IPA == PA simple for Linux.
+        let base = frames.alloc(size, MIB2).ok_or_else(|| {
+            format!(
+                "needs {} MiB of contiguous memory, the largest free block is {} MiB",
+                size >> 20,
+                frames.largest_free() >> 20
+            )
+        })?;
+        Ok(vec![HostRange::new(base, size).ok_or("bad size")?])
+    } else {
+        frames.alloc_chunks(size, MIB2).ok_or_else(|| {
+            format!(
+                "needs {} MiB of memory, only {} MiB are free",
+                size >> 20,
+                frames.free_bytes() >> 20
+            )
+        })
+    }
+}
+
+fn free_ram(chunks: &[HostRange]) {
+    if let Some(frames) = FRAMES.lock().as_mut() {
+        for &c in chunks {
+            let _ = frames.free(c);
+        }
+    }
+}
+
+/// Picks the least loaded online physical CPU.
+fn place_vcpu() -> usize {
+    let loads: Vec<usize> = PCPUS
+        .iter()
+        .map(|p| {
+            if p.online.load(Ordering::Acquire) {
+                p.load.load(Ordering::Relaxed)
+            } else {
+                usize::MAX
+            }
+        })
+        .collect();
+    let cpu = mica_hv::sched::place(&loads);
+    PCPUS[cpu].load.fetch_add(1, Ordering::Relaxed);
+    cpu
+}
+
+/// Builds domain `id` from `spec` and starts its first vCPU.
+pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Result<Arc<Domain>, BuildError> {
+    let fail = |what: String| format!("domain {}: {what}", spec.name);
+    let initial = spec.kind == DomainKind::Initial;
+    // SAFETY: boot modules are reserved in the frame allocator and never written.
+    let kernel = unsafe { module_bytes(spec.kernel) };
+    let header = read_image_header(kernel).map_err(fail)?;
+
+    let chunks = allocate_ram(spec).map_err(fail)?;
+    let ram = match guest_ram_layout(&chunks, initial) {
+        Ok(r) => r,
+        Err(e) => {
+            free_ram(&chunks);
+            return Err(fail(e));
+        }
+    };
+    let vcpu_count = spec.vcpus as usize;
+    let mpidrs: Vec<u64> = (0..vcpu_count).map(mpidr_of).collect();
+
+    // Stage 2: guest RAM only. Devices trap and are emulated.
+    let mut table = {
+        let mut frames = FRAMES.lock();
+        let frames = frames.as_mut().ok_or_else(|| fail("no frame allocator".into()))?;
+        let mut tables = FrameTables(frames);
+        let mut table = PageTable::new(&mut tables).map_err(|e| fail(format!("stage 2: {e:?}")))?;
+        for &(g, h) in &ram {
+            if let Err(e) = table.map(&mut tables, g.raw(), h.start.raw(), h.size, stage2_ram()) {
+                table.destroy(&mut tables);
+                drop(frames);
+                free_ram(&chunks);
+                return Err(fail(format!("stage 2 mapping failed: {e:?}")));
+            }
+        }
+        Some(table)
+    };
+    let root = table.as_ref().map(|t| t.root()).unwrap_or(0);
+
+    let (gic_cfg, uart) = if initial {
+        let uart = host.uart.as_ref().ok_or_else(|| fail("the host has no console UART to mirror".into()))?;
+        let redist = host.gic.redist.first().ok_or_else(|| fail("host GIC has no redistributors".into()))?;
+        (
+            VgicConfig {
+                dist_base: GuestPhysAddr::new(host.gic.dist.start.raw()),
+                redist_base: GuestPhysAddr::new(redist.start.raw()),
+                vcpu_mpidrs: mpidrs.clone(),
+                nr_spis: 256,
+            },
+            VirtualUart {
+                model: Mutex::new(Vpl011::new()),
+                range: GuestRange::new(GuestPhysAddr::new(uart.base.start.raw()), uart.base.size)
+                    .ok_or_else(|| fail("bad UART range".into()))?,
+                intid: uart.intid.unwrap_or(layout::GUEST_VPL011_SPI),
+            },
+        )
+    } else {
+        (
+            VgicConfig {
+                dist_base: GuestPhysAddr::new(layout::GUEST_GICD_BASE),
+                redist_base: GuestPhysAddr::new(layout::GUEST_GICR_BASE),
+                vcpu_mpidrs: mpidrs.clone(),
+                nr_spis: DOMU_SPIS,
+            },
+            VirtualUart {
+                model: Mutex::new(Vpl011::new()),
+                range: GuestRange::new(GuestPhysAddr::new(layout::GUEST_PL011_BASE), layout::GUEST_PL011_SIZE)
+                    .ok_or_else(|| fail("bad UART range".into()))?,
+                intid: layout::GUEST_VPL011_SPI,
+            },
+        )
+    };
+    let vgic = Vgic::new(gic_cfg).map_err(|e| fail(format!("virtual GIC: {e:?}")))?;
+
+    let vcpus = (0..vcpu_count)
+        .map(|index| Vcpu::new(index, place_vcpu(), mpidrs[index]))
+        .collect();
+    let dom = Domain {
+        id,
+        name: spec.name.clone(),
+        initial,
+        vttbr: stage2::vttbr(root, id + 1),
+        ram,
+        stage2: Mutex::new(table.take()),
+        vgic,
+        uart,
+        vcpus,
+        dying: AtomicBool::new(false),
+        log_limit: Mutex::new(RateLimiter::new(10, 2)),
+    };
+    // From here on, dropping `dom` frees its memory and tables.
+
+    let ram_base = dom.ram[0].0;
+    let ram_size: u64 = dom.ram.iter().map(|(_, h)| h.size).sum();
+    let ram_end = ram_base.raw() + ram_size;
+    let kernel_at = ram_base
+        .checked_add(header.text_offset)
+        .ok_or_else(|| fail("bad text_offset".into()))?;
+    let kernel_end = kernel_at.raw() + header.image_size.max(kernel.len() as u64);
+    let mut next = align_up(kernel_end, MIB2);
+    copy_to_guest(&dom, kernel_at, kernel).map_err(|e| fail(format!("loading the kernel: {e}")))?;
+
+    let initrd = match spec.ramdisk {
+        Some(module) => {
+            // SAFETY: as for the kernel.
+            let bytes = unsafe { module_bytes(module) };
+            let at = GuestPhysAddr::new(next);
+            copy_to_guest(&dom, at, bytes).map_err(|e| fail(format!("loading the initrd: {e}")))?;
+            next = align_up(next + bytes.len() as u64, MIB2);
+            GuestRange::new(at, bytes.len() as u64)
+        }
+        None => None,
+    };
+
+    let bootargs = spec.bootargs.as_deref();
+    let dtb = if initial {
+        let banks: Vec<HostRange> = dom.ram.iter().map(|&(_, h)| h).collect();
+        let initrd_host = initrd.and_then(|r| HostRange::new(HostPhysAddr::new(r.start.raw()), r.size));
+        guest_fdt::rewrite_dom0_fdt(
+            host_dtb,
+            &Dom0Fdt {
+                ram: banks,
+                vcpu_mpidrs: mpidrs.clone(),
+                bootargs,
+                initrd: initrd_host,
+                uart_path: host.uart.as_ref().map(|u| u.path.as_str()),
+                keep_devices: &[],
+            },
+        )
+    } else {
+        let redist_size = REDIST_FRAME * vcpu_count as u64;
+        guest_fdt::build_domu_fdt(&DomuFdt {
+            ram: guest_banks(&dom.ram),
+            vcpu_mpidrs: mpidrs.clone(),
+            gic: GuestGic::V3 {
+                dist: GuestRange::new(GuestPhysAddr::new(layout::GUEST_GICD_BASE), layout::GUEST_GICD_SIZE)
+                    .ok_or_else(|| fail("bad GICD range".into()))?,
+                redist: GuestRange::new(GuestPhysAddr::new(layout::GUEST_GICR_BASE), redist_size)
+                    .ok_or_else(|| fail("bad GICR range".into()))?,
+            },
+            timer_flags: host.timer.flags,
+            vpl011: Some((dom.uart.range, dom.uart.intid)),
+            bootargs,
+            initrd,
+            hypervisor_node: false,
+        })
+    }
+    .map_err(|e| fail(format!("building its device tree: {e:?}")))?;
+    if dtb.len() as u64 > MAX_GUEST_DTB {
+        return Err(fail("device tree too large".into()));
+    }
+    let dtb_at = GuestPhysAddr::new(next);
+    if next + MAX_GUEST_DTB > ram_end {
+        return Err(fail(format!(
+            "{} MiB of memory is too small for its kernel, initrd and device tree",
+            ram_size >> 20
+        )));
+    }
+    copy_to_guest(&dom, dtb_at, &dtb).map_err(|e| fail(format!("loading its device tree: {e}")))?;
+    crate::cache::invalidate_icache();
+
+    *dom.vcpus[0].power.lock() = Power::OnPending {
+        entry: kernel_at.raw(),
+        context: dtb_at.raw(),
+    };
+    Ok(Arc::new(dom))
+}
+
+fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}

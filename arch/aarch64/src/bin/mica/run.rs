@@ -1,0 +1,756 @@
+//! The per-CPU scheduling loop: pick a vCPU, run it, handle what made it exit.
+
+use crate::esr::{self, Decoded, Syndrome};
+use crate::vcpu::{timer_ctl, ExitKind, VcpuContext, SPSR_EL1H_MASKED};
+use crate::world::{self, Domain, Power, DOMAINS, PCPUS};
+use crate::{consoles, firmware, gic, stage2, timer};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use aarch64_cpu::registers::*;
+use core::sync::atomic::Ordering;
+use mica_guest_abi::layout::{PHYS_TIMER_PPI, VIRT_TIMER_PPI};
+use mica_hv::addr::GuestPhysAddr;
+use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess, SysRegId};
+use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
+use mica_hv::sched::Scheduler;
+use mica_hv::vgic::{ListReg, VcpuSet};
+use tock_registers::interfaces::{Readable, Writeable};
+
+/// The Xen hypercall immediate (`HVC #0xEA1`).
+const XEN_HYPERCALL_IMM: u16 = 0xEA1;
+/// -ENOSYS, for hypercalls not implemented yet.
+const ENOSYS: i64 = -38;
+/// Longest Mica sleeps without looking at its timers and consoles, in microseconds.
+const HOUSEKEEPING_US: u64 = 10_000;
+
+/// ESR_EL1 syndromes Mica injects.
+mod inject {
+    /// Exception class: unknown reason (an undefined instruction).
+    pub const EC_UNKNOWN: u64 = 0x00;
+    /// Exception class: data abort taken without a change of exception level.
+    pub const EC_DABT_SAME_EL: u64 = 0x25;
+    /// Exception class: data abort from a lower exception level.
+    pub const EC_DABT_LOWER_EL: u64 = 0x24;
+    /// Instruction length bit (32-bit instruction).
+    pub const IL: u64 = 1 << 25;
+    /// Data fault status: synchronous external abort, not on a table walk.
+    pub const DFSC_EXTERNAL: u64 = 0b01_0000;
+}
+
+/// System registers Mica emulates.
+mod regs {
+    use mica_hv::exit::SysRegId;
+    const fn id(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> SysRegId {
+        SysRegId { op0, op1, crn, crm, op2 }
+    }
+    pub const ICC_SGI1R_EL1: SysRegId = id(3, 0, 12, 11, 5);
+    pub const ICC_ASGI1R_EL1: SysRegId = id(3, 0, 12, 11, 6);
+    pub const ICC_SGI0R_EL1: SysRegId = id(3, 0, 12, 11, 7);
+    pub const CNTP_TVAL_EL0: SysRegId = id(3, 3, 14, 2, 0);
+    pub const CNTP_CTL_EL0: SysRegId = id(3, 3, 14, 2, 1);
+    pub const CNTP_CVAL_EL0: SysRegId = id(3, 3, 14, 2, 2);
+    pub const MDSCR_EL1: SysRegId = id(2, 0, 0, 2, 2);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    /// The guest's virtual timer, while its vCPU is not loaded.
+    Virtual,
+    /// The emulated EL1 physical timer.
+    Physical,
+}
+
+struct TimerEvent {
+    deadline: u64,
+    domain: u16,
+    vcpu: usize,
+    kind: TimerKind,
+}
+
+/// State only this physical CPU touches.
+pub struct Local {
+    cpu: usize,
+    loaded: Option<(Arc<Domain>, usize)>,
+    timers: Vec<TimerEvent>,
+}
+
+/// What to do after handling an exit.
+#[derive(PartialEq, Eq)]
+enum Next {
+    /// Keep running the same vCPU.
+    Continue,
+    /// Go back to the scheduler.
+    Reschedule,
+}
+
+/// This CPU's logical index (kept in TPIDR_EL2).
+pub fn this_cpu() -> usize {
+    TPIDR_EL2.get() as usize
+}
+
+/// Sets up the EL2 controls every guest runs under. Every CPU, once.
+pub fn init_cpu(cpu: usize) {
+    TPIDR_EL2.set(cpu as u64);
+    HCR_EL2.write(
+        HCR_EL2::RW::EL1IsAarch64
+            + HCR_EL2::VM::Enable
+            + HCR_EL2::SWIO::SET
+            + HCR_EL2::FMO::EnableVirtualFIQ
+            + HCR_EL2::IMO::EnableVirtualIRQ
+            + HCR_EL2::AMO::SET
+            + HCR_EL2::FB::SET
+            + HCR_EL2::BSU::InnerShareable
+            + HCR_EL2::TWI::SET
+            + HCR_EL2::TWE::SET
+            + HCR_EL2::TSC::SET
+            + HCR_EL2::TIDCP::SET,
+    );
+    // Debug and performance-monitor registers trap and read as zero, so a guest can
+    // neither see nor disturb another's counters.
+    let pmu_counters = (PMCR_EL0_N.get() >> 11) & 0x1f;
+    MDCR_EL2.write(
+        MDCR_EL2::TDA::SET
+            + MDCR_EL2::TDOSA::SET
+            + MDCR_EL2::TDRA::SET
+            + MDCR_EL2::TPM::SET
+            + MDCR_EL2::TPMCR::SET
+            + MDCR_EL2::HPMN.val(pmu_counters),
+    );
+    // Guests own FP/SIMD; Mica saves it on a vCPU switch (the hypervisor itself is built
+    // soft-float and never touches it).
+    CPTR_EL2.set(0x33ff);
+    stage2::init_cpu();
+    timer::init_cpu();
+}
+
+/// PMCR_EL0, read only for its counter count.
+struct PmcrEl0;
+const PMCR_EL0_N: PmcrEl0 = PmcrEl0;
+impl PmcrEl0 {
+    fn get(&self) -> u64 {
+        let v: u64;
+        // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
+        unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+}
+
+/// Runs the scheduler on this CPU forever.
+pub fn run(cpu: usize) -> ! {
+    let mut local = Local {
+        cpu,
+        loaded: None,
+        timers: Vec::new(),
+    };
+    loop {
+        let now = timer::now();
+        fire_timers(&mut local, now);
+        if cpu == 0 {
+            consoles::flush_idle(now);
+        }
+        if local.loaded.as_ref().is_some_and(|(d, _)| d.dying.load(Ordering::Acquire)) {
+            drop_loaded(&mut local);
+        }
+        let decision = with_sched(cpu, |s| s.pick_next(now));
+        let Some(pick) = decision.run else {
+            idle(&mut local);
+            continue;
+        };
+        match world::domain(pick.domain) {
+            Some(dom) if usize::from(pick.vcpu) < dom.vcpus.len() => {
+                run_vcpu(&mut local, dom, usize::from(pick.vcpu), decision.until)
+            }
+            // A vCPU of a domain that is gone: forget it.
+            _ => with_sched(cpu, |s| s.remove(pick)),
+        }
+    }
+}
+
+fn with_sched<R>(cpu: usize, f: impl FnOnce(&mut mica_hv::sched::RoundRobin) -> R) -> R {
+    let mut guard = PCPUS[cpu].sched.lock();
+    let sched = guard
+        .as_mut()
+        .unwrap_or_else(|| panic!("CPU {cpu} has no scheduler (hypervisor bug)"));
+    f(sched)
+}
+
+fn idle(local: &mut Local) {
+    let deadline = next_deadline(local, None);
+    timer::set_deadline(deadline);
+    aarch64_cpu::asm::wfi();
+    handle_irqs(local);
+}
+
+fn next_deadline(local: &Local, until: Option<u64>) -> u64 {
+    let housekeeping = timer::now() + timer::us_to_ticks(HOUSEKEEPING_US);
+    local
+        .timers
+        .iter()
+        .map(|t| t.deadline)
+        .chain(until)
+        .fold(housekeeping, u64::min)
+}
+
+/// Drops the loaded vCPU without saving it (its domain is gone).
+fn drop_loaded(local: &mut Local) {
+    if local.loaded.take().is_some() {
+        CNTV_CTL_EL0.set(0);
+    }
+}
+
+fn unload(local: &mut Local) {
+    let Some((dom, index)) = local.loaded.take() else {
+        return;
+    };
+    if dom.dying.load(Ordering::Acquire) {
+        CNTV_CTL_EL0.set(0);
+        return;
+    }
+    // SAFETY: the vCPU is pinned to this CPU.
+    let ctx = unsafe { dom.vcpus[index].context() };
+    ctx.save();
+    if let Some(deadline) = ctx.vtimer_deadline() {
+        local.timers.push(TimerEvent {
+            deadline,
+            domain: dom.id,
+            vcpu: index,
+            kind: TimerKind::Virtual,
+        });
+    }
+}
+
+/// Makes `(dom, index)` the vCPU whose state is in the registers.
+fn switch_to(local: &mut Local, dom: &Arc<Domain>, index: usize) {
+    let already = matches!(&local.loaded, Some((d, i)) if Arc::ptr_eq(d, dom) && *i == index);
+    let vcpu = &dom.vcpus[index];
+    // SAFETY: the vCPU is pinned to this CPU.
+    let ctx = unsafe { vcpu.context() };
+    let start = {
+        let mut power = vcpu.power.lock();
+        match *power {
+            Power::OnPending { entry, context } => {
+                *power = Power::On;
+                Some((entry, context))
+            }
+            _ => None,
+        }
+    };
+    if !already {
+        unload(local);
+        stage2::load(dom.vttbr);
+        local
+            .timers
+            .retain(|t| !(t.domain == dom.id && t.vcpu == index && t.kind == TimerKind::Virtual));
+        local.loaded = Some((dom.clone(), index));
+    }
+    if let Some((entry, context)) = start {
+        ctx.reset(entry, context, vcpu.mpidr);
+        ctx.restore();
+    } else if !already {
+        ctx.restore();
+    }
+}
+
+fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64>) {
+    switch_to(local, &dom, index);
+    timer::set_deadline(next_deadline(local, until));
+    let lr_count = gic::list_register_count();
+    let mut lrs = [ListReg::default(); 16];
+    loop {
+        if dom.dying.load(Ordering::Acquire) {
+            return;
+        }
+        let fill = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
+        for (i, lr) in lrs[..lr_count].iter().enumerate() {
+            gic::write_lr(i, lr);
+        }
+        gic::set_underflow_interrupt(fill.overflow);
+        // SAFETY: the vCPU is pinned to this CPU and loaded.
+        let ctx = unsafe { dom.vcpus[index].context() };
+        let kind = ctx.run();
+        for (i, lr) in lrs[..lr_count].iter_mut().enumerate() {
+            *lr = gic::read_lr(i);
+        }
+        dom.vgic.sync_from_lrs(index, &lrs[..lr_count]);
+        let next = match kind {
+            ExitKind::Irq | ExitKind::Fiq => {
+                if handle_irqs(local) {
+                    Next::Reschedule
+                } else {
+                    Next::Continue
+                }
+            }
+            ExitKind::Sync => handle_sync(local, &dom, index, ctx),
+            ExitKind::SError => {
+                guest_log(&dom, format_args!("SError from the guest at {:#x}; ending it", ctx.regs.elr));
+                destroy(&dom, ShutdownReason::Crash);
+                Next::Reschedule
+            }
+        };
+        if next == Next::Reschedule {
+            return;
+        }
+    }
+}
+
+/// Handles every pending physical interrupt. Returns whether the scheduler should run.
+fn handle_irqs(local: &mut Local) -> bool {
+    let mut resched = false;
+    while let Some(intid) = gic::acknowledge() {
+        match intid {
+            mica_guest_abi::layout::HYP_TIMER_PPI => {
+                CNTHP_CTL_EL2.set(0);
+                resched = true;
+            }
+            VIRT_TIMER_PPI => {
+                // The loaded vCPU's timer fired: mask it (the guest unmasks it when it
+                // programs the next deadline) and pass the interrupt on.
+                CNTV_CTL_EL0.set(CNTV_CTL_EL0.get() | timer_ctl::IMASK);
+                if let Some((dom, index)) = &local.loaded {
+                    let set = dom.vgic.inject(*index, VIRT_TIMER_PPI);
+                    kick(dom, set);
+                }
+            }
+            gic::PPI_MAINTENANCE => gic::set_underflow_interrupt(false),
+            gic::SGI_KICK => resched = true,
+            other if Some(other) == consoles::uart_intid() => {
+                while let Some(byte) = crate::console::poll_input() {
+                    consoles::input(byte);
+                }
+            }
+            other => crate::info!("unexpected physical interrupt {other} ignored"),
+        }
+        gic::end_of_interrupt(intid);
+    }
+    resched
+}
+
+fn fire_timers(local: &mut Local, now: u64) {
+    let mut i = 0;
+    while i < local.timers.len() {
+        if local.timers[i].deadline > now {
+            i += 1;
+            continue;
+        }
+        let ev = local.timers.swap_remove(i);
+        let Some(dom) = world::domain(ev.domain) else {
+            continue;
+        };
+        let intid = match ev.kind {
+            TimerKind::Virtual => {
+                // SAFETY: the vCPU is pinned to this CPU and not loaded (its virtual timer
+                // events are dropped when it is loaded).
+                let ctx = unsafe { dom.vcpus[ev.vcpu].context() };
+                ctx.el1.cntv_ctl |= timer_ctl::IMASK;
+                VIRT_TIMER_PPI
+            }
+            TimerKind::Physical => PHYS_TIMER_PPI,
+        };
+        let set = dom.vgic.inject(ev.vcpu, intid);
+        kick(&dom, set);
+    }
+}
+
+/// Wakes the vCPUs in `set` and nudges their physical CPUs.
+pub fn kick(dom: &Domain, set: VcpuSet) {
+    let me = this_cpu();
+    for index in set.iter() {
+        let Some(vcpu) = dom.vcpus.get(index) else {
+            continue;
+        };
+        if *vcpu.power.lock() == Power::Off {
+            continue;
+        }
+        with_sched(vcpu.pcpu, |s| s.wake(dom.vcpu_ref(index)));
+        if vcpu.pcpu != me {
+            gic::send_sgi(PCPUS[vcpu.pcpu].mpidr.load(Ordering::Relaxed) as u64, gic::SGI_KICK);
+        }
+    }
+}
+
+/// A log line about a guest, rate-limited per domain.
+fn guest_log(dom: &Domain, args: core::fmt::Arguments<'_>) {
+    let allowed = dom.log_limit.lock().allow(timer::now(), timer::frequency());
+    if allowed {
+        crate::info!("DOM{} ({}): {}", dom.id, dom.name, args);
+    }
+}
+
+fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext) -> Next {
+    let syn = Syndrome {
+        esr: ESR_EL2.get(),
+        far: FAR_EL2.get(),
+        hpfar: HPFAR_EL2.get(),
+    };
+    let decoded = esr::decode(&syn, &ctx.regs.x);
+    let (exit, dest) = match decoded {
+        Decoded::Plain(e) => (e, None),
+        Decoded::Mmio(e, r) => (e, Some(Dest::Mmio(r))),
+        Decoded::SysReg(e, rt) => (e, Some(Dest::SysReg(rt.0))),
+    };
+    // HVC's preferred return address is already the next instruction; everything else
+    // trapped here returns to the trapping instruction.
+    let skip = if matches!(exit, Exit::Hvc { .. }) { 0 } else { 4 };
+    let action = match exit {
+        Exit::Hvc { imm: 0, args } | Exit::Smc { imm: 0, args } => {
+            let mut env = DomainPsci { dom, caller: index };
+            psci::handle(psci::decode(&args), &mut env)
+        }
+        Exit::Hvc { imm: XEN_HYPERCALL_IMM, .. } => Action::ResumeWith {
+            regs: [Some(ENOSYS as u64), None, None, None],
+        },
+        Exit::Hvc { imm, .. } | Exit::Smc { imm, .. } => {
+            guest_log(dom, format_args!("unknown HVC/SMC immediate {imm:#x}"));
+            Action::InjectUndefined
+        }
+        Exit::Mmio(access) => mmio(dom, index, access),
+        Exit::UndecodableAbort { addr, instruction } => {
+            guest_log(
+                dom,
+                format_args!(
+                    "{} at unmapped {addr} (pc {:#x}): data abort injected",
+                    if instruction { "instruction fetch" } else { "access" },
+                    ctx.regs.elr
+                ),
+            );
+            Action::InjectDataAbort { addr }
+        }
+        Exit::SysReg(access) => sysreg(local, dom, index, ctx, access),
+        Exit::WaitForInterrupt => Action::Block,
+        Exit::WaitForEvent => Action::Yield,
+        Exit::Unknown { syndrome } => {
+            guest_log(dom, format_args!("unhandled exception (ESR {syndrome:#x}); ending the domain"));
+            Action::ShutdownDomain(ShutdownReason::Crash)
+        }
+    };
+    apply(dom, index, ctx, action, skip, dest, &syn)
+}
+
+enum Dest {
+    Mmio(esr::MmioRegister),
+    SysReg(u8),
+}
+
+fn apply(
+    dom: &Arc<Domain>,
+    index: usize,
+    ctx: &mut VcpuContext,
+    action: Action,
+    skip: u64,
+    dest: Option<Dest>,
+    syn: &Syndrome,
+) -> Next {
+    match action {
+        Action::Resume => {
+            ctx.regs.elr += skip;
+            Next::Continue
+        }
+        Action::ResumeWith { regs } => {
+            for (i, r) in regs.iter().enumerate() {
+                if let Some(v) = r {
+                    ctx.regs.x[i] = *v;
+                }
+            }
+            ctx.regs.elr += skip;
+            Next::Continue
+        }
+        Action::CompleteRead { value } => {
+            match dest {
+                Some(Dest::Mmio(r)) if r.rt < 31 => {
+                    let size = match decode_size(syn) {
+                        Some(s) => s,
+                        None => mica_hv::exit::AccessSize::Double,
+                    };
+                    ctx.regs.x[usize::from(r.rt)] = esr::extend_read(value, size, r);
+                }
+                Some(Dest::SysReg(rt)) if rt < 31 => ctx.regs.x[usize::from(rt)] = value,
+                _ => {}
+            }
+            ctx.regs.elr += skip;
+            Next::Continue
+        }
+        Action::InjectDataAbort { .. } => {
+            let el1 = (ctx.regs.spsr >> 2) & 0x3 == 1;
+            let ec = if el1 { inject::EC_DABT_SAME_EL } else { inject::EC_DABT_LOWER_EL };
+            let wnr = syn.esr & (1 << 6);
+            inject_exception(ctx, (ec << 26) | inject::IL | wnr | inject::DFSC_EXTERNAL, Some(syn.far));
+            Next::Continue
+        }
+        Action::InjectUndefined => {
+            inject_exception(ctx, (inject::EC_UNKNOWN << 26) | inject::IL, None);
+            Next::Continue
+        }
+        Action::Block => {
+            ctx.regs.elr += skip;
+            // Under the run-queue lock, so a wake-up between the check and the block is
+            // not lost (wakers take the same lock after making the interrupt pending).
+            let vref = dom.vcpu_ref(index);
+            let blocked = with_sched(this_cpu(), |s| {
+                if dom.vgic.has_deliverable(index) {
+                    false
+                } else {
+                    s.block(vref);
+                    true
+                }
+            });
+            if blocked {
+                Next::Reschedule
+            } else {
+                Next::Continue
+            }
+        }
+        Action::Yield => {
+            ctx.regs.elr += skip;
+            with_sched(this_cpu(), |s| s.yield_now(dom.vcpu_ref(index)));
+            Next::Reschedule
+        }
+        Action::VcpuOff => {
+            ctx.regs.elr += skip;
+            *dom.vcpus[index].power.lock() = Power::Off;
+            with_sched(this_cpu(), |s| s.block(dom.vcpu_ref(index)));
+            Next::Reschedule
+        }
+        Action::ShutdownDomain(reason) => {
+            destroy(dom, reason);
+            Next::Reschedule
+        }
+    }
+}
+
+fn decode_size(syn: &Syndrome) -> Option<mica_hv::exit::AccessSize> {
+    mica_hv::exit::AccessSize::from_bytes(1 << ((syn.esr >> 22) & 0x3))
+}
+
+/// Makes the guest take a synchronous exception at EL1 with syndrome `esr`.
+fn inject_exception(ctx: &mut VcpuContext, esr: u64, far: Option<u64>) {
+    let spsr = ctx.regs.spsr;
+    let from_el1 = (spsr >> 2) & 0x3 == 1;
+    let aarch32 = spsr & (1 << 4) != 0;
+    let offset = match (from_el1, spsr & 1 == 1, aarch32) {
+        (true, true, _) => 0x200,
+        (true, false, _) => 0x000,
+        (false, _, false) => 0x400,
+        (false, _, true) => 0x600,
+    };
+    ELR_EL1.set(ctx.regs.elr);
+    SPSR_EL1.set(spsr);
+    ESR_EL1.set(esr);
+    if let Some(far) = far {
+        FAR_EL1.set(far);
+    }
+    ctx.regs.elr = VBAR_EL1.get() + offset;
+    ctx.regs.spsr = SPSR_EL1H_MASKED;
+}
+
+fn mmio(dom: &Arc<Domain>, index: usize, access: MmioAccess) -> Action {
+    if let Some(result) = dom.vgic.mmio(index, access) {
+        return match result {
+            Ok(outcome) => {
+                kick(dom, outcome.kick);
+                match outcome.read {
+                    Some(value) => Action::CompleteRead { value },
+                    None => Action::Resume,
+                }
+            }
+            Err(_) => {
+                guest_log(dom, format_args!("bad GIC access {access:?}: data abort injected"));
+                Action::InjectDataAbort { addr: access.addr }
+            }
+        };
+    }
+    if let Some(offset) = access.addr.offset_from(dom.uart.range.start).filter(|&o| o < dom.uart.range.size) {
+        return uart_access(dom, offset, access);
+    }
+    guest_log(
+        dom,
+        format_args!("access to unmapped {} ({}): data abort injected", access.addr, if access.write.is_some() { "write" } else { "read" }),
+    );
+    Action::InjectDataAbort { addr: access.addr }
+}
+
+fn uart_access(dom: &Arc<Domain>, offset: u64, access: MmioAccess) -> Action {
+    let mut out = [0u8; 8];
+    let mut n = 0;
+    let (result, line) = {
+        let mut uart = dom.uart.model.lock();
+        let r = uart.mmio(offset, access.size, access.write, &mut |b| {
+            if n < out.len() {
+                out[n] = b;
+                n += 1;
+            }
+        });
+        (r, uart.irq_line())
+    };
+    for &b in &out[..n] {
+        consoles::guest_byte(dom.id, b);
+    }
+    kick(dom, dom.vgic.set_level(dom.uart.intid, line));
+    match result {
+        Ok(value) if access.write.is_none() => Action::CompleteRead { value },
+        Ok(_) => Action::Resume,
+        Err(_) => Action::InjectDataAbort { addr: access.addr },
+    }
+}
+
+fn sysreg(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext, a: SysRegAccess) -> Action {
+    let read = |v: u64| Action::CompleteRead { value: v };
+    if a.is(regs::ICC_SGI1R_EL1) {
+        if let Some(v) = a.write {
+            kick(dom, dom.vgic.write_sgi1r(index, v));
+        }
+        return Action::Resume;
+    }
+    if a.is(regs::ICC_SGI0R_EL1) || a.is(regs::ICC_ASGI1R_EL1) {
+        // Group 0 and alternate SGIs have no meaning for a guest with one security state.
+        return Action::Resume;
+    }
+    if a.is(regs::CNTP_CTL_EL0) || a.is(regs::CNTP_CVAL_EL0) || a.is(regs::CNTP_TVAL_EL0) {
+        return phys_timer(local, dom, index, ctx, a);
+    }
+    if a.is(regs::MDSCR_EL1) {
+        return match a.write {
+            Some(v) => {
+                ctx.mdscr = v;
+                Action::Resume
+            }
+            None => read(ctx.mdscr),
+        };
+    }
+    // Debug (op0 = 2) and PMU (CRn = 9, CRn = 14 op1 = 3) registers: read as zero,
+    // writes ignored, like a CPU with nothing to debug or count.
+    let is_pmu = a.op0 == 3 && (a.crn == 9 || (a.crn == 14 && a.op1 == 3 && a.crm >= 8));
+    if a.op0 == 2 || is_pmu {
+        return match a.write {
+            Some(_) => Action::Resume,
+            None => read(0),
+        };
+    }
+    guest_log(
+        dom,
+        format_args!(
+            "system register S{}_{}_C{}_C{}_{} not emulated: undefined instruction injected",
+            a.op0, a.op1, a.crn, a.crm, a.op2
+        ),
+    );
+    Action::InjectUndefined
+}
+
+fn phys_timer(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext, a: SysRegAccess) -> Action {
+    let now = timer::now();
+    let t = &mut ctx.ptimer;
+    match a.write {
+        None => {
+            let value = if a.is(regs::CNTP_CTL_EL0) {
+                let fired = t.ctl & timer_ctl::ENABLE != 0 && now >= t.cval;
+                (t.ctl & (timer_ctl::ENABLE | timer_ctl::IMASK)) | if fired { timer_ctl::ISTATUS } else { 0 }
+            } else if a.is(regs::CNTP_CVAL_EL0) {
+                t.cval
+            } else {
+                // TVAL is a signed 32-bit down-counter.
+                u64::from(t.cval.wrapping_sub(now) as u32)
+            };
+            return Action::CompleteRead { value };
+        }
+        Some(v) => {
+            if a.is(regs::CNTP_CTL_EL0) {
+                t.ctl = v & (timer_ctl::ENABLE | timer_ctl::IMASK);
+            } else if a.is(regs::CNTP_CVAL_EL0) {
+                t.cval = v;
+            } else {
+                t.cval = now.wrapping_add(i64::from(v as u32 as i32) as u64);
+            }
+        }
+    }
+    let (ctl, cval) = (t.ctl, t.cval);
+    local
+        .timers
+        .retain(|e| !(e.domain == dom.id && e.vcpu == index && e.kind == TimerKind::Physical));
+    if ctl & timer_ctl::ENABLE != 0 && ctl & timer_ctl::IMASK == 0 {
+        local.timers.push(TimerEvent {
+            deadline: cval,
+            domain: dom.id,
+            vcpu: index,
+            kind: TimerKind::Physical,
+        });
+        timer::set_deadline(next_deadline(local, None));
+    }
+    Action::Resume
+}
+
+/// PSCI as a domain sees it.
+struct DomainPsci<'a> {
+    dom: &'a Arc<Domain>,
+    #[allow(dead_code)]
+    caller: usize,
+}
+
+impl PsciEnv for DomainPsci<'_> {
+    fn vcpu_index_by_mpidr(&self, mpidr: u64) -> Option<usize> {
+        let affinity = mpidr & 0xff_00ff_ffff;
+        self.dom.vcpus.iter().position(|v| v.mpidr == affinity)
+    }
+    fn vcpu_state(&self, idx: usize) -> VcpuPowerState {
+        match self.dom.vcpus.get(idx).map(|v| *v.power.lock()) {
+            Some(Power::On) => VcpuPowerState::On,
+            Some(Power::OnPending { .. }) => VcpuPowerState::OnPending,
+            _ => VcpuPowerState::Off,
+        }
+    }
+    fn power_on(&mut self, idx: usize, entry: u64, context: u64) -> Result<(), PowerOnError> {
+        let vcpu = self.dom.vcpus.get(idx).ok_or(PowerOnError::InvalidAddress)?;
+        {
+            let mut power = vcpu.power.lock();
+            match *power {
+                Power::On => return Err(PowerOnError::AlreadyOn),
+                Power::OnPending { .. } => return Err(PowerOnError::OnPending),
+                Power::Off => *power = Power::OnPending { entry, context },
+            }
+        }
+        let mut set = VcpuSet::default();
+        set.insert(idx);
+        kick(self.dom, set);
+        Ok(())
+    }
+    fn entry_is_valid(&self, entry: u64) -> bool {
+        entry % 4 == 0 && self.dom.is_ram(GuestPhysAddr::new(entry), 4)
+    }
+}
+
+/// Ends a domain: its vCPUs stop, its memory is scrubbed and freed when the last CPU
+/// lets go of it. The initial domain's end powers the machine off (or resets it).
+pub fn destroy(dom: &Arc<Domain>, reason: ShutdownReason) {
+    if dom.dying.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let how = match reason {
+        ShutdownReason::PowerOff => "powered off",
+        ShutdownReason::Reboot => "asked for a reset",
+        ShutdownReason::Crash => "crashed",
+    };
+    consoles::remove_domain(dom.id);
+    crate::info!("DOM{} ({}) {how}; domain destroyed", dom.id, dom.name);
+    if let Some(slot) = DOMAINS.write().get_mut(usize::from(dom.id)) {
+        *slot = None;
+    }
+    let me = this_cpu();
+    for (index, vcpu) in dom.vcpus.iter().enumerate() {
+        with_sched(vcpu.pcpu, |s| s.remove(dom.vcpu_ref(index)));
+        PCPUS[vcpu.pcpu].load.fetch_sub(1, Ordering::Relaxed);
+        if vcpu.pcpu != me {
+            gic::send_sgi(PCPUS[vcpu.pcpu].mpidr.load(Ordering::Relaxed) as u64, gic::SGI_KICK);
+        }
+    }
+    let none_left = DOMAINS.read().iter().all(|d| d.is_none());
+    if dom.initial || none_left {
+        if dom.initial && reason == ShutdownReason::Reboot {
+            crate::info!("initial domain reset: resetting the machine");
+            firmware::system_reset();
+        }
+        crate::info!(
+            "{}: powering off",
+            if dom.initial { "initial domain ended" } else { "no domains left" }
+        );
+        firmware::system_off();
+        crate::halt();
+    }
+}
