@@ -214,7 +214,13 @@ mod tests {
     #[test]
     fn empty_idles() {
         let mut s = RoundRobin::new(10);
-        assert_eq!(s.pick_next(0), Decision { run: None, until: None });
+        assert_eq!(
+            s.pick_next(0),
+            Decision {
+                run: None,
+                until: None
+            }
+        );
         assert!(s.is_empty());
     }
 
@@ -223,10 +229,22 @@ mod tests {
         let mut s = RoundRobin::new(10);
         s.insert(v(1, 0));
         for t in [0, 5, 100, 1_000_000] {
-            assert_eq!(s.pick_next(t), Decision { run: Some(v(1, 0)), until: None });
+            assert_eq!(
+                s.pick_next(t),
+                Decision {
+                    run: Some(v(1, 0)),
+                    until: None
+                }
+            );
         }
         s.yield_now(v(1, 0));
-        assert_eq!(s.pick_next(2_000_000), Decision { run: Some(v(1, 0)), until: None });
+        assert_eq!(
+            s.pick_next(2_000_000),
+            Decision {
+                run: Some(v(1, 0)),
+                until: None
+            }
+        );
     }
 
     #[test]
@@ -256,7 +274,13 @@ mod tests {
         s.insert(v(1, 1));
         assert_eq!(s.pick_next(0).run, Some(v(1, 0)));
         // A spurious reschedule (say after an interrupt) inside the slice keeps it.
-        assert_eq!(s.pick_next(5), Decision { run: Some(v(1, 0)), until: Some(10) });
+        assert_eq!(
+            s.pick_next(5),
+            Decision {
+                run: Some(v(1, 0)),
+                until: Some(10)
+            }
+        );
         assert_eq!(s.pick_next(10).run, Some(v(1, 1)));
     }
 
@@ -266,10 +290,28 @@ mod tests {
         s.insert(v(1, 0));
         s.insert(v(2, 0));
         s.block(v(2, 0));
-        assert_eq!(s.pick_next(0), Decision { run: Some(v(1, 0)), until: None });
+        assert_eq!(
+            s.pick_next(0),
+            Decision {
+                run: Some(v(1, 0)),
+                until: None
+            }
+        );
         s.wake(v(2, 0));
-        assert_eq!(s.pick_next(50), Decision { run: Some(v(1, 0)), until: Some(60) });
-        assert_eq!(s.pick_next(60), Decision { run: Some(v(2, 0)), until: Some(70) });
+        assert_eq!(
+            s.pick_next(50),
+            Decision {
+                run: Some(v(1, 0)),
+                until: Some(60)
+            }
+        );
+        assert_eq!(
+            s.pick_next(60),
+            Decision {
+                run: Some(v(2, 0)),
+                until: Some(70)
+            }
+        );
     }
 
     #[test]
@@ -281,12 +323,30 @@ mod tests {
         s.block(v(1, 0));
         assert!(!s.is_runnable(v(1, 0)));
         // The blocked running vCPU is replaced at once; the other one now runs alone.
-        assert_eq!(s.pick_next(1), Decision { run: Some(v(1, 1)), until: None });
+        assert_eq!(
+            s.pick_next(1),
+            Decision {
+                run: Some(v(1, 1)),
+                until: None
+            }
+        );
         s.block(v(1, 1));
-        assert_eq!(s.pick_next(2), Decision { run: None, until: None });
+        assert_eq!(
+            s.pick_next(2),
+            Decision {
+                run: None,
+                until: None
+            }
+        );
         s.wake(v(1, 1));
         s.wake(v(1, 1)); // double wake does not queue twice
-        assert_eq!(s.pick_next(3), Decision { run: Some(v(1, 1)), until: None });
+        assert_eq!(
+            s.pick_next(3),
+            Decision {
+                run: Some(v(1, 1)),
+                until: None
+            }
+        );
         s.wake(v(1, 0));
         assert_eq!(s.pick_next(4).until, Some(14));
         assert_eq!(s.pick_next(14).run, Some(v(1, 0)));
@@ -326,7 +386,13 @@ mod tests {
         assert_eq!(s.pick_next(0).run, Some(v(1, 0)));
         s.remove(v(1, 0));
         assert!(!s.is_runnable(v(1, 0)));
-        assert_eq!(s.pick_next(1), Decision { run: Some(v(1, 1)), until: None });
+        assert_eq!(
+            s.pick_next(1),
+            Decision {
+                run: Some(v(1, 1)),
+                until: None
+            }
+        );
         // Unknown vCPUs are ignored everywhere.
         let ghost = v(9, 9);
         s.wake(ghost);
