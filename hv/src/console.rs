@@ -288,12 +288,12 @@ impl ConsoleMux {
         let mut s = String::with_capacity(LINE_MAX + 32);
         s.push_str("(MICA) ");
         if self.timestamps {
-            let (secs, micros) = if freq == 0 {
-                (0, 0)
-            } else {
-                let secs = now_ticks / freq;
-                let rem = u128::from(now_ticks % freq);
-                (secs, (rem * 1_000_000 / u128::from(freq)) as u64)
+            let (secs, micros) = match (now_ticks.checked_div(freq), now_ticks.checked_rem(freq)) {
+                (Some(secs), Some(rem)) => (
+                    secs,
+                    (u128::from(rem) * 1_000_000 / u128::from(freq)) as u64,
+                ),
+                _ => (0, 0),
             };
             let _ = write!(s, "[{secs:>5}.{micros:06}] ");
         }

@@ -196,10 +196,10 @@ impl Vpl011 {
         if offset >= VPL011_SIZE || offset.saturating_add(size.bytes()) > VPL011_SIZE {
             return Err(Vpl011Fault::OutOfRange);
         }
-        if offset % size.bytes() != 0 {
+        if !offset.is_multiple_of(size.bytes()) {
             return Err(Vpl011Fault::Unaligned);
         }
-        if size == AccessSize::Double || offset % 4 != 0 {
+        if size == AccessSize::Double || !offset.is_multiple_of(4) {
             return Ok(0);
         }
         match write {
