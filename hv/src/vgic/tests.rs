@@ -821,3 +821,9 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn shareable_between_physical_cpus() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Vgic>();
+}
