@@ -159,17 +159,26 @@ mod tests {
         assert_eq!(a.checked_add(1), Some(GuestPhysAddr::new(u64::MAX)));
         assert_eq!(a.checked_add(2), None);
         assert_eq!(GuestPhysAddr::new(4).checked_sub(5), None);
-        assert_eq!(HostPhysAddr::new(u64::MAX).checked_align_up(PAGE_SIZE), None);
+        assert_eq!(
+            HostPhysAddr::new(u64::MAX).checked_align_up(PAGE_SIZE),
+            None
+        );
     }
 
     #[test]
     fn alignment_helpers() {
         let a = HostPhysAddr::new(0x4000_1234);
         assert_eq!(a.align_down(PAGE_SIZE), HostPhysAddr::new(0x4000_1000));
-        assert_eq!(a.checked_align_up(PAGE_SIZE), Some(HostPhysAddr::new(0x4000_2000)));
+        assert_eq!(
+            a.checked_align_up(PAGE_SIZE),
+            Some(HostPhysAddr::new(0x4000_2000))
+        );
         assert!(!a.is_aligned(PAGE_SIZE));
         assert_eq!(a.pfn(), 0x40001);
-        assert_eq!(HostPhysAddr::from_pfn(0x40001), Some(HostPhysAddr::new(0x4000_1000)));
+        assert_eq!(
+            HostPhysAddr::from_pfn(0x40001),
+            Some(HostPhysAddr::new(0x4000_1000))
+        );
         assert_eq!(HostPhysAddr::from_pfn(u64::MAX), None);
     }
 

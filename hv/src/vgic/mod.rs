@@ -1,0 +1,411 @@
+//! A virtual GICv3 (distributor and redistributors) for one domain.
+//!
+//! [`Vgic`] is shared by all vCPUs of a domain, which may run on different physical CPUs;
+//! its state sits behind one lock and every method takes `&self`. The integrator:
+//! - routes trapped accesses to [`Vgic::mmio`] (a fault means: inject a data abort);
+//! - raises interrupts with [`Vgic::inject`], [`Vgic::set_level`],
+//!   [`Vgic::set_private_level`] and [`Vgic::write_sgi1r`] (trapped ICC_SGI1R_EL1);
+//! - after a vCPU ran, reads its list registers back and calls [`Vgic::sync_from_lrs`];
+//!   before entering it, calls [`Vgic::fill_lrs`] and writes the result (asking for an
+//!   underflow maintenance interrupt on overflow, and for an EOI maintenance interrupt on
+//!   LRs marked `eoi_notify`);
+//! - sends an IPI to every physical CPU running a vCPU in a returned [`VcpuSet`];
+//! - uses [`Vgic::has_deliverable`] to decide whether a WFI blocks.
+//!
+//! Model choices, in the spirit of Xen and KVM: affinity routing is always on, a single
+//! security state (GICD_CTLR.DS = 1: EnableGrp0 at bit 0, EnableGrp1 at bit 1, ARE and DS
+//! read as one), no LPIs/ITS, IGRPMODR and NSACR RAZ/WI. Interrupts reset to Group 1,
+//! disabled, priority 0; PPIs reset level-sensitive, SPIs level-sensitive, SGIs edge.
+//! IROUTER with IRM = 1 delivers to the first online vCPU. An SPI routed to an affinity
+//! no vCPU has stays pending and is not delivered.
+//!
+//! The interrupt state (`state.rs`) is separate from the GICv3 register decoding
+//! (`v3.rs`), so a GICv2 front end can reuse it (it will need per-source SGI state).
+
+mod state;
+mod v3;
+
+use self::state::Core;
+use crate::addr::{GuestPhysAddr, GuestRange};
+use crate::exit::MmioAccess;
+use alloc::vec::Vec;
+use spin::Mutex;
+
+/// Most vCPUs a domain may have (the width of [`VcpuSet`]).
+pub const MAX_VCPUS: usize = 128;
+/// Most SPIs (INTIDs 32..1019).
+pub const MAX_SPIS: u32 = 988;
+/// Size of the distributor window.
+pub const DIST_SIZE: u64 = 0x1_0000;
+/// Size of one vCPU's redistributor (RD_base and SGI_base frames).
+pub const REDIST_FRAME_SIZE: u64 = 0x2_0000;
+/// The affinity fields of an MPIDR (Aff3, Aff2, Aff1, Aff0).
+pub const MPIDR_AFFINITY_MASK: u64 = 0xFF_00FF_FFFF;
+
+/// A set of vCPU indices (0..128).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct VcpuSet(u128);
+
+impl VcpuSet {
+    /// No vCPU.
+    pub const EMPTY: Self = Self(0);
+
+    /// Adds vCPU `i` (ignored if `i >= MAX_VCPUS`).
+    pub fn insert(&mut self, i: usize) {
+        if i < MAX_VCPUS {
+            self.0 |= 1 << i;
+        }
+    }
+    /// Whether vCPU `i` is in the set.
+    pub fn contains(&self, i: usize) -> bool {
+        i < MAX_VCPUS && self.0 & (1 << i) != 0
+    }
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+    /// Both sets together.
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+    /// The raw bits (bit i = vCPU i).
+    pub fn bits(&self) -> u128 {
+        self.0
+    }
+    /// Members, lowest first.
+    pub fn iter(&self) -> impl Iterator<Item = usize> {
+        let bits = self.0;
+        (0..MAX_VCPUS).filter(move |&i| bits & (1 << i) != 0)
+    }
+}
+
+/// Where the vGIC lives and whom it serves.
+#[derive(Clone, Debug)]
+pub struct VgicConfig {
+    /// Distributor base (64 KiB, 64 KiB aligned).
+    pub dist_base: GuestPhysAddr,
+    /// First redistributor; one 128 KiB frame per vCPU, contiguous, 64 KiB aligned.
+    pub redist_base: GuestPhysAddr,
+    /// MPIDR of each vCPU, by vCPU index (only the affinity fields matter).
+    pub vcpu_mpidrs: Vec<u64>,
+    /// Number of SPIs: a multiple of 32, at most [`MAX_SPIS`] (988 is accepted too).
+    pub nr_spis: u32,
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VgicError {
+    /// No vCPUs, or more than [`MAX_VCPUS`].
+    BadVcpuCount,
+    /// Two vCPUs share an affinity.
+    DuplicateMpidr,
+    /// `nr_spis` is not a multiple of 32 (or 988), or too large.
+    BadSpiCount,
+    /// A base is not 64 KiB aligned.
+    Misaligned,
+    /// A window runs past the end of the address space.
+    AddressOverflow,
+    /// The distributor and redistributor windows overlap.
+    Overlap,
+}
+
+/// A trapped access the vGIC refuses: the caller injects a data abort.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VgicFault {
+    /// Address not aligned to the access size.
+    Unaligned,
+    /// Access size not allowed for that register.
+    BadSize,
+    /// The accessing vCPU index does not exist.
+    BadVcpu,
+}
+
+/// Result of an emulated access.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MmioOutcome {
+    /// The value for a read (masked to the access size), `None` for a write.
+    pub read: Option<u64>,
+    /// vCPUs that now have something new to deliver (IPI their physical CPUs).
+    pub kick: VcpuSet,
+}
+
+/// State of a list register.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum LrState {
+    /// Empty.
+    #[default]
+    Invalid,
+    /// Pending.
+    Pending,
+    /// Active.
+    Active,
+    /// Active, and pending again.
+    PendingActive,
+}
+
+/// One list register, as the integrator writes it to or reads it from the hardware.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ListReg {
+    /// Virtual INTID.
+    pub intid: u32,
+    /// Priority (the hardware keeps only its top bits).
+    pub priority: u8,
+    /// Group 1 (else Group 0).
+    pub group1: bool,
+    /// State.
+    pub state: LrState,
+    /// Ask for a maintenance interrupt when the guest deactivates it (level-sensitive
+    /// interrupts, so a line still high is presented again promptly). Ignored when read back.
+    pub eoi_notify: bool,
+}
+
+impl ListReg {
+    /// An empty list register.
+    pub const INVALID: Self = Self {
+        intid: 0,
+        priority: 0,
+        group1: false,
+        state: LrState::Invalid,
+        eoi_notify: false,
+    };
+}
+
+/// Result of [`Vgic::fill_lrs`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FillOutcome {
+    /// More interrupts wanted a list register than there were: request an underflow
+    /// maintenance interrupt so they get their turn.
+    pub overflow: bool,
+}
+
+struct State {
+    core: Core,
+    regs: v3::Regs,
+}
+
+/// The virtual GICv3 of one domain.
+pub struct Vgic {
+    dist: GuestRange,
+    redist: GuestRange,
+    info: v3::Info,
+    state: Mutex<State>,
+}
+
+impl core::fmt::Debug for Vgic {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vgic")
+            .field("dist", &self.dist)
+            .field("redist", &self.redist)
+            .field("vcpus", &self.info.mpidrs.len())
+            .finish()
+    }
+}
+
+impl Vgic {
+    /// Checks the configuration and builds the vGIC in its reset state.
+    pub fn new(cfg: VgicConfig) -> Result<Self, VgicError> {
+        let n = cfg.vcpu_mpidrs.len();
+        if n == 0 || n > MAX_VCPUS {
+            return Err(VgicError::BadVcpuCount);
+        }
+        let mpidrs: Vec<u64> = cfg
+            .vcpu_mpidrs
+            .iter()
+            .map(|m| m & MPIDR_AFFINITY_MASK)
+            .collect();
+        for (i, m) in mpidrs.iter().enumerate() {
+            if mpidrs[..i].contains(m) {
+                return Err(VgicError::DuplicateMpidr);
+            }
+        }
+        if cfg.nr_spis > MAX_SPIS || (!cfg.nr_spis.is_multiple_of(32) && cfg.nr_spis != MAX_SPIS) {
+            return Err(VgicError::BadSpiCount);
+        }
+        if !cfg.dist_base.is_aligned(0x1_0000) || !cfg.redist_base.is_aligned(0x1_0000) {
+            return Err(VgicError::Misaligned);
+        }
+        let dist = GuestRange::new(cfg.dist_base, DIST_SIZE).ok_or(VgicError::AddressOverflow)?;
+        let redist = GuestRange::new(cfg.redist_base, REDIST_FRAME_SIZE * n as u64)
+            .ok_or(VgicError::AddressOverflow)?;
+        if dist.overlaps(&redist) {
+            return Err(VgicError::Overlap);
+        }
+        let mut core = Core::new(n, cfg.nr_spis);
+        let regs = v3::Regs::new(n, cfg.nr_spis);
+        let info = v3::Info {
+            mpidrs,
+            nr_spis: cfg.nr_spis,
+        };
+        // IROUTER resets to affinity 0.0.0.0, which may name no vCPU.
+        v3::retarget_all(&mut core, &regs, &info);
+        Ok(Self {
+            dist,
+            redist,
+            info,
+            state: Mutex::new(State { core, regs }),
+        })
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.info.mpidrs.len()
+    }
+
+    /// Number of SPIs.
+    pub fn nr_spis(&self) -> u32 {
+        self.info.nr_spis
+    }
+
+    /// The distributor window.
+    pub fn dist_range(&self) -> GuestRange {
+        self.dist
+    }
+
+    /// The redistributor window (all vCPUs).
+    pub fn redist_range(&self) -> GuestRange {
+        self.redist
+    }
+
+    /// Emulates an access by `vcpu`; `None` when the address is not the vGIC's.
+    pub fn mmio(&self, vcpu: usize, access: MmioAccess) -> Option<Result<MmioOutcome, VgicFault>> {
+        let (in_dist, offset) = if let Some(off) = access.addr.offset_from(self.dist.start) {
+            if off < DIST_SIZE {
+                (true, off)
+            } else {
+                (false, access.addr.offset_from(self.redist.start)?)
+            }
+        } else {
+            (false, access.addr.offset_from(self.redist.start)?)
+        };
+        if !in_dist && offset >= self.redist.size {
+            return None;
+        }
+        if vcpu >= self.vcpu_count() {
+            return Some(Err(VgicFault::BadVcpu));
+        }
+        if !offset.is_multiple_of(access.size.bytes()) {
+            return Some(Err(VgicFault::Unaligned));
+        }
+        let write = access.write.map(|v| v & access.size.mask());
+        let mut st = self.state.lock();
+        let State { core, regs } = &mut *st;
+        let result = if in_dist {
+            v3::dist_access(core, regs, &self.info, offset, access.size, write)
+        } else {
+            let frame = (offset / REDIST_FRAME_SIZE) as usize;
+            v3::redist_access(
+                core,
+                regs,
+                &self.info,
+                frame,
+                offset % REDIST_FRAME_SIZE,
+                access.size,
+                write,
+            )
+        };
+        Some(result.map(|(value, kick)| MmioOutcome {
+            read: if write.is_none() {
+                Some(value & access.size.mask())
+            } else {
+                None
+            },
+            kick,
+        }))
+    }
+
+    /// Makes `intid` pending as an edge: the banked copy of `vcpu` for SGIs/PPIs, the
+    /// routed vCPU for SPIs. Invalid INTIDs or vCPUs are ignored.
+    pub fn inject(&self, vcpu: usize, intid: u32) -> VcpuSet {
+        if intid < state::PRIVATE_IRQS && vcpu >= self.vcpu_count() {
+            return VcpuSet::EMPTY;
+        }
+        self.state.lock().core.set_pending(vcpu, intid)
+    }
+
+    /// Drives the input line of a level-sensitive SPI (e.g. the vPL011's).
+    pub fn set_level(&self, intid: u32, high: bool) -> VcpuSet {
+        if intid < state::PRIVATE_IRQS {
+            return VcpuSet::EMPTY;
+        }
+        self.state.lock().core.set_line(0, intid, high)
+    }
+
+    /// Drives the input line of a level-sensitive PPI of `vcpu` (e.g. a timer).
+    pub fn set_private_level(&self, vcpu: usize, intid: u32, high: bool) -> VcpuSet {
+        if !(state::SGIS..state::PRIVATE_IRQS).contains(&intid) || vcpu >= self.vcpu_count() {
+            return VcpuSet::EMPTY;
+        }
+        self.state.lock().core.set_line(vcpu, intid, high)
+    }
+
+    /// A trapped write of ICC_SGI1R_EL1 by `from_vcpu`.
+    pub fn write_sgi1r(&self, from_vcpu: usize, value: u64) -> VcpuSet {
+        let intid = ((value >> 24) & 0xF) as u32;
+        let mut st = self.state.lock();
+        let mut kick = VcpuSet::EMPTY;
+        if value & (1 << 40) != 0 {
+            for v in (0..self.vcpu_count()).filter(|&v| v != from_vcpu) {
+                kick = kick.union(st.core.set_pending(v, intid));
+            }
+            return kick;
+        }
+        let target_list = value & 0xFFFF;
+        let aff1 = (value >> 16) & 0xFF;
+        let aff2 = (value >> 32) & 0xFF;
+        let aff3 = (value >> 48) & 0xFF;
+        let range_sel = (value >> 44) & 0xF;
+        let cluster = (aff3 << 32) | (aff2 << 16) | (aff1 << 8);
+        for bit in (0..16).filter(|b| target_list & (1 << b) != 0) {
+            let aff0 = range_sel * 16 + bit;
+            if let Some(v) = self.vcpu_by_affinity(cluster | aff0) {
+                kick = kick.union(st.core.set_pending(v, intid));
+            }
+        }
+        kick
+    }
+
+    /// The vCPU whose MPIDR affinity is `affinity`.
+    pub fn vcpu_by_affinity(&self, affinity: u64) -> Option<usize> {
+        let affinity = affinity & MPIDR_AFFINITY_MASK;
+        self.info.mpidrs.iter().position(|&m| m == affinity)
+    }
+
+    /// Folds the list registers read back after `vcpu` ran into the state (pass every LR
+    /// written by the last [`Vgic::fill_lrs`]). Returns other vCPUs to kick (a pending
+    /// SPI that was retargeted while listed here).
+    pub fn sync_from_lrs(&self, vcpu: usize, lrs: &[ListReg]) -> VcpuSet {
+        self.state.lock().core.sync(vcpu, lrs)
+    }
+
+    /// Chooses the contents of `vcpu`'s list registers (all of `lrs` is written).
+    pub fn fill_lrs(&self, vcpu: usize, lrs: &mut [ListReg]) -> FillOutcome {
+        self.state.lock().core.fill(vcpu, lrs)
+    }
+
+    /// Whether `vcpu` has an enabled, pending, not active interrupt (listed or not).
+    pub fn has_deliverable(&self, vcpu: usize) -> bool {
+        self.state.lock().core.has_deliverable(vcpu)
+    }
+
+    /// Resets `vcpu`'s banked interrupts and redistributor (e.g. before PSCI CPU_ON).
+    pub fn reset_vcpu(&self, vcpu: usize) {
+        let mut st = self.state.lock();
+        st.core.reset_vcpu(vcpu);
+        st.regs.reset_vcpu(vcpu);
+    }
+
+    /// Marks `vcpu` on- or offline for 1-of-N SPI routing (IRM = 1 goes to the first
+    /// online vCPU). All vCPUs start online. Returns vCPUs to kick.
+    pub fn set_vcpu_online(&self, vcpu: usize, online: bool) -> VcpuSet {
+        let mut st = self.state.lock();
+        let State { core, regs } = &mut *st;
+        match core.vcpus.get_mut(vcpu) {
+            Some(v) => v.online = online,
+            None => return VcpuSet::EMPTY,
+        }
+        v3::retarget_all(core, regs, &self.info)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,510 @@
+//! The interrupt-state core of the virtual GIC, independent of any register layout.
+//!
+//! It knows interrupts by INTID: SGIs and PPIs (0..31) banked per vCPU, SPIs (32..)
+//! shared and routed to one vCPU. The GICv3 front end (`v3.rs`) decodes registers into
+//! calls here; a GICv2 front end can do the same.
+//!
+//! List registers are treated as a cache of this state that the integrator writes before
+//! entering a vCPU ([`Core::fill`]) and reads back after it ran ([`Core::sync`]). While an
+//! interrupt is listed, the part of its state held by the list register (`lr`) is what the
+//! guest sees; anything that happens meanwhile (a new edge, a cleared pending bit) is kept
+//! beside it and merged at the next sync. Each vCPU keeps a bitmap of the INTIDs that are
+//! pending or active for it, so fill and sync never scan all 1020 interrupts.
+
+use super::{FillOutcome, ListReg, LrState, VcpuSet};
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// Number of INTIDs a bitmap covers (0..1023).
+const INTID_LIMIT: u32 = 1024;
+/// Banked interrupts per vCPU (SGIs and PPIs).
+pub(crate) const PRIVATE_IRQS: u32 = 32;
+/// Number of SGIs.
+pub(crate) const SGIS: u32 = 16;
+
+/// One interrupt's state.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Irq {
+    pub enabled: bool,
+    /// Pending latch: an edge, or a pending bit set by software. Not counting what an LR holds.
+    pub latch: bool,
+    /// Input line level, for level-sensitive interrupts.
+    pub line: bool,
+    /// Active, when not held by an LR.
+    pub active: bool,
+    /// Edge-triggered (otherwise level-sensitive).
+    pub edge: bool,
+    pub group1: bool,
+    pub priority: u8,
+    /// The state written into an LR of `owner`, while listed.
+    pub lr: Option<LrState>,
+    /// Software cleared the pending state while the LR held it: drop it at sync.
+    pub drop_pending: bool,
+    /// Software cleared the active state while the LR held it: drop it at sync.
+    pub drop_active: bool,
+}
+
+impl Irq {
+    fn reset(edge: bool) -> Self {
+        Self {
+            edge,
+            group1: true,
+            ..Self::default()
+        }
+    }
+
+    /// Pending as the guest would read it.
+    pub fn pending(&self) -> bool {
+        self.latch
+            || (!self.edge && self.line)
+            || (!self.drop_pending && self.lr.is_some_and(LrState::is_pending))
+    }
+
+    /// Active as the guest would read it.
+    pub fn is_active(&self) -> bool {
+        self.active || (!self.drop_active && self.lr.is_some_and(LrState::is_active))
+    }
+}
+
+impl LrState {
+    /// Whether the state includes pending.
+    pub fn is_pending(self) -> bool {
+        matches!(self, LrState::Pending | LrState::PendingActive)
+    }
+    /// Whether the state includes active.
+    pub fn is_active(self) -> bool {
+        matches!(self, LrState::Active | LrState::PendingActive)
+    }
+}
+
+/// A shared peripheral interrupt with its routing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spi {
+    pub irq: Irq,
+    /// Where it is delivered when it next becomes pending (`None`: no such vCPU).
+    pub target: Option<u16>,
+    /// The vCPU holding it in an LR or having it active.
+    pub owner: u16,
+}
+
+/// A bitmap of INTIDs.
+#[derive(Clone, Debug)]
+pub(crate) struct IntidSet([u64; (INTID_LIMIT / 64) as usize]);
+
+impl IntidSet {
+    const fn new() -> Self {
+        Self([0; (INTID_LIMIT / 64) as usize])
+    }
+    fn insert(&mut self, intid: u32) {
+        if intid < INTID_LIMIT {
+            self.0[(intid / 64) as usize] |= 1 << (intid % 64);
+        }
+    }
+    fn remove(&mut self, intid: u32) {
+        if intid < INTID_LIMIT {
+            self.0[(intid / 64) as usize] &= !(1 << (intid % 64));
+        }
+    }
+    /// Calls `f` for each member, lowest first.
+    fn for_each(&self, mut f: impl FnMut(u32)) {
+        for (w, &word) in self.0.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                f(w as u32 * 64 + b);
+            }
+        }
+    }
+}
+
+/// Per-vCPU state.
+#[derive(Debug)]
+pub(crate) struct VcpuIrqs {
+    pub private: [Irq; PRIVATE_IRQS as usize],
+    /// INTIDs pending or active for this vCPU (may hold stale entries, cleaned at fill).
+    interesting: IntidSet,
+    /// INTIDs currently written into this vCPU's LRs.
+    listed: Vec<u32>,
+    /// Reused for sorting candidates, to avoid allocating on every entry.
+    scratch: Vec<(bool, u8, u32)>,
+    pub online: bool,
+}
+
+impl VcpuIrqs {
+    fn new() -> Self {
+        let mut private = [Irq::reset(true); PRIVATE_IRQS as usize];
+        // PPIs reset level-sensitive (the timers are level); SGIs are always edge.
+        for irq in private.iter_mut().skip(SGIS as usize) {
+            irq.edge = false;
+        }
+        Self {
+            private,
+            interesting: IntidSet::new(),
+            listed: Vec::new(),
+            scratch: Vec::new(),
+            online: true,
+        }
+    }
+}
+
+/// The state of all interrupts of one domain.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub vcpus: Vec<VcpuIrqs>,
+    pub spis: Vec<Spi>,
+    pub group0_enabled: bool,
+    pub group1_enabled: bool,
+}
+
+impl Core {
+    pub fn new(nr_vcpus: usize, nr_spis: u32) -> Self {
+        Self {
+            vcpus: (0..nr_vcpus).map(|_| VcpuIrqs::new()).collect(),
+            spis: vec![
+                Spi {
+                    irq: Irq::reset(false),
+                    target: Some(0),
+                    owner: 0,
+                };
+                nr_spis as usize
+            ],
+            group0_enabled: false,
+            group1_enabled: false,
+        }
+    }
+
+    /// One past the highest valid INTID.
+    pub fn intid_end(&self) -> u32 {
+        PRIVATE_IRQS + self.spis.len() as u32
+    }
+
+    /// Resets a vCPU's banked interrupts and drops anything it has listed.
+    pub fn reset_vcpu(&mut self, vcpu: usize) {
+        if vcpu >= self.vcpus.len() {
+            return;
+        }
+        let listed = core::mem::take(&mut self.vcpus[vcpu].listed);
+        for intid in listed {
+            if let Some(irq) = self.irq_mut(vcpu, intid) {
+                irq.lr = None;
+                irq.drop_pending = false;
+                irq.drop_active = false;
+            }
+        }
+        let online = self.vcpus[vcpu].online;
+        self.vcpus[vcpu] = VcpuIrqs::new();
+        self.vcpus[vcpu].online = online;
+    }
+
+    pub fn irq(&self, vcpu: usize, intid: u32) -> Option<&Irq> {
+        if intid < PRIVATE_IRQS {
+            self.vcpus.get(vcpu).map(|v| &v.private[intid as usize])
+        } else {
+            self.spis
+                .get((intid - PRIVATE_IRQS) as usize)
+                .map(|s| &s.irq)
+        }
+    }
+
+    pub fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
+        if intid < PRIVATE_IRQS {
+            self.vcpus
+                .get_mut(vcpu)
+                .map(|v| &mut v.private[intid as usize])
+        } else {
+            self.spis
+                .get_mut((intid - PRIVATE_IRQS) as usize)
+                .map(|s| &mut s.irq)
+        }
+    }
+
+    fn group_enabled(&self, irq: &Irq) -> bool {
+        if irq.group1 {
+            self.group1_enabled
+        } else {
+            self.group0_enabled
+        }
+    }
+
+    /// Where an interrupt's state lives: the owner when listed or active, else its target.
+    fn home(&self, vcpu: usize, intid: u32) -> Option<usize> {
+        if intid < PRIVATE_IRQS {
+            return (vcpu < self.vcpus.len()).then_some(vcpu);
+        }
+        let spi = self.spis.get((intid - PRIVATE_IRQS) as usize)?;
+        if spi.irq.lr.is_some() || spi.irq.active {
+            Some(usize::from(spi.owner))
+        } else {
+            spi.target.map(usize::from)
+        }
+    }
+
+    /// After a change to `intid`: records it as interesting for its vCPU and says whom to
+    /// kick (the vCPU if it holds it in an LR, or if it is now deliverable).
+    pub fn touched(&mut self, vcpu: usize, intid: u32) -> VcpuSet {
+        let mut kick = VcpuSet::EMPTY;
+        let Some(home) = self.home(vcpu, intid) else {
+            return kick;
+        };
+        let Some(irq) = self.irq(vcpu, intid).copied() else {
+            return kick;
+        };
+        if irq.pending() || irq.is_active() {
+            self.vcpus[home].interesting.insert(intid);
+        }
+        if irq.lr.is_some() || (irq.pending() && irq.enabled && self.group_enabled(&irq)) {
+            kick.insert(home);
+        }
+        kick
+    }
+
+    /// Sets the pending latch (edge injection, ISPENDR, SGI).
+    pub fn set_pending(&mut self, vcpu: usize, intid: u32) -> VcpuSet {
+        match self.irq_mut(vcpu, intid) {
+            Some(irq) => {
+                irq.latch = true;
+                self.touched(vcpu, intid)
+            }
+            None => VcpuSet::EMPTY,
+        }
+    }
+
+    /// Clears the pending state set by software or an edge (ICPENDR). A level line still
+    /// high keeps the interrupt pending.
+    pub fn clear_pending(&mut self, vcpu: usize, intid: u32) -> VcpuSet {
+        match self.irq_mut(vcpu, intid) {
+            Some(irq) => {
+                irq.latch = false;
+                if irq.lr.is_some_and(LrState::is_pending) {
+                    irq.drop_pending = true;
+                }
+                self.touched(vcpu, intid)
+            }
+            None => VcpuSet::EMPTY,
+        }
+    }
+
+    pub fn set_active(&mut self, vcpu: usize, intid: u32, active: bool) -> VcpuSet {
+        let is_spi = intid >= PRIVATE_IRQS;
+        let home = self.home(vcpu, intid);
+        match self.irq_mut(vcpu, intid) {
+            Some(irq) => {
+                if active {
+                    if !irq.is_active() && irq.lr.is_none() {
+                        irq.active = true;
+                        if is_spi {
+                            if let Some(h) = home {
+                                self.spis[(intid - PRIVATE_IRQS) as usize].owner = h as u16;
+                            }
+                        }
+                    }
+                } else {
+                    irq.active = false;
+                    if irq.lr.is_some_and(LrState::is_active) {
+                        irq.drop_active = true;
+                    }
+                }
+                self.touched(vcpu, intid)
+            }
+            None => VcpuSet::EMPTY,
+        }
+    }
+
+    pub fn set_enabled(&mut self, vcpu: usize, intid: u32, enabled: bool) -> VcpuSet {
+        match self.irq_mut(vcpu, intid) {
+            Some(irq) => {
+                irq.enabled = enabled;
+                self.touched(vcpu, intid)
+            }
+            None => VcpuSet::EMPTY,
+        }
+    }
+
+    /// Drives a level-sensitive input line.
+    pub fn set_line(&mut self, vcpu: usize, intid: u32, high: bool) -> VcpuSet {
+        match self.irq_mut(vcpu, intid) {
+            Some(irq) if irq.line != high => {
+                irq.line = high;
+                self.touched(vcpu, intid)
+            }
+            _ => VcpuSet::EMPTY,
+        }
+    }
+
+    /// Changes an SPI's target vCPU.
+    pub fn set_spi_target(&mut self, intid: u32, target: Option<u16>) -> VcpuSet {
+        let Some(spi) = intid
+            .checked_sub(PRIVATE_IRQS)
+            .and_then(|i| self.spis.get_mut(i as usize))
+        else {
+            return VcpuSet::EMPTY;
+        };
+        spi.target = target;
+        self.touched(0, intid)
+    }
+
+    /// vCPUs with something deliverable (after the enable bits in the distributor changed).
+    pub fn all_with_deliverable(&self) -> VcpuSet {
+        let mut set = VcpuSet::EMPTY;
+        for v in 0..self.vcpus.len() {
+            if self.has_deliverable(v) {
+                set.insert(v);
+            }
+        }
+        set
+    }
+
+    /// Whether `intid` counts for `vcpu` at fill time; `None` when stale.
+    fn belongs(&self, vcpu: usize, intid: u32) -> Option<Irq> {
+        let irq = *self.irq(vcpu, intid)?;
+        if !irq.pending() && !irq.is_active() {
+            return None;
+        }
+        if intid >= PRIVATE_IRQS && self.home(vcpu, intid) != Some(vcpu) {
+            return None;
+        }
+        Some(irq)
+    }
+
+    /// An enabled, pending, not active interrupt exists for `vcpu`.
+    pub fn has_deliverable(&self, vcpu: usize) -> bool {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return false;
+        };
+        let mut found = false;
+        v.interesting.for_each(|intid| {
+            if !found {
+                if let Some(irq) = self.belongs(vcpu, intid) {
+                    found = irq.pending()
+                        && !irq.is_active()
+                        && irq.enabled
+                        && self.group_enabled(&irq);
+                }
+            }
+        });
+        found
+    }
+
+    /// Folds the list registers read back after `vcpu` ran into the state. Returns other
+    /// vCPUs that now have something to deliver (a retargeted SPI).
+    pub fn sync(&mut self, vcpu: usize, lrs: &[ListReg]) -> VcpuSet {
+        let mut kick = VcpuSet::EMPTY;
+        let Some(v) = self.vcpus.get_mut(vcpu) else {
+            return kick;
+        };
+        let listed = core::mem::take(&mut v.listed);
+        for &intid in &listed {
+            let hw = lrs
+                .iter()
+                .find(|lr| lr.intid == intid)
+                .map_or(LrState::Invalid, |lr| lr.state);
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                continue;
+            };
+            if irq.lr.is_none() {
+                continue;
+            }
+            let hw_pending = hw.is_pending() && !irq.drop_pending;
+            let hw_active = hw.is_active() && !irq.drop_active;
+            if irq.edge {
+                irq.latch |= hw_pending;
+            } else if !hw.is_pending() {
+                // The guest acknowledged it: that consumes a software-set pending latch
+                // (a line still high keeps it pending).
+                irq.latch = false;
+            }
+            irq.active = hw_active;
+            irq.lr = None;
+            irq.drop_pending = false;
+            irq.drop_active = false;
+            let k = self.touched(vcpu, intid);
+            k.iter().filter(|&o| o != vcpu).for_each(|o| kick.insert(o));
+        }
+        // Keep the allocation for the next fill.
+        let mut listed = listed;
+        listed.clear();
+        self.vcpus[vcpu].listed = listed;
+        kick
+    }
+
+    /// Chooses what `vcpu` finds in its list registers: every active interrupt first, then
+    /// the most urgent deliverable pending ones. Fills `lrs` completely (unused = Invalid).
+    pub fn fill(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> FillOutcome {
+        for lr in lrs.iter_mut() {
+            *lr = ListReg::INVALID;
+        }
+        if vcpu >= self.vcpus.len() {
+            return FillOutcome { overflow: false };
+        }
+        if !self.vcpus[vcpu].listed.is_empty() {
+            // Not synced since the last fill: take the LRs as unchanged.
+            let unchanged: Vec<ListReg> = self.vcpus[vcpu]
+                .listed
+                .iter()
+                .filter_map(|&intid| {
+                    let state = self.irq(vcpu, intid)?.lr?;
+                    Some(ListReg {
+                        intid,
+                        state,
+                        ..ListReg::INVALID
+                    })
+                })
+                .collect();
+            self.sync(vcpu, &unchanged);
+        }
+        let mut candidates = core::mem::take(&mut self.vcpus[vcpu].scratch);
+        candidates.clear();
+        let interesting = self.vcpus[vcpu].interesting.clone();
+        interesting.for_each(|intid| match self.belongs(vcpu, intid) {
+            None => self.vcpus[vcpu].interesting.remove(intid),
+            Some(irq) => {
+                if irq.active {
+                    candidates.push((false, irq.priority, intid));
+                } else if irq.pending() && irq.enabled && self.group_enabled(&irq) {
+                    candidates.push((true, irq.priority, intid));
+                }
+            }
+        });
+        // Active first (false < true), then by priority, then by INTID.
+        candidates.sort_unstable();
+        let overflow = candidates.len() > lrs.len();
+        let mut listed = core::mem::take(&mut self.vcpus[vcpu].listed);
+        for (slot, &(_, _, intid)) in lrs.iter_mut().zip(candidates.iter()) {
+            let groups = (self.group0_enabled, self.group1_enabled);
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                continue;
+            };
+            let deliverable = irq.enabled && if irq.group1 { groups.1 } else { groups.0 };
+            let state = if irq.active {
+                if irq.edge && irq.latch && deliverable {
+                    irq.latch = false;
+                    LrState::PendingActive
+                } else {
+                    LrState::Active
+                }
+            } else {
+                if irq.edge {
+                    irq.latch = false;
+                }
+                LrState::Pending
+            };
+            irq.active = false;
+            irq.lr = Some(state);
+            *slot = ListReg {
+                intid,
+                priority: irq.priority,
+                group1: irq.group1,
+                state,
+                eoi_notify: !irq.edge,
+            };
+            if intid >= PRIVATE_IRQS {
+                self.spis[(intid - PRIVATE_IRQS) as usize].owner = vcpu as u16;
+            }
+            listed.push(intid);
+        }
+        self.vcpus[vcpu].listed = listed;
+        self.vcpus[vcpu].scratch = candidates;
+        FillOutcome { overflow }
+    }
+}
