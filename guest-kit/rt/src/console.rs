@@ -1,0 +1,97 @@
+//! Console on a PL011 / SBSA UART, and the `print!` / `println!` macros.
+//!
+//! Only the data register (DR) and flag register (FR) are used, with 32-bit accesses, which is
+//! all an SBSA generic UART (Xen's and Mica's vPL011) has to provide.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Data register.
+const DR: usize = 0x00;
+/// Flag register.
+const FR: usize = 0x18;
+/// FR: transmit FIFO full.
+pub const FR_TXFF: u32 = 1 << 5;
+/// FR: UART busy transmitting.
+pub const FR_BUSY: u32 = 1 << 3;
+/// How often to poll FR before giving up on one byte, so a broken UART cannot hang the guest.
+const TX_SPIN_LIMIT: u32 = 1 << 20;
+
+static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Uses the UART whose registers start at `base` (identity mapped).
+pub fn init(base: usize) {
+    UART_BASE.store(base, Ordering::Release);
+}
+
+/// Base address of the console UART, if one was found.
+pub fn base() -> Option<usize> {
+    match UART_BASE.load(Ordering::Acquire) {
+        0 => None,
+        base => Some(base),
+    }
+}
+
+/// Reads the flag register, if there is a console.
+pub fn flags() -> Option<u32> {
+    // SAFETY: `base` is the UART the device tree named; FR is a readable 32-bit register.
+    base().map(|base| unsafe { ((base + FR) as *const u32).read_volatile() })
+}
+
+fn put_byte(base: usize, byte: u8) {
+    for _ in 0..TX_SPIN_LIMIT {
+        // SAFETY: as in `flags`.
+        let fr = unsafe { ((base + FR) as *const u32).read_volatile() };
+        if fr & FR_TXFF == 0 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: DR is a writable 32-bit register of the console UART.
+    unsafe { ((base + DR) as *mut u32).write_volatile(u32::from(byte)) };
+}
+
+struct Uart(usize);
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                put_byte(self.0, b'\r');
+            }
+            put_byte(self.0, byte);
+        }
+        Ok(())
+    }
+}
+
+/// Writes formatted text to the console; lines from different CPUs do not interleave within a
+/// call. Does nothing without a console.
+pub fn print(args: fmt::Arguments<'_>) {
+    if let Some(base) = base() {
+        let _guard = LOCK.lock();
+        let _ = Uart(base).write_fmt(args);
+    }
+}
+
+/// Writes without taking the console lock: for exception and panic reports, which may
+/// interrupt a CPU that holds it.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    if let Some(base) = base() {
+        let _ = Uart(base).write_fmt(args);
+    }
+}
+
+/// Prints to the guest console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the guest console.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}

@@ -1,0 +1,97 @@
+//! Runtime for bare-metal AArch64 guests at EL1, loaded like a Linux kernel (arm64 `Image`)
+//! by Mica, Xen or QEMU.
+//!
+//! A guest binary depends on this crate, names the linker script in its build script
+//! (`cargo:rustc-link-arg-bins=-Tmica-guest.ld` plus the PIE flags, see the guests' build.rs)
+//! and names its entry with [`entry!`]:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! mica_guest_rt::entry!(main);
+//! fn main() { mica_guest_rt::println!("hello"); }
+//! ```
+//!
+//! Before `main` runs, the runtime has relocated the image, cleared .bss, turned on the MMU with
+//! an identity map (see [`boot`]), installed the exception vectors, and read the device tree for
+//! the console UART, the PSCI conduit and the GICv3. When `main` returns the runtime calls PSCI
+//! SYSTEM_OFF.
+#![no_std]
+
+pub mod boot;
+pub mod console;
+pub mod cpu;
+pub mod devtree;
+pub mod exceptions;
+pub mod gic;
+pub mod psci;
+pub mod timer;
+
+pub use fdt;
+
+/// Names the guest's `fn main()`, which the runtime calls on the boot CPU.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[no_mangle]
+        extern "Rust" fn mica_guest_main() {
+            let main: fn() = $main;
+            main()
+        }
+    };
+}
+
+extern "Rust" {
+    fn mica_guest_main();
+}
+
+/// Rust entry of the boot CPU (called from the boot code with the DTB address).
+extern "C" fn primary_main(dtb: usize) -> ! {
+    devtree::set_address(dtb);
+    if let Some(fdt) = devtree::get() {
+        if let Some(uart) = devtree::console_uart(&fdt) {
+            console::init(uart);
+        }
+        if let Some(conduit) = devtree::psci_conduit(&fdt) {
+            psci::set_conduit(conduit);
+        }
+        if let Some((gicd, (gicr, gicr_size))) = devtree::gicv3(&fdt) {
+            gic::set_regions(gicd, gicr, gicr_size);
+        }
+    }
+    // SAFETY: `entry!` defines this symbol with this signature; it is the guest's main.
+    unsafe { mica_guest_main() };
+    psci::system_off()
+}
+
+/// Waits forever with interrupts masked.
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: masking interrupts and waiting has no memory effects.
+        unsafe { core::arch::asm!("msr daifset, #0xf", "wfi", options(nomem, nostack)) };
+    }
+}
+
+/// Unmasks IRQs on this CPU (PSTATE.I).
+pub fn enable_irqs() {
+    // SAFETY: only changes interrupt masking; handlers are installed by the vectors.
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nostack)) };
+}
+
+/// Masks IRQs on this CPU.
+pub fn disable_irqs() {
+    // SAFETY: only changes interrupt masking.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nostack)) };
+}
+
+/// Waits for an interrupt (WFI).
+pub fn wait_for_interrupt() {
+    // SAFETY: WFI has no memory effects.
+    unsafe { core::arch::asm!("wfi", options(nostack)) };
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    console::emergency_print(format_args!("mica-guest-rt: panic: {info}\n"));
+    psci::system_off()
+}
