@@ -38,7 +38,7 @@ pub fn add_domain(id: u16, name: &str) {
 /// A domain leaves the console (its partial line is flushed).
 pub fn remove_domain(id: u16) {
     if let Some(mux) = MUX.lock().as_mut() {
-        mux.remove_domain(id, &mut sink);
+        mux.remove_domain(id, timer::now(), timer::frequency(), &mut sink);
     }
 }
 
@@ -73,14 +73,16 @@ pub fn flush_idle(now: u64) {
 /// One byte typed on the physical UART.
 pub fn input(byte: u8) {
     let action = match MUX.lock().as_mut() {
-        Some(mux) => mux.input(byte, &mut sink),
+        Some(mux) => mux.input(byte, timer::now(), timer::frequency(), &mut sink),
         None => return,
     };
-    if let InputAction::Deliver { dom, byte } = action {
+    if let InputAction::Deliver { dom, bytes } = action {
         if let Some(d) = world::domain(dom) {
             let line = {
                 let mut uart = d.uart.model.lock();
-                uart.push_rx(byte);
+                for &b in bytes.as_slice() {
+                    uart.push_rx(b);
+                }
                 uart.irq_line()
             };
             crate::run::kick(&d, d.vgic.set_level(d.uart.intid, line));

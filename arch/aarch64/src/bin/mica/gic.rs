@@ -190,7 +190,7 @@ pub fn init_cpu(mpidr: u64, ppis: &[u32]) -> Result<(), &'static str> {
     sgi.write32(gicd::ISENABLER, enable);
 
     // System-register interface on, and let EL1 use it (for the virtual interface).
-    ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::Enable::SET);
+    ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
     IccPmrEl1.set(0xff);
     IccBpr1El1.set(0);
@@ -368,6 +368,7 @@ pub fn read_lr(i: usize) -> ListReg {
             0b11 => LrState::PendingActive,
             _ => LrState::Invalid,
         },
+        eoi_notify: v.is_set(ICH_LR0_EL2::EOI),
     }
 }
 
@@ -385,6 +386,7 @@ pub fn write_lr(i: usize, lr: &ListReg) {
             state
                 + ICH_LR0_EL2::Group.val(u64::from(lr.group1))
                 + ICH_LR0_EL2::Priority.val(u64::from(lr.priority))
+                + ICH_LR0_EL2::EOI.val(u64::from(lr.eoi_notify))
                 + ICH_LR0_EL2::vINTID.val(u64::from(lr.intid)),
         );
     }

@@ -9,12 +9,23 @@
 
 extern crate alloc;
 
+mod cache;
 mod console;
-mod heap;
 mod consoles;
+mod domain;
+mod firmware;
+mod gic;
+mod heap;
 mod logline;
 mod mmu;
+mod run;
+mod stage2;
 mod sysreg;
+mod timer;
+mod vcpu;
+mod world;
+
+use mica_aarch64::esr;
 
 use aarch64_cpu::registers::CurrentEL;
 use core::arch::global_asm;
@@ -50,7 +61,7 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         Ok(f) => f,
         Err(_) => halt(),
     };
-    if let Some(base) = boot::find_console(&fdt) {
+    if let Some(base) = boot_console::find_console(&fdt) {
         // SAFETY: the stdout UART is mapped as device memory by the early map and Mica is
         // the only software running.
         unsafe { console::init_pl011(base as usize) };
@@ -63,16 +74,21 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         halt();
     }
     info!("Mica {} starting at EL2", env!("CARGO_PKG_VERSION"));
-    halt();
+    let dtb_size = fdt.total_size();
+    boot::start(dtb, dtb_size)
 }
 
 /// Entry of a secondary CPU (started with PSCI CPU_ON), MMU off.
 #[unsafe(no_mangle)]
-extern "C" fn secondary_main(_cpu: usize) -> ! {
-    halt();
+extern "C" fn secondary_main(cpu: usize) -> ! {
+    // SAFETY: the boot CPU installed and cleaned the final tables before starting us.
+    unsafe { mmu::enable_secondary() };
+    boot::secondary(cpu)
 }
 
-mod boot {
+mod boot;
+
+mod boot_console {
     /// The base address of the UART named by `/chosen/stdout-path`, if Mica can drive it.
     pub fn find_console(fdt: &fdt::Fdt<'_>) -> Option<u64> {
         let node = fdt.chosen().stdout()?;

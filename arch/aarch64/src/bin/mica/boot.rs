@@ -1,0 +1,301 @@
+//! Bring-up after the console works: hardware from the device tree, memory, the other
+//! CPUs, then the domains.
+
+use crate::world::{self, DOMAINS, FRAMES, MAX_CPUS, PCPUS};
+use crate::{consoles, domain, firmware, gic, halt, heap, info, mmu, run, timer};
+use aarch64_cpu::registers::{MPIDR_EL1, VBAR_EL2};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use mica_guest_abi::layout::{HYP_TIMER_PPI, VIRT_TIMER_PPI};
+use mica_hv::addr::{HostPhysAddr, HostRange};
+use mica_hv::bootcfg::{self, DomainKind, HostInfo};
+use mica_hv::frame_alloc::FrameAllocator;
+use mica_hv::sched::{RoundRobin, Scheduler};
+use spin::Once;
+use tock_registers::interfaces::{Readable, Writeable};
+
+const MIB2: u64 = 2 << 20;
+/// Heap Mica takes from RAM once it knows the memory map.
+const HEAP_GROWTH: u64 = 8 << 20;
+/// Round-robin time slice.
+const SLICE_US: u64 = 10_000;
+
+static HOST: Once<HostInfo> = Once::new();
+
+unsafe extern "C" {
+    static el2_vectors: u8;
+    fn secondary_entry();
+}
+
+/// Our MPIDR with only the affinity fields.
+fn my_mpidr() -> u64 {
+    MPIDR_EL1.get() & 0xff_00ff_ffff
+}
+
+/// RAM ranges shrunk to 2 MiB boundaries: the hypervisor maps RAM with 2 MiB blocks.
+fn usable_ram(info: &HostInfo) -> Vec<HostRange> {
+    info.memory
+        .iter()
+        .filter_map(|r| {
+            let start = r.start.checked_align_up(MIB2)?;
+            let end = r.end().align_down(MIB2);
+            HostRange::new(start, end.raw().checked_sub(start.raw())?)
+        })
+        .filter(|r| r.size > 0)
+        .collect()
+}
+
+/// Everything a CPU sets up for itself.
+fn init_this_cpu(cpu: usize, ppis: &[u32]) {
+    VBAR_EL2.set(&raw const el2_vectors as u64);
+    run::init_cpu(cpu);
+    if let Err(e) = gic::init_cpu(my_mpidr(), ppis) {
+        panic!("CPU {cpu}: {e}");
+    }
+    PCPUS[cpu].mpidr.store(my_mpidr() as usize, Ordering::Relaxed);
+    *PCPUS[cpu].sched.lock() = Some(RoundRobin::new(timer::us_to_ticks(SLICE_US)));
+    PCPUS[cpu].online.store(true, Ordering::Release);
+}
+
+fn cpu_ppis() -> [u32; 3] {
+    [HYP_TIMER_PPI, VIRT_TIMER_PPI, gic::PPI_MAINTENANCE]
+}
+
+/// Boot CPU: from a working console to running domains.
+pub fn start(dtb: u64, dtb_size: usize) -> ! {
+    // SAFETY: first use of the heap, on the boot CPU only.
+    unsafe { heap::init() };
+    let (image, image_size) = crate::image_range();
+    let reserved = [
+        HostRange::new(HostPhysAddr::new(image), image_size).unwrap_or(HostRange {
+            start: HostPhysAddr::new(image),
+            size: 0,
+        }),
+        HostRange::new(HostPhysAddr::new(dtb), dtb_size as u64).unwrap_or(HostRange {
+            start: HostPhysAddr::new(dtb),
+            size: 0,
+        }),
+    ];
+    // SAFETY: the boot loader's device tree stays in place (it is reserved below).
+    let dtb_bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, dtb_size) };
+    let info = match bootcfg::parse(dtb_bytes, &reserved) {
+        Ok(i) => i,
+        Err(e) => {
+            info!("cannot use this device tree: {e}. Halting.");
+            halt();
+        }
+    };
+    let info = HOST.call_once(|| info);
+    if info.gic.version != bootcfg::GicVersion::V3 {
+        info!("this image supports GICv3 only so far; the device tree has a GICv2. Halting.");
+        halt();
+    }
+
+    // Memory: RAM minus the image, the device tree, reservations and boot modules.
+    let ram = usable_ram(info);
+    let mut frames = FrameAllocator::new();
+    for &r in &ram {
+        frames.add_region(r);
+    }
+    for &r in reserved.iter().chain(&info.reserved) {
+        frames.reserve(r);
+    }
+    for spec in info.domains.iter().flatten() {
+        for m in [Some(spec.kernel), spec.ramdisk, spec.device_tree].into_iter().flatten() {
+            frames.reserve(m);
+        }
+    }
+    // SAFETY: boot CPU, secondaries not started; `ram` covers the image, stack and DTB.
+    if let Err(e) = unsafe { mmu::install_final(&ram) } {
+        info!("cannot map memory: {e}. Halting.");
+        halt();
+    }
+    if let Some(extra) = frames.alloc(HEAP_GROWTH, MIB2) {
+        // SAFETY: freshly allocated RAM, mapped normal, owned by the heap from now on.
+        unsafe { heap::grow(extra.raw() as usize, HEAP_GROWTH as usize) };
+    }
+    *FRAMES.lock() = Some(frames);
+
+    // Interrupts, timers, this CPU.
+    let Some(redist) = info.gic.redist.first() else {
+        info!("the GIC has no redistributor region. Halting.");
+        halt();
+    };
+    let regions: Vec<(u64, u64)> = info.gic.redist.iter().map(|r| (r.start.raw(), r.size)).collect();
+    let _ = redist;
+    gic::init(info.gic.dist.start.raw(), &regions, my_mpidr());
+    init_this_cpu(0, &cpu_ppis());
+    let uart_intid = info.uart.as_ref().and_then(|u| u.intid);
+    consoles::init(info.cmdline.console_timestamps, uart_intid);
+    report_boot_notes(info);
+
+    start_secondaries(info);
+    create_domains(info, dtb_bytes);
+    release_boot_modules(info);
+
+    if let Some(intid) = uart_intid {
+        gic::enable_spi(intid, my_mpidr(), true);
+        if let Some(uart) = crate::console::UART.lock().as_mut() {
+            uart.set_rx_interrupt(true);
+        }
+    }
+    let (used, total) = heap::usage();
+    let free = FRAMES.lock().as_ref().map(|f| f.free_bytes()).unwrap_or(0);
+    info!(
+        "image {} KiB, heap {} KiB used of {} KiB, {} MiB RAM free; Ctrl-a three times switches console input",
+        image_size / 1024,
+        used / 1024,
+        total / 1024,
+        free >> 20
+    );
+    if DOMAINS.read().iter().all(|d| d.is_none()) {
+        info!("no domain could be started: powering off");
+        firmware::system_off();
+        halt();
+    }
+    run::run(0)
+}
+
+fn report_boot_notes(info: &HostInfo) {
+    let board = mica_platforms::boards::find(info.root_compatible.iter().map(|s| s.as_str()));
+    info!(
+        "{} CPUs, {} MiB RAM, GICv3, board: {}",
+        info.cpus.len(),
+        info.memory.iter().map(|r| r.size).sum::<u64>() >> 20,
+        board.map(|b| b.name).unwrap_or("generic (device tree only)")
+    );
+    for u in &info.cmdline.unknown {
+        info!("note: unknown option '{u}' on Mica's command line ignored");
+    }
+    for e in &info.cmdline.errors {
+        info!("note: {e}");
+    }
+    for w in &info.warnings {
+        info!("note: {w}");
+    }
+}
+
+fn start_secondaries(info: &HostInfo) {
+    let Some(conduit) = info.psci else {
+        info!("no PSCI in the device tree: running on the boot CPU only");
+        return;
+    };
+    firmware::init(conduit);
+    let (tables, len) = mmu::tables_range();
+    crate::cache::clean_to_poc(tables, len);
+    let me = my_mpidr();
+    let mut next = 1;
+    for cpu in &info.cpus {
+        if cpu.mpidr == me {
+            continue;
+        }
+        if next >= MAX_CPUS {
+            info!("more than {MAX_CPUS} CPUs: the rest stay off");
+            break;
+        }
+        let entry = secondary_entry as usize as u64;
+        if let Err(e) = firmware::cpu_on(cpu.mpidr, entry, next as u64) {
+            info!("CPU with MPIDR {:#x} did not start (PSCI error {e})", cpu.mpidr);
+            continue;
+        }
+        let deadline = timer::now() + timer::us_to_ticks(1_000_000);
+        while !PCPUS[next].online.load(Ordering::Acquire) && timer::now() < deadline {
+            core::hint::spin_loop();
+        }
+        if !PCPUS[next].online.load(Ordering::Acquire) {
+            info!("CPU {next} (MPIDR {:#x}) did not come up", cpu.mpidr);
+            continue;
+        }
+        next += 1;
+    }
+}
+
+/// A secondary CPU, MMU on.
+pub fn secondary(cpu: usize) -> ! {
+    init_this_cpu(cpu, &cpu_ppis());
+    run::run(cpu)
+}
+
+fn create_domains(info: &HostInfo, dtb: &[u8]) {
+    let mut next_domu = 1u16;
+    let mut built = Vec::new();
+    for spec in &info.domains {
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => {
+                info!("{e}; not created");
+                if !e.domain.starts_with("dom0") {
+                    next_domu += 1;
+                }
+                continue;
+            }
+        };
+        let id = if spec.kind == DomainKind::Initial {
+            0
+        } else {
+            next_domu += 1;
+            next_domu - 1
+        };
+        match domain::build(id, spec, info, dtb) {
+            Ok(dom) => {
+                info!(
+                    "DOM{id}: {} created: {} MiB, {} vCPU{}{}",
+                    spec.name,
+                    spec.memory_bytes >> 20,
+                    spec.vcpus,
+                    if spec.vcpus == 1 { "" } else { "s" },
+                    if dom.initial { ", direct-mapped" } else { "" }
+                );
+                built.push(dom);
+            }
+            Err(e) => info!("{e}; not created"),
+        }
+    }
+    let mut table = DOMAINS.write();
+    for dom in built {
+        let id = usize::from(dom.id);
+        if table.len() <= id {
+            table.resize(id + 1, None);
+        }
+        consoles::add_domain(dom.id, &dom.name);
+        for (index, vcpu) in dom.vcpus.iter().enumerate() {
+            let vref = dom.vcpu_ref(index);
+            let mut sched = PCPUS[vcpu.pcpu].sched.lock();
+            if let Some(s) = sched.as_mut() {
+                s.insert(vref);
+                if index != 0 {
+                    s.block(vref);
+                }
+            }
+        }
+        table[id] = Some(Arc::clone(&dom));
+    }
+    drop(table);
+    // Wake every CPU that got work.
+    for (cpu, p) in PCPUS.iter().enumerate() {
+        if cpu != 0 && p.online.load(Ordering::Acquire) {
+            gic::send_sgi(p.mpidr.load(Ordering::Relaxed) as u64, gic::SGI_KICK);
+        }
+    }
+    let _ = world::domain(0);
+}
+
+/// Boot modules were copied into their domains: give their memory back.
+fn release_boot_modules(info: &HostInfo) {
+    let mut frames = FRAMES.lock();
+    let Some(frames) = frames.as_mut() else {
+        return;
+    };
+    for spec in info.domains.iter().flatten() {
+        for m in [Some(spec.kernel), spec.ramdisk, spec.device_tree].into_iter().flatten() {
+            if let (Some(start), end) = (m.start.checked_align_up(4096), m.end().align_down(4096)) {
+                if let Some(r) = end.raw().checked_sub(start.raw()).and_then(|n| HostRange::new(start, n)) {
+                    if r.size > 0 {
+                        let _ = frames.free(r);
+                    }
+                }
+            }
+        }
+    }
+}
