@@ -9,7 +9,7 @@ use crate::host::{ensure_host_tools, ensure_linux_guest, ensure_xen, GuestFiles}
 use crate::images::{build_mica, Platform};
 use crate::qemu::run_captured;
 use crate::scenario::{bare_linux_args, Scenario};
-use crate::suites::{self, find_line, hello, Dom0Mode, Hypervisor};
+use crate::suites::{self, find_stamped, hello, Dom0Mode, Hypervisor};
 use crate::util::{file_size, output, repo_root, say, target_dir, write_file};
 
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
@@ -118,11 +118,9 @@ fn run_bare(options: &BenchOptions, files: &GuestFiles, log: &Path) -> Result<Ti
     args.extend(ICOUNT.map(String::from));
     let line = hello("bare", scenario.smp);
     let captured = run_captured(&args, log, RUN_TIMEOUT, &|log| {
-        find_line(log, None, None, &line).flatten().is_some()
+        find_stamped(log, None, None, &line).is_some()
     })?;
-    let time = find_line(&captured.log, None, None, &line)
-        .flatten()
-        .ok_or("no timestamped HELLO line")?;
+    let time = find_stamped(&captured.log, None, None, &line).ok_or("no timestamped HELLO line")?;
     Ok([Some(time); 3])
 }
 
@@ -153,7 +151,7 @@ fn run_hypervisor(
     args.extend(ICOUNT.map(String::from));
     let times_in = |log: &str| -> Times {
         DOMAINS.map(|(_, who, cpus, id)| {
-            find_line(log, Some(hv.tag()), Some(id), &hello(who, cpus)).flatten()
+            find_stamped(log, Some(hv.tag()), Some(id), &hello(who, cpus))
         })
     };
     // Xen's dom0 console is not stamped: stop once the stampable domains reported.

@@ -25,6 +25,8 @@ pub struct TestOptions {
     pub release: bool,
     pub filter: Option<String>,
     pub hypervisor: Hypervisor,
+    /// Replaces every boot test's own timeout.
+    pub timeout: Option<Duration>,
 }
 
 const TESTS: &[&str] = &["unit", "linux-dom0less", "trapcheck"];
@@ -137,7 +139,8 @@ impl Context<'_> {
             (Some(hv.tag()), Some(1), hello("domU1", 1)),
             (Some(hv.tag()), Some(2), hello("domU2", 2)),
         ];
-        let captured = boot("linux-dom0less", &scenario, &image, LINUX_DOM0LESS_TIMEOUT)?;
+        let timeout = self.options.timeout.unwrap_or(LINUX_DOM0LESS_TIMEOUT);
+        let captured = boot("linux-dom0less", &scenario, &image, timeout)?;
         let missing: Vec<String> = expected
             .iter()
             .filter(|(tag, dom, message)| find_line(&captured.log, *tag, *dom, message).is_none())
@@ -161,7 +164,8 @@ impl Context<'_> {
         let guest =
             build_guest("trapcheck").map_err(|e| format!("building trapcheck failed: {e}"))?;
         let scenario = suites::trapcheck(self.options.platform, self.options.gic, guest);
-        let captured = boot("trapcheck", &scenario, &image, TRAPCHECK_TIMEOUT)?;
+        let timeout = self.options.timeout.unwrap_or(TRAPCHECK_TIMEOUT);
+        let captured = boot("trapcheck", &scenario, &image, timeout)?;
         check_trapcheck_log(&captured.log).map_err(|why| failure(&captured, &why))?;
         require_clean_exit(&captured)
     }

@@ -149,7 +149,8 @@ fn fetch_deb(package: &str, what: &str) -> Result<PathBuf, String> {
         deb.file_name().unwrap_or_default().to_string_lossy()
     ));
     let _ = std::fs::remove_dir_all(&unpacked);
-    std::fs::create_dir_all(&unpacked).map_err(|e| format!("creating {}: {e}", unpacked.display()))?;
+    std::fs::create_dir_all(&unpacked)
+        .map_err(|e| format!("creating {}: {e}", unpacked.display()))?;
     run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
     Ok(unpacked)
 }

@@ -32,9 +32,10 @@ Commands:
   run    [--platform P] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
       Boot an initial domain with a busybox shell plus two dom0less domUs in QEMU, with
       the terminal on the serial console. Fetches guests and installs host tools as needed.
-  test   [--filter NAME] [--gic 2|3] [--release] [--hypervisor mica|xen]
-      Host unit tests (mica-hv, mica-guest-abi, xtask), then QEMU boot tests
-      (linux-dom0less, trapcheck) with logs in target/test-logs/. Ends with `N passed, M failed`.
+  test   [--filter NAME] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
+      Host unit tests (unit: mica-hv, mica-guest-abi, xtask), then QEMU boot tests
+      (linux-dom0less: 600 s, trapcheck: 120 s; --timeout overrides) with serial logs in
+      target/test-logs/<test>.log. Ends with the line `N passed, M failed`.
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
       writes the `## Boot` section of docs/benchmarks.md.
@@ -156,6 +157,7 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                 release: args.flag("--release"),
                 filter: args.value("--filter")?,
                 hypervisor: args.hypervisor()?,
+                timeout: args.number::<u64>("--timeout")?.map(Duration::from_secs),
             };
             args.finish()?;
             boot_tests::run_all(&options)

@@ -203,6 +203,19 @@ pub fn find_line(
     })
 }
 
+/// The timestamp of the first line carrying `message` with this `tag` and `domain` that has one.
+pub fn find_stamped(
+    log: &str,
+    tag: Option<&str>,
+    domain: Option<u32>,
+    message: &str,
+) -> Option<f64> {
+    log.lines()
+        .map(parse_line)
+        .filter(|line| line.tag == tag && line.domain == domain && line.message == message)
+        .find_map(|line| line.seconds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
