@@ -1,5 +1,6 @@
 //! `cargo xtask bench boot`: power-on → each domain's init, under `-icount shift=0,sleep=off`
-//! so the guest clock counts executed instructions and repeats run to run.
+//! so the guest clock counts executed instructions and (nearly: vCPU interleaving still varies by a
+//! few percent) repeats run to run.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -241,8 +242,9 @@ fn report(
         s,
         "How each column is measured. *Bare Linux*: the same kernel and initramfs booted directly by QEMU \
          (`-kernel Image -initrd initrd.gz`, 2 CPUs, 2 GiB, `who=bare`); the time is the kernel's own timestamp on \
-         the `<1>HELLO` line `/init` writes to `/dev/kmsg` (the kernel's clock starts when QEMU enters it at \
-         power-on); the same value is shown on every row. *Xen 4.17* and *Mica*: `console_timestamps=boot` in \
+         the `<1>HELLO` line `/init` writes to `/dev/kmsg`; that clock starts when the kernel sets up its timer, \
+         a few milliseconds of guest time after QEMU enters it at power-on, so this column slightly \
+         underestimates; the same value is shown on every row. *Xen 4.17* and *Mica*: `console_timestamps=boot` in \
          `xen,xen-bootargs`; the time is the hypervisor's stamp on its `DOMn: HELLO …` console line. Xen prints \
          its dom0's PV console (`console=hvc0`) without a stamp, so dom0 is not measured under Xen."
     );
