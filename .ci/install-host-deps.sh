@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the host packages Mica's build and QEMU tests need on a Debian bookworm machine.
+# Installs the host packages Mica's build and QEMU tests need on a Debian bookworm machine:
+# QEMU, dtc, and the arm64 architecture in apt (for the Debian guest packages xtask fetches).
+# Idempotent and quiet: does nothing when everything is there.
 # qemu-utils on this machine kind comes from bookworm-backports, so qemu-system-arm must too.
 set -euo pipefail
 need_update=0
@@ -23,7 +25,6 @@ fi
 pkgs=()
 command -v qemu-system-aarch64 >/dev/null || pkgs+=(qemu-system-arm)
 command -v dtc >/dev/null || pkgs+=(device-tree-compiler)
-command -v cpio >/dev/null || pkgs+=(cpio)
 if [ ${#pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "${pkgs[@]}" >/dev/null
 fi

@@ -1,0 +1,281 @@
+//! `cargo xtask test`: host unit tests, then QEMU boot tests whose serial logs are asserted on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::host::{ensure_host_tools, ensure_linux_guest, GuestFiles};
+use crate::images::{build_guest, Platform};
+use crate::qemu::{run_captured, Captured, Ending};
+use crate::suites::{self, find_line, hello, Dom0Mode, Hypervisor};
+use crate::util::{cargo, repo_root, say, target_dir};
+
+/// Crates with host unit tests (the others are bare-metal).
+const UNIT_TEST_CRATES: &[&str] = &["mica-hv", "mica-guest-abi", "xtask"];
+
+/// TCG on two host cores boots three Linux kernels slowly.
+pub const LINUX_DOM0LESS_TIMEOUT: Duration = Duration::from_secs(600);
+pub const TRAPCHECK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Checks trapcheck must report as ok.
+pub const TRAPCHECK_REQUIRED: &[&str] =
+    &["uart", "psci-version", "cpu-on", "vtimer-wfi", "data-abort"];
+
+pub struct TestOptions {
+    pub platform: Platform,
+    pub gic: u8,
+    pub release: bool,
+    pub filter: Option<String>,
+    pub hypervisor: Hypervisor,
+    /// Replaces every boot test's own timeout.
+    pub timeout: Option<Duration>,
+}
+
+const TESTS: &[&str] = &["unit", "linux-dom0less", "trapcheck"];
+
+/// Runs the selected tests; returns whether all passed. Prints `PASS name` / `FAIL name: why`
+/// per test and a final `N passed, M failed` line.
+pub fn run_all(options: &TestOptions) -> Result<bool, String> {
+    let selected: Vec<&str> = TESTS
+        .iter()
+        .copied()
+        .filter(|name| options.filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
+    if selected.is_empty() {
+        return Err(format!(
+            "no test matches the filter; tests: {}",
+            TESTS.join(", ")
+        ));
+    }
+    let mut context = Context {
+        options,
+        hv_image: None,
+        guest_files: None,
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for name in selected {
+        say(format!("test {name}"));
+        let result = match name {
+            "unit" => unit_tests(),
+            "linux-dom0less" => context.linux_dom0less(),
+            "trapcheck" => context.trapcheck(),
+            _ => unreachable!("TESTS lists only known tests"),
+        };
+        match result {
+            Ok(()) => {
+                println!("PASS {name}");
+                passed += 1;
+            }
+            Err(why) => {
+                println!("FAIL {name}: {why}");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+fn unit_tests() -> Result<(), String> {
+    let mut command = cargo();
+    command.arg("test").current_dir(repo_root());
+    for krate in UNIT_TEST_CRATES {
+        command.args(["-p", krate]);
+    }
+    crate::util::run(&mut command).map_err(|e| format!("host unit tests failed: {e}"))
+}
+
+/// Built or fetched once, shared by the boot tests.
+struct Context<'a> {
+    options: &'a TestOptions,
+    hv_image: Option<Result<PathBuf, String>>,
+    guest_files: Option<Result<GuestFiles, String>>,
+}
+
+impl Context<'_> {
+    fn hypervisor(&mut self) -> Result<PathBuf, String> {
+        let options = self.options;
+        self.hv_image
+            .get_or_insert_with(|| {
+                ensure_host_tools()?;
+                options
+                    .hypervisor
+                    .image(&options.platform, options.release)
+                    .map_err(|e| format!("building {} failed: {e}", options.hypervisor.name()))
+            })
+            .clone()
+    }
+
+    fn linux_files(&mut self) -> Result<GuestFiles, String> {
+        let files = self.guest_files.get_or_insert_with(|| {
+            ensure_host_tools()?;
+            ensure_linux_guest()
+        });
+        match files {
+            Ok(f) => Ok(GuestFiles {
+                kernel: f.kernel.clone(),
+                initrd: f.initrd.clone(),
+            }),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    fn linux_dom0less(&mut self) -> Result<(), String> {
+        let hv = self.options.hypervisor;
+        let image = self.hypervisor()?;
+        let files = self.linux_files()?;
+        let scenario = suites::linux_dom0less(
+            hv,
+            self.options.platform,
+            self.options.gic,
+            &files,
+            Dom0Mode::Hold(20),
+            "",
+        );
+        let expected: [(Option<&str>, Option<u32>, String); 3] = [
+            match hv {
+                Hypervisor::Mica => (Some(hv.tag()), Some(0), hello("dom0", scenario.smp)),
+                // Xen prints its hardware domain's PV console untagged.
+                Hypervisor::Xen => (None, None, hello("dom0", scenario.smp)),
+            },
+            (Some(hv.tag()), Some(1), hello("domU1", 1)),
+            (Some(hv.tag()), Some(2), hello("domU2", 2)),
+        ];
+        let timeout = self.options.timeout.unwrap_or(LINUX_DOM0LESS_TIMEOUT);
+        let captured = boot("linux-dom0less", &scenario, &image, timeout)?;
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|(tag, dom, message)| find_line(&captured.log, *tag, *dom, message).is_none())
+            .map(|(tag, dom, message)| {
+                let prefix = tag.map(|t| format!("{t} ")).unwrap_or_default();
+                let dom = dom.map(|d| format!("DOM{d}: ")).unwrap_or_default();
+                format!("`{prefix}{dom}{message}`")
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(failure(
+                &captured,
+                &format!("missing {}", missing.join(", ")),
+            ));
+        }
+        require_clean_exit(&captured)
+    }
+
+    fn trapcheck(&mut self) -> Result<(), String> {
+        let image = self.hypervisor()?;
+        let guest =
+            build_guest("trapcheck").map_err(|e| format!("building trapcheck failed: {e}"))?;
+        let scenario = suites::trapcheck(self.options.platform, self.options.gic, guest);
+        let timeout = self.options.timeout.unwrap_or(TRAPCHECK_TIMEOUT);
+        let captured = boot("trapcheck", &scenario, &image, timeout)?;
+        check_trapcheck_log(&captured.log).map_err(|why| failure(&captured, &why))?;
+        require_clean_exit(&captured)
+    }
+}
+
+/// Boots `scenario` on `image`, logging to `target/test-logs/<name>.log`.
+fn boot(
+    name: &str,
+    scenario: &crate::scenario::Scenario,
+    image: &std::path::Path,
+    timeout: Duration,
+) -> Result<Captured, String> {
+    let work = target_dir().join("scenarios").join(name);
+    let prepared = scenario.prepare(image, &work)?;
+    let log = target_dir().join("test-logs").join(format!("{name}.log"));
+    say(format!(
+        "booting {name} (timeout {} s, device tree {}, log {})",
+        timeout.as_secs(),
+        prepared.dtb.display(),
+        log.display()
+    ));
+    let captured = run_captured(&prepared.qemu_args, &log, timeout, &|_| false)?;
+    say(format!(
+        "{name}: QEMU ran {:.1} s",
+        captured.elapsed.as_secs_f64()
+    ));
+    Ok(captured)
+}
+
+fn require_clean_exit(captured: &Captured) -> Result<(), String> {
+    match &captured.ending {
+        Ending::Exited(status) if status.success() => Ok(()),
+        Ending::Exited(status) => Err(failure(captured, &format!("QEMU exited with {status}"))),
+        Ending::TimedOut => Err(failure(
+            captured,
+            "QEMU did not power off before the timeout",
+        )),
+        Ending::Stopped => Err(failure(captured, "QEMU was stopped")),
+    }
+}
+
+fn failure(captured: &Captured, why: &str) -> String {
+    format!("{why}; last 20 log lines:\n{}", captured.tail(20))
+}
+
+/// Checks trapcheck's report: a `done P passed, 0 failed` line, no FAIL line, and an ok line
+/// for every required check. Lines may carry the hypervisor's `(TAG) DOMn: ` prefix.
+pub fn check_trapcheck_log(log: &str) -> Result<(), String> {
+    let messages: Vec<&str> = log.lines().map(|l| suites::parse_line(l).message).collect();
+    if let Some(fail) = messages.iter().find(|m| m.starts_with("trapcheck: FAIL")) {
+        return Err(format!("guest reported `{fail}`"));
+    }
+    let done = messages
+        .iter()
+        .find_map(|m| m.strip_prefix("trapcheck: done "))
+        .ok_or("no `trapcheck: done` line")?;
+    let failed = done
+        .strip_suffix(" failed")
+        .and_then(|d| d.rsplit_once(", "))
+        .map(|(_, n)| n)
+        .ok_or_else(|| format!("malformed done line `trapcheck: done {done}`"))?;
+    if failed != "0" {
+        return Err(format!("trapcheck: done {done}"));
+    }
+    let missing: Vec<&str> = TRAPCHECK_REQUIRED
+        .iter()
+        .copied()
+        .filter(|check| {
+            !messages
+                .iter()
+                .any(|m| *m == format!("trapcheck: ok {check}"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("no ok line for: {}", missing.join(", ")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "(MICA) DOM1: trapcheck: ok uart\n(MICA) DOM1: trapcheck: ok psci-version\n\
+        (MICA) DOM1: trapcheck: ok cpu-on\n(MICA) DOM1: trapcheck: ok vtimer-wfi\n\
+        (MICA) DOM1: trapcheck: ok data-abort\n(MICA) DOM1: trapcheck: done 5 passed, 0 failed\n";
+
+    #[test]
+    fn trapcheck_passes_with_all_checks() {
+        check_trapcheck_log(GOOD).unwrap();
+        check_trapcheck_log(&GOOD.replace("(MICA) DOM1: ", "")).unwrap();
+    }
+
+    #[test]
+    fn trapcheck_fails_on_fail_lines_counts_or_missing_checks() {
+        let with_fail = format!("trapcheck: FAIL cpu-on: PSCI returned -2\n{GOOD}");
+        assert!(check_trapcheck_log(&with_fail)
+            .unwrap_err()
+            .contains("cpu-on"));
+        let counted = GOOD.replace("0 failed", "1 failed");
+        assert!(check_trapcheck_log(&counted).is_err());
+        let no_done = GOOD.replace("done", "almost");
+        assert!(check_trapcheck_log(&no_done)
+            .unwrap_err()
+            .contains("no `trapcheck: done`"));
+        let no_abort = GOOD.replace("ok data-abort", "ok something-else");
+        assert!(check_trapcheck_log(&no_abort)
+            .unwrap_err()
+            .contains("data-abort"));
+        assert!(check_trapcheck_log("trapcheck: done garbage").is_err());
+        assert!(check_trapcheck_log("").is_err());
+    }
+}
