@@ -101,7 +101,8 @@ pub enum VgicError {
     DuplicateMpidr,
     /// `nr_spis` is not a multiple of 32 (or 988), or too large.
     BadSpiCount,
-    /// A base is not 64 KiB aligned.
+    /// A base is not 4 KiB aligned (Xen's guest map puts the GICv3 distributor at
+    /// 0x03001000, so 64 KiB alignment cannot be required).
     Misaligned,
     /// A window runs past the end of the address space.
     AddressOverflow,
@@ -221,7 +222,7 @@ impl Vgic {
         if cfg.nr_spis > MAX_SPIS || (!cfg.nr_spis.is_multiple_of(32) && cfg.nr_spis != MAX_SPIS) {
             return Err(VgicError::BadSpiCount);
         }
-        if !cfg.dist_base.is_aligned(0x1_0000) || !cfg.redist_base.is_aligned(0x1_0000) {
+        if !cfg.dist_base.is_aligned(0x1000) || !cfg.redist_base.is_aligned(0x1000) {
             return Err(VgicError::Misaligned);
         }
         let dist = GuestRange::new(cfg.dist_base, DIST_SIZE).ok_or(VgicError::AddressOverflow)?;

@@ -62,10 +62,26 @@ fn cpu_ppis() -> [u32; 3] {
     [HYP_TIMER_PPI, VIRT_TIMER_PPI, gic::PPI_MAINTENANCE]
 }
 
-/// Boot CPU: from a working console to running domains.
-pub fn start(dtb: u64, dtb_size: usize) -> ! {
-    // SAFETY: first use of the heap, on the boot CPU only.
-    unsafe { heap::init() };
+/// The device tree blob at `dtb`, sized by its header (0 bytes if the header is not one).
+///
+/// # Safety
+/// `dtb` must point at readable memory of at least the size its header claims.
+pub unsafe fn device_tree_bytes(dtb: u64) -> &'static [u8] {
+    const FDT_MAGIC: u32 = 0xd00d_feed;
+    // SAFETY: a device tree header is at least 8 bytes; the caller vouches for the address.
+    let head = unsafe { core::slice::from_raw_parts(dtb as *const u8, 8) };
+    let word = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    if dtb == 0 || word(0) != FDT_MAGIC {
+        return &[];
+    }
+    let size = (word(4) as usize).min(2 << 20);
+    // SAFETY: as above, with the size the header declares (capped at 2 MiB).
+    unsafe { core::slice::from_raw_parts(dtb as *const u8, size) }
+}
+
+/// Boot CPU: from a working console to running domains. `clean` is the device tree with
+/// NOP tags removed; `dtb`/`dtb_size` locate the original to keep it reserved.
+pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
     let (image, image_size) = crate::image_range();
     let reserved = [
         HostRange::new(HostPhysAddr::new(image), image_size).unwrap_or(HostRange {
@@ -77,8 +93,7 @@ pub fn start(dtb: u64, dtb_size: usize) -> ! {
             size: 0,
         }),
     ];
-    // SAFETY: the boot loader's device tree stays in place (it is reserved below).
-    let dtb_bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, dtb_size) };
+    let dtb_bytes = clean;
     let info = match bootcfg::parse(dtb_bytes, &reserved) {
         Ok(i) => i,
         Err(e) => {
@@ -194,7 +209,7 @@ fn start_secondaries(info: &HostInfo) {
             info!("more than {MAX_CPUS} CPUs: the rest stay off");
             break;
         }
-        let entry = secondary_entry as usize as u64;
+        let entry = secondary_entry as *const () as u64;
         if let Err(e) = firmware::cpu_on(cpu.mpidr, entry, next as u64) {
             info!("CPU with MPIDR {:#x} did not start (PSCI error {e})", cpu.mpidr);
             continue;

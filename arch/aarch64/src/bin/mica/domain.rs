@@ -222,8 +222,9 @@ pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Re
         for &(g, h) in &ram {
             if let Err(e) = table.map(&mut tables, g.raw(), h.start.raw(), h.size, stage2_ram()) {
                 table.destroy(&mut tables);
-                drop(frames);
-                free_ram(&chunks);
+                for &c in &chunks {
+                    let _ = tables.0.free(c);
+                }
                 return Err(fail(format!("stage 2 mapping failed: {e:?}")));
             }
         }

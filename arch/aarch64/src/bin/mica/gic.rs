@@ -393,6 +393,19 @@ pub fn write_lr(i: usize, lr: &ListReg) {
     write_lr_raw(i, v.get());
 }
 
+/// Removes the causes of a maintenance interrupt: no underflow request, and no list
+/// register left in the "EOI seen" condition (an invalid entry with its EOI bit). Only call
+/// when the list registers have been folded back into the model since the guest last ran.
+pub fn clear_maintenance() {
+    set_underflow_interrupt(false);
+    for i in 0..list_register_count() {
+        let v = LrBits::new(read_lr_raw(i));
+        if v.read(ICH_LR0_EL2::State) == 0 && v.get() != 0 {
+            write_lr_raw(i, 0);
+        }
+    }
+}
+
 /// Asks for a maintenance interrupt when the list registers run (nearly) empty, so
 /// interrupts that did not fit can be listed.
 pub fn set_underflow_interrupt(on: bool) {

@@ -55,13 +55,18 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     // SAFETY: first thing on the boot CPU, MMU off, no other CPU running.
     unsafe { mmu::enable_early(regime, &[image, dtb]) };
 
-    // SAFETY: the boot loader hands us a device tree at `dtb`; the fdt crate checks its
-    // header and bounds every access by the size it declares.
-    let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
-        Ok(f) => f,
-        Err(_) => halt(),
-    };
-    if let Some(base) = boot_console::find_console(&fdt) {
+    // SAFETY: first use of the heap, on the boot CPU only (its arena is inside the image).
+    unsafe { heap::init() };
+    // SAFETY: the boot loader hands us a device tree at `dtb`, in RAM the early map covers;
+    // only its header is read here, and `validate` bounds everything by the size it gives.
+    let dtb_bytes = unsafe { boot::device_tree_bytes(dtb) };
+    let dtb_clean = mica_hv::bootcfg::validate(dtb_bytes);
+    let console = dtb_clean
+        .as_ref()
+        .ok()
+        .and_then(|bytes| fdt::Fdt::new(bytes).ok())
+        .and_then(|fdt| boot_console::find_console(&fdt));
+    if let Some(base) = console {
         // SAFETY: the stdout UART is mapped as device memory by the early map and Mica is
         // the only software running.
         unsafe { console::init_pl011(base as usize) };
@@ -74,8 +79,13 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         halt();
     }
     info!("Mica {} starting at EL2", env!("CARGO_PKG_VERSION"));
-    let dtb_size = fdt.total_size();
-    boot::start(dtb, dtb_size)
+    match dtb_clean {
+        Ok(clean) => boot::start(dtb, dtb_bytes.len(), &clean),
+        Err(e) => {
+            info!("the device tree at {dtb:#x} is unusable: {e}. Halting.");
+            halt();
+        }
+    }
 }
 
 /// Entry of a secondary CPU (started with PSCI CPU_ON), MMU off.

@@ -311,7 +311,7 @@ fn handle_irqs(local: &mut Local) -> bool {
                     kick(dom, set);
                 }
             }
-            gic::PPI_MAINTENANCE => gic::set_underflow_interrupt(false),
+            gic::PPI_MAINTENANCE => gic::clear_maintenance(),
             gic::SGI_KICK => resched = true,
             other if Some(other) == consoles::uart_intid() => {
                 while let Some(byte) = crate::console::poll_input() {
