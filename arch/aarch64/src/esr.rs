@@ -132,7 +132,7 @@ pub fn decode(s: &Syndrome, x: &[u64; 31]) -> Decoded {
         }
         ec::DABT_LOWER => {
             let addr = s.fault_ipa();
-            let is_translation_fault = iss & dabt::DFSC_MASK & !0x3 == 0b0001_00;
+            let is_translation_fault = iss & dabt::DFSC_MASK & !0x3 == 0b00_0100;
             if iss & dabt::ISV == 0 || iss & dabt::S1PTW != 0 || !is_translation_fault {
                 return Decoded::Plain(Exit::UndecodableAbort {
                     addr,
@@ -214,7 +214,7 @@ mod tests {
         let mut x = [0u64; 31];
         x[3] = 0xdead_beef_1234_5678;
         // ISV, SAS=word, SRT=3, WnR, DFSC = translation fault level 3.
-        let iss = (1 << 24) | (2 << 22) | (3 << 16) | (1 << 6) | 0b000111;
+        let iss = (1 << 24) | (2 << 22) | (3 << 16) | (1 << 6) | 0b00_0111;
         let s = Syndrome {
             esr: esr(ec::DABT_LOWER, iss),
             far: 0xffff_0000_0900_0018,
@@ -311,7 +311,10 @@ mod tests {
             sign_extend: true,
             sixty_four: true,
         };
-        assert_eq!(extend_read(0x80, AccessSize::Byte, r), 0xffff_ffff_ffff_ff80);
+        assert_eq!(
+            extend_read(0x80, AccessSize::Byte, r),
+            0xffff_ffff_ffff_ff80
+        );
         let r32 = MmioRegister {
             sixty_four: false,
             ..r
@@ -322,6 +325,9 @@ mod tests {
             sign_extend: false,
             sixty_four: true,
         };
-        assert_eq!(extend_read(0x1_2345_6789, AccessSize::Word, plain), 0x2345_6789);
+        assert_eq!(
+            extend_read(0x1_2345_6789, AccessSize::Word, plain),
+            0x2345_6789
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! hypervisor's own stage-1 tables and every domain's stage-2 tables; only the leaf
 //! attributes differ.
 
-use tock_registers::register_bitfields;
 use tock_registers::fields::FieldValue;
+use tock_registers::register_bitfields;
 use tock_registers::LocalRegisterCopy;
 
 /// Entries in one table.
@@ -90,21 +90,24 @@ const PAGE: u64 = 4096;
 
 /// Leaf attributes for the hypervisor's own normal memory (MAIR index 0).
 pub fn el2_normal() -> Descriptor {
-    with(Descriptor::new(0), 
+    with(
+        Descriptor::new(0),
         DESC::ATTR_INDX.val(0) + DESC::AP::ReadWrite + DESC::SH::InnerShareable + DESC::AF::SET,
     )
 }
 
 /// Leaf attributes for the hypervisor's view of devices (MAIR index 1, never executable).
 pub fn el2_device() -> Descriptor {
-    with(Descriptor::new(0), 
+    with(
+        Descriptor::new(0),
         DESC::ATTR_INDX.val(1) + DESC::AP::ReadWrite + DESC::AF::SET + DESC::XN::SET,
     )
 }
 
 /// Stage-2 leaf attributes for guest RAM.
 pub fn stage2_ram() -> Descriptor {
-    with(Descriptor::new(0), 
+    with(
+        Descriptor::new(0),
         DESC::S2_MEMATTR::NormalWriteBack
             + DESC::S2AP::ReadWrite
             + DESC::SH::InnerShareable
@@ -114,7 +117,8 @@ pub fn stage2_ram() -> Descriptor {
 
 /// Stage-2 leaf attributes for a passed-through device.
 pub fn stage2_device() -> Descriptor {
-    with(Descriptor::new(0), 
+    with(
+        Descriptor::new(0),
         DESC::S2_MEMATTR::DeviceNgnre + DESC::S2AP::ReadWrite + DESC::AF::SET + DESC::XN::SET,
     )
 }
@@ -148,7 +152,8 @@ impl PageTable {
         size: u64,
         attrs: Descriptor,
     ) -> Result<(), MapError> {
-        if input % PAGE != 0 || output % PAGE != 0 || size % PAGE != 0 {
+        if !input.is_multiple_of(PAGE) || !output.is_multiple_of(PAGE) || !size.is_multiple_of(PAGE)
+        {
             return Err(MapError::Unaligned);
         }
         let end = input.checked_add(size).ok_or(MapError::OutOfRange)?;
@@ -174,15 +179,14 @@ impl PageTable {
         attrs: Descriptor,
     ) -> Result<u64, MapError> {
         let mut table = self.root;
-        for level in 1..=3 {
-            let shift = LEVEL_SHIFT[level];
+        for (level, &shift) in LEVEL_SHIFT.iter().enumerate().skip(1) {
             let block = 1u64 << shift;
             let index = ((ia >> shift) & (ENTRIES as u64 - 1)) as usize;
             // SAFETY: `table` is the root or a table this PageTable allocated from `mem`,
             // and `&mut self` gives exclusive access to the whole tree.
             let entries = unsafe { mem.table(table) };
             let entry = Descriptor::new(entries[index]);
-            let fits = ia % block == 0 && oa % block == 0 && remaining >= block;
+            let fits = ia.is_multiple_of(block) && oa.is_multiple_of(block) && remaining >= block;
             if level == 3 || (fits && !entry.is_set(DESC::VALID)) {
                 if entry.is_set(DESC::VALID) {
                     return Err(MapError::AlreadyMapped);
@@ -192,7 +196,8 @@ impl PageTable {
                 } else {
                     DESC::TABLE_OR_PAGE::CLEAR
                 };
-                let leaf = with(attrs, 
+                let leaf = with(
+                    attrs,
                     DESC::VALID::SET + kind + DESC::OUTPUT_ADDR.val(oa >> 12),
                 );
                 entries[index] = leaf.get();
@@ -224,8 +229,7 @@ impl PageTable {
             return None;
         }
         let mut table = self.root;
-        for level in 1..=3 {
-            let shift = LEVEL_SHIFT[level];
+        for (level, &shift) in LEVEL_SHIFT.iter().enumerate().skip(1) {
             let index = ((input >> shift) & (ENTRIES as u64 - 1)) as usize;
             // SAFETY: walking tables owned by this PageTable; `&self` prevents mutation.
             let entry = Descriptor::new(unsafe { mem.table(table) }[index]);
@@ -294,8 +298,14 @@ mod tests {
     fn blocks_used_where_aligned() {
         let mut mem = HostTables::default();
         let mut pt = PageTable::new(&mut mem).unwrap();
-        pt.map(&mut mem, 0x4000_0000, 0x8000_0000, 0x4000_0000, stage2_ram())
-            .unwrap();
+        pt.map(
+            &mut mem,
+            0x4000_0000,
+            0x8000_0000,
+            0x4000_0000,
+            stage2_ram(),
+        )
+        .unwrap();
         // One root only: a single 1 GiB block.
         assert_eq!(mem.tables.len(), 1);
         assert_eq!(pt.translate(&mut mem, 0x4123_4567), Some(0x8123_4567));

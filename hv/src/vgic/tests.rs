@@ -172,7 +172,10 @@ fn config_validation() {
     assert!(Vgic::new(c).is_ok());
     let mut c = good.clone();
     c.dist_base = GuestPhysAddr::new(DIST + 0x1000);
-    assert!(Vgic::new(c).is_ok(), "Xen's domU map has a 4 KiB-aligned distributor");
+    assert!(
+        Vgic::new(c).is_ok(),
+        "Xen's domU map has a 4 KiB-aligned distributor"
+    );
     let mut c = good.clone();
     c.dist_base = GuestPhysAddr::new(DIST + 0x800);
     assert_eq!(Vgic::new(c).err(), Some(VgicError::Misaligned));

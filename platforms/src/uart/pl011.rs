@@ -61,7 +61,8 @@ impl Pl011 {
     pub unsafe fn new(base: usize) -> Self {
         // SAFETY: the caller guarantees `base` points at a mapped, exclusively owned PL011.
         let regs = unsafe { &*(base as *const Pl011Registers) };
-        regs.cr.modify(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+        regs.cr
+            .modify(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
         Self { regs }
     }
 

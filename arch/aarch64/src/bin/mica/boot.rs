@@ -53,7 +53,9 @@ fn init_this_cpu(cpu: usize, ppis: &[u32]) {
     if let Err(e) = gic::init_cpu(my_mpidr(), ppis) {
         panic!("CPU {cpu}: {e}");
     }
-    PCPUS[cpu].mpidr.store(my_mpidr() as usize, Ordering::Relaxed);
+    PCPUS[cpu]
+        .mpidr
+        .store(my_mpidr() as usize, Ordering::Relaxed);
     *PCPUS[cpu].sched.lock() = Some(RoundRobin::new(timer::us_to_ticks(SLICE_US)));
     PCPUS[cpu].online.store(true, Ordering::Release);
 }
@@ -117,7 +119,10 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
         frames.reserve(r);
     }
     for spec in info.domains.iter().flatten() {
-        for m in [Some(spec.kernel), spec.ramdisk, spec.device_tree].into_iter().flatten() {
+        for m in [Some(spec.kernel), spec.ramdisk, spec.device_tree]
+            .into_iter()
+            .flatten()
+        {
             frames.reserve(m);
         }
     }
@@ -137,7 +142,12 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
         info!("the GIC has no redistributor region. Halting.");
         halt();
     };
-    let regions: Vec<(u64, u64)> = info.gic.redist.iter().map(|r| (r.start.raw(), r.size)).collect();
+    let regions: Vec<(u64, u64)> = info
+        .gic
+        .redist
+        .iter()
+        .map(|r| (r.start.raw(), r.size))
+        .collect();
     let _ = redist;
     gic::init(info.gic.dist.start.raw(), &regions, my_mpidr());
     init_this_cpu(0, &cpu_ppis());
@@ -178,7 +188,9 @@ fn report_boot_notes(info: &HostInfo) {
         "{} CPUs, {} MiB RAM, GICv3, board: {}",
         info.cpus.len(),
         info.memory.iter().map(|r| r.size).sum::<u64>() >> 20,
-        board.map(|b| b.name).unwrap_or("generic (device tree only)")
+        board
+            .map(|b| b.name)
+            .unwrap_or("generic (device tree only)")
     );
     for u in &info.cmdline.unknown {
         info!("note: unknown option '{u}' on Mica's command line ignored");
@@ -211,7 +223,10 @@ fn start_secondaries(info: &HostInfo) {
         }
         let entry = secondary_entry as *const () as u64;
         if let Err(e) = firmware::cpu_on(cpu.mpidr, entry, next as u64) {
-            info!("CPU with MPIDR {:#x} did not start (PSCI error {e})", cpu.mpidr);
+            info!(
+                "CPU with MPIDR {:#x} did not start (PSCI error {e})",
+                cpu.mpidr
+            );
             continue;
         }
         let deadline = timer::now() + timer::us_to_ticks(1_000_000);
@@ -303,9 +318,16 @@ fn release_boot_modules(info: &HostInfo) {
         return;
     };
     for spec in info.domains.iter().flatten() {
-        for m in [Some(spec.kernel), spec.ramdisk, spec.device_tree].into_iter().flatten() {
+        for m in [Some(spec.kernel), spec.ramdisk, spec.device_tree]
+            .into_iter()
+            .flatten()
+        {
             if let (Some(start), end) = (m.start.checked_align_up(4096), m.end().align_down(4096)) {
-                if let Some(r) = end.raw().checked_sub(start.raw()).and_then(|n| HostRange::new(start, n)) {
+                if let Some(r) = end
+                    .raw()
+                    .checked_sub(start.raw())
+                    .and_then(|n| HostRange::new(start, n))
+                {
                     if r.size > 0 {
                         let _ = frames.free(r);
                     }

@@ -1,8 +1,8 @@
 //! Building domains from their boot descriptions: memory, stage 2, kernel, initrd, device
 //! tree, virtual devices and vCPUs.
 
-use crate::world::{Domain, FrameTables, Power, Vcpu, VirtualUart, FRAMES, PCPUS};
 use crate::stage2;
+use crate::world::{Domain, FrameTables, Power, Vcpu, VirtualUart, FRAMES, PCPUS};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -43,7 +43,9 @@ fn read_image_header(kernel: &[u8]) -> Result<ImageHeader, String> {
     }
     if &kernel[0x38..0x3c] != MAGIC {
         if kernel.starts_with(&[0x1f, 0x8b]) {
-            return Err("kernel module is gzip-compressed; give Mica the uncompressed Image".into());
+            return Err(
+                "kernel module is gzip-compressed; give Mica the uncompressed Image".into(),
+            );
         }
         return Err("kernel module is not an arm64 Image (no ARM\\x64 magic)".into());
     }
@@ -86,9 +88,7 @@ fn copy_to_guest(dom: &Domain, gpa: GuestPhysAddr, bytes: &[u8]) -> Result<(), S
         // SAFETY: `host..host+n` is RAM owned by this domain (from `ram_to_host`), which is
         // being built and not yet running; source and destination cannot overlap because
         // boot modules are reserved from the frame allocator.
-        unsafe {
-            core::ptr::copy_nonoverlapping(bytes[done..].as_ptr(), host.raw() as *mut u8, n)
-        };
+        unsafe { core::ptr::copy_nonoverlapping(bytes[done..].as_ptr(), host.raw() as *mut u8, n) };
         crate::cache::clean_to_poc(host.raw() as usize, n);
         done += n;
     }
@@ -101,9 +101,15 @@ fn mpidr_of(index: usize) -> u64 {
 }
 
 /// Guest RAM layout: where each host chunk appears to the guest.
-fn guest_ram_layout(chunks: &[HostRange], direct: bool) -> Result<Vec<(GuestPhysAddr, HostRange)>, String> {
+fn guest_ram_layout(
+    chunks: &[HostRange],
+    direct: bool,
+) -> Result<Vec<(GuestPhysAddr, HostRange)>, String> {
     if direct {
-        return Ok(chunks.iter().map(|c| (GuestPhysAddr::new(c.start.raw()), *c)).collect());
+        return Ok(chunks
+            .iter()
+            .map(|c| (GuestPhysAddr::new(c.start.raw()), *c))
+            .collect());
     }
     let mut out = Vec::new();
     let banks = [
@@ -114,7 +120,9 @@ fn guest_ram_layout(chunks: &[HostRange], direct: bool) -> Result<Vec<(GuestPhys
     for c in chunks {
         let mut chunk = *c;
         while chunk.size > 0 {
-            let (base, size) = *banks.get(bank).ok_or("memory does not fit Xen's guest RAM banks")?;
+            let (base, size) = *banks
+                .get(bank)
+                .ok_or("memory does not fit Xen's guest RAM banks")?;
             let room = size - used;
             if room == 0 {
                 bank += 1;
@@ -195,7 +203,12 @@ fn place_vcpu() -> usize {
 }
 
 /// Builds domain `id` from `spec` and starts its first vCPU.
-pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Result<Arc<Domain>, BuildError> {
+pub fn build(
+    id: u16,
+    spec: &DomainSpec,
+    host: &HostInfo,
+    host_dtb: &[u8],
+) -> Result<Arc<Domain>, BuildError> {
     let fail = |what: String| format!("domain {}: {what}", spec.name);
     let initial = spec.kind == DomainKind::Initial;
     // SAFETY: boot modules are reserved in the frame allocator and never written.
@@ -216,7 +229,9 @@ pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Re
     // Stage 2: guest RAM only. Devices trap and are emulated.
     let mut table = {
         let mut frames = FRAMES.lock();
-        let frames = frames.as_mut().ok_or_else(|| fail("no frame allocator".into()))?;
+        let frames = frames
+            .as_mut()
+            .ok_or_else(|| fail("no frame allocator".into()))?;
         let mut tables = FrameTables(frames);
         let mut table = PageTable::new(&mut tables).map_err(|e| fail(format!("stage 2: {e:?}")))?;
         for &(g, h) in &ram {
@@ -233,8 +248,15 @@ pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Re
     let root = table.as_ref().map(|t| t.root()).unwrap_or(0);
 
     let (gic_cfg, uart) = if initial {
-        let uart = host.uart.as_ref().ok_or_else(|| fail("the host has no console UART to mirror".into()))?;
-        let redist = host.gic.redist.first().ok_or_else(|| fail("host GIC has no redistributors".into()))?;
+        let uart = host
+            .uart
+            .as_ref()
+            .ok_or_else(|| fail("the host has no console UART to mirror".into()))?;
+        let redist = host
+            .gic
+            .redist
+            .first()
+            .ok_or_else(|| fail("host GIC has no redistributors".into()))?;
         (
             VgicConfig {
                 dist_base: GuestPhysAddr::new(host.gic.dist.start.raw()),
@@ -259,8 +281,11 @@ pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Re
             },
             VirtualUart {
                 model: Mutex::new(Vpl011::new()),
-                range: GuestRange::new(GuestPhysAddr::new(layout::GUEST_PL011_BASE), layout::GUEST_PL011_SIZE)
-                    .ok_or_else(|| fail("bad UART range".into()))?,
+                range: GuestRange::new(
+                    GuestPhysAddr::new(layout::GUEST_PL011_BASE),
+                    layout::GUEST_PL011_SIZE,
+                )
+                .ok_or_else(|| fail("bad UART range".into()))?,
                 intid: layout::GUEST_VPL011_SPI,
             },
         )
@@ -268,7 +293,7 @@ pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Re
     let vgic = Vgic::new(gic_cfg).map_err(|e| fail(format!("virtual GIC: {e:?}")))?;
 
     let vcpus = (0..vcpu_count)
-        .map(|index| Vcpu::new(index, place_vcpu(), mpidrs[index]))
+        .map(|index| Vcpu::new(place_vcpu(), mpidrs[index]))
         .collect();
     let dom = Domain {
         id,
@@ -310,7 +335,8 @@ pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Re
     let bootargs = spec.bootargs.as_deref();
     let dtb = if initial {
         let banks: Vec<HostRange> = dom.ram.iter().map(|&(_, h)| h).collect();
-        let initrd_host = initrd.and_then(|r| HostRange::new(HostPhysAddr::new(r.start.raw()), r.size));
+        let initrd_host =
+            initrd.and_then(|r| HostRange::new(HostPhysAddr::new(r.start.raw()), r.size));
         guest_fdt::rewrite_dom0_fdt(
             host_dtb,
             &Dom0Fdt {
@@ -328,8 +354,11 @@ pub fn build(id: u16, spec: &DomainSpec, host: &HostInfo, host_dtb: &[u8]) -> Re
             ram: guest_banks(&dom.ram),
             vcpu_mpidrs: mpidrs.clone(),
             gic: GuestGic::V3 {
-                dist: GuestRange::new(GuestPhysAddr::new(layout::GUEST_GICD_BASE), layout::GUEST_GICD_SIZE)
-                    .ok_or_else(|| fail("bad GICD range".into()))?,
+                dist: GuestRange::new(
+                    GuestPhysAddr::new(layout::GUEST_GICD_BASE),
+                    layout::GUEST_GICD_SIZE,
+                )
+                .ok_or_else(|| fail("bad GICD range".into()))?,
                 redist: GuestRange::new(GuestPhysAddr::new(layout::GUEST_GICR_BASE), redist_size)
                     .ok_or_else(|| fail("bad GICR range".into()))?,
             },

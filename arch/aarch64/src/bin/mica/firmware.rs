@@ -1,7 +1,7 @@
 //! Calls to the platform firmware's PSCI (the conduit comes from the device tree).
 
-use mica_hv::bootcfg::PsciConduit;
 use mica_guest_abi::psci;
+use mica_hv::bootcfg::PsciConduit;
 use spin::Once;
 
 static CONDUIT: Once<PsciConduit> = Once::new();

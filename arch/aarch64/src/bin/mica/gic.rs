@@ -212,9 +212,14 @@ pub fn enable_spi(intid: u32, mpidr: u64, level: bool) {
     let cfg_off = gicd::ICFGR + (n / 16) * 4;
     let shift = (n % 16) * 2 + 1;
     let cfg = g.dist.read32(cfg_off);
-    let cfg = if level { cfg & !(1 << shift) } else { cfg | (1 << shift) };
+    let cfg = if level {
+        cfg & !(1 << shift)
+    } else {
+        cfg | (1 << shift)
+    };
     g.dist.write32(cfg_off, cfg);
-    g.dist.write32(gicd::ISENABLER + (n / 32) * 4, 1 << (n % 32));
+    g.dist
+        .write32(gicd::ISENABLER + (n / 32) * 4, 1 << (n % 32));
 }
 
 /// Acknowledges the highest-priority pending interrupt, if any.

@@ -50,7 +50,11 @@ fn image_range() -> (u64, u64) {
 #[unsafe(no_mangle)]
 extern "C" fn primary_main(dtb: u64) -> ! {
     let el = CurrentEL.read(CurrentEL::EL);
-    let regime = if el == 2 { mmu::Regime::El2 } else { mmu::Regime::El1 };
+    let regime = if el == 2 {
+        mmu::Regime::El2
+    } else {
+        mmu::Regime::El1
+    };
     let (image, _) = image_range();
     // SAFETY: first thing on the boot CPU, MMU off, no other CPU running.
     unsafe { mmu::enable_early(regime, &[image, dtb]) };

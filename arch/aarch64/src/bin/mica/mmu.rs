@@ -79,7 +79,14 @@ pub unsafe fn enable_early(regime: Regime, normal: &[u64]) {
     for (slot, entry) in early.0.iter_mut().enumerate() {
         let pa = slot as u64 * GIB;
         let is_normal = normal.iter().any(|&a| a / GIB == slot as u64);
-        *entry = block(pa, if is_normal { el2_normal() } else { el2_device() });
+        *entry = block(
+            pa,
+            if is_normal {
+                el2_normal()
+            } else {
+                el2_device()
+            },
+        );
     }
     let root = early.0.as_ptr() as u64;
     // SAFETY: the table maps the running code and stack identically, as the caller promised.
@@ -91,8 +98,10 @@ pub unsafe fn enable_early(regime: Regime, normal: &[u64]) {
 /// # Safety
 /// Boot CPU only, before secondaries start; `ram` must include the image, stack and DTB.
 pub unsafe fn install_final(ram: &[HostRange]) -> Result<(), &'static str> {
-    // SAFETY: single-threaded boot; the live map is the early table, not these.
-    let (root, pool) = unsafe { (&mut *TABLES.root.get(), &mut *TABLES.l2.get()) };
+    // SAFETY: single-threaded boot; the live map is the early table, not this one.
+    let root = unsafe { &mut *TABLES.root.get() };
+    // SAFETY: as above.
+    let pool = unsafe { &mut *TABLES.l2.get() };
     let mut used = 0;
     let is_ram = |start: u64, size: u64| {
         ram.iter()
@@ -109,11 +118,20 @@ pub unsafe fn install_final(ram: &[HostRange]) -> Result<(), &'static str> {
         } else if !touches_ram(base, GIB) {
             block(base, el2_device())
         } else {
-            let l2 = pool.get_mut(used).ok_or("too many 1 GiB regions mix RAM and devices")?;
+            let l2 = pool
+                .get_mut(used)
+                .ok_or("too many 1 GiB regions mix RAM and devices")?;
             used += 1;
             for (i, entry) in l2.0.iter_mut().enumerate() {
                 let pa = base + i as u64 * MIB2;
-                *entry = block(pa, if is_ram(pa, MIB2) { el2_normal() } else { el2_device() });
+                *entry = block(
+                    pa,
+                    if is_ram(pa, MIB2) {
+                        el2_normal()
+                    } else {
+                        el2_device()
+                    },
+                );
             }
             table_desc(l2.0.as_ptr() as u64)
         };
@@ -167,7 +185,8 @@ unsafe fn turn_on(regime: Regime, root: u64) {
             TTBR0_EL2.set(root);
             barrier::isb(barrier::SY);
             invalidate_tlb();
-            SCTLR_EL2.modify(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable);
+            SCTLR_EL2
+                .modify(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable);
         }
         Regime::El1 => {
             MAIR_EL1.write(
@@ -188,7 +207,8 @@ unsafe fn turn_on(regime: Regime, root: u64) {
             barrier::isb(barrier::SY);
             // SAFETY: TLB maintenance has no memory-safety effect.
             unsafe { core::arch::asm!("tlbi vmalle1", "dsb ish", "isb", options(nostack)) };
-            SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable);
+            SCTLR_EL1
+                .modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable);
         }
     }
     barrier::isb(barrier::SY);

@@ -4,13 +4,13 @@ use crate::esr::{self, Decoded, Syndrome};
 use crate::vcpu::{timer_ctl, ExitKind, VcpuContext, SPSR_EL1H_MASKED};
 use crate::world::{self, Domain, Power, DOMAINS, PCPUS};
 use crate::{consoles, firmware, gic, stage2, timer};
+use aarch64_cpu::registers::*;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use aarch64_cpu::registers::*;
 use core::sync::atomic::Ordering;
 use mica_guest_abi::layout::{PHYS_TIMER_PPI, VIRT_TIMER_PPI};
 use mica_hv::addr::GuestPhysAddr;
-use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess, SysRegId};
+use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
 use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
 use mica_hv::sched::Scheduler;
 use mica_hv::vgic::{ListReg, VcpuSet};
@@ -41,7 +41,13 @@ mod inject {
 mod regs {
     use mica_hv::exit::SysRegId;
     const fn id(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> SysRegId {
-        SysRegId { op0, op1, crn, crm, op2 }
+        SysRegId {
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+        }
     }
     pub const ICC_SGI1R_EL1: SysRegId = id(3, 0, 12, 11, 5);
     pub const ICC_ASGI1R_EL1: SysRegId = id(3, 0, 12, 11, 6);
@@ -69,7 +75,6 @@ struct TimerEvent {
 
 /// State only this physical CPU touches.
 pub struct Local {
-    cpu: usize,
     loaded: Option<(Arc<Domain>, usize)>,
     timers: Vec<TimerEvent>,
 }
@@ -138,7 +143,6 @@ impl PmcrEl0 {
 /// Runs the scheduler on this CPU forever.
 pub fn run(cpu: usize) -> ! {
     let mut local = Local {
-        cpu,
         loaded: None,
         timers: Vec::new(),
     };
@@ -148,7 +152,11 @@ pub fn run(cpu: usize) -> ! {
         if cpu == 0 {
             consoles::flush_idle(now);
         }
-        if local.loaded.as_ref().is_some_and(|(d, _)| d.dying.load(Ordering::Acquire)) {
+        if local
+            .loaded
+            .as_ref()
+            .is_some_and(|(d, _)| d.dying.load(Ordering::Acquire))
+        {
             drop_loaded(&mut local);
         }
         let decision = with_sched(cpu, |s| s.pick_next(now));
@@ -282,7 +290,10 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
             }
             ExitKind::Sync => handle_sync(local, &dom, index, ctx),
             ExitKind::SError => {
-                guest_log(&dom, format_args!("SError from the guest at {:#x}; ending it", ctx.regs.elr));
+                guest_log(
+                    &dom,
+                    format_args!("SError from the guest at {:#x}; ending it", ctx.regs.elr),
+                );
                 destroy(&dom, ShutdownReason::Crash);
                 Next::Reschedule
             }
@@ -363,7 +374,10 @@ pub fn kick(dom: &Domain, set: VcpuSet) {
         }
         with_sched(vcpu.pcpu, |s| s.wake(dom.vcpu_ref(index)));
         if vcpu.pcpu != me {
-            gic::send_sgi(PCPUS[vcpu.pcpu].mpidr.load(Ordering::Relaxed) as u64, gic::SGI_KICK);
+            gic::send_sgi(
+                PCPUS[vcpu.pcpu].mpidr.load(Ordering::Relaxed) as u64,
+                gic::SGI_KICK,
+            );
         }
     }
 }
@@ -390,13 +404,20 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
     };
     // HVC's preferred return address is already the next instruction; everything else
     // trapped here returns to the trapping instruction.
-    let skip = if matches!(exit, Exit::Hvc { .. }) { 0 } else { 4 };
+    let skip = if matches!(exit, Exit::Hvc { .. }) {
+        0
+    } else {
+        4
+    };
     let action = match exit {
         Exit::Hvc { imm: 0, args } | Exit::Smc { imm: 0, args } => {
             let mut env = DomainPsci { dom, caller: index };
             psci::handle(psci::decode(&args), &mut env)
         }
-        Exit::Hvc { imm: XEN_HYPERCALL_IMM, .. } => Action::ResumeWith {
+        Exit::Hvc {
+            imm: XEN_HYPERCALL_IMM,
+            ..
+        } => Action::ResumeWith {
             regs: [Some(ENOSYS as u64), None, None, None],
         },
         Exit::Hvc { imm, .. } | Exit::Smc { imm, .. } => {
@@ -409,7 +430,11 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
                 dom,
                 format_args!(
                     "{} at unmapped {addr} (pc {:#x}): data abort injected",
-                    if instruction { "instruction fetch" } else { "access" },
+                    if instruction {
+                        "instruction fetch"
+                    } else {
+                        "access"
+                    },
                     ctx.regs.elr
                 ),
             );
@@ -419,7 +444,10 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
         Exit::WaitForInterrupt => Action::Block,
         Exit::WaitForEvent => Action::Yield,
         Exit::Unknown { syndrome } => {
-            guest_log(dom, format_args!("unhandled exception (ESR {syndrome:#x}); ending the domain"));
+            guest_log(
+                dom,
+                format_args!("unhandled exception (ESR {syndrome:#x}); ending the domain"),
+            );
             Action::ShutdownDomain(ShutdownReason::Crash)
         }
     };
@@ -471,9 +499,17 @@ fn apply(
         }
         Action::InjectDataAbort { .. } => {
             let el1 = (ctx.regs.spsr >> 2) & 0x3 == 1;
-            let ec = if el1 { inject::EC_DABT_SAME_EL } else { inject::EC_DABT_LOWER_EL };
+            let ec = if el1 {
+                inject::EC_DABT_SAME_EL
+            } else {
+                inject::EC_DABT_LOWER_EL
+            };
             let wnr = syn.esr & (1 << 6);
-            inject_exception(ctx, (ec << 26) | inject::IL | wnr | inject::DFSC_EXTERNAL, Some(syn.far));
+            inject_exception(
+                ctx,
+                (ec << 26) | inject::IL | wnr | inject::DFSC_EXTERNAL,
+                Some(syn.far),
+            );
             Next::Continue
         }
         Action::InjectUndefined => {
@@ -553,17 +589,32 @@ fn mmio(dom: &Arc<Domain>, index: usize, access: MmioAccess) -> Action {
                 }
             }
             Err(_) => {
-                guest_log(dom, format_args!("bad GIC access {access:?}: data abort injected"));
+                guest_log(
+                    dom,
+                    format_args!("bad GIC access {access:?}: data abort injected"),
+                );
                 Action::InjectDataAbort { addr: access.addr }
             }
         };
     }
-    if let Some(offset) = access.addr.offset_from(dom.uart.range.start).filter(|&o| o < dom.uart.range.size) {
+    if let Some(offset) = access
+        .addr
+        .offset_from(dom.uart.range.start)
+        .filter(|&o| o < dom.uart.range.size)
+    {
         return uart_access(dom, offset, access);
     }
     guest_log(
         dom,
-        format_args!("access to unmapped {} ({}): data abort injected", access.addr, if access.write.is_some() { "write" } else { "read" }),
+        format_args!(
+            "access to unmapped {} ({}): data abort injected",
+            access.addr,
+            if access.write.is_some() {
+                "write"
+            } else {
+                "read"
+            }
+        ),
     );
     Action::InjectDataAbort { addr: access.addr }
 }
@@ -592,7 +643,13 @@ fn uart_access(dom: &Arc<Domain>, offset: u64, access: MmioAccess) -> Action {
     }
 }
 
-fn sysreg(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext, a: SysRegAccess) -> Action {
+fn sysreg(
+    local: &mut Local,
+    dom: &Arc<Domain>,
+    index: usize,
+    ctx: &mut VcpuContext,
+    a: SysRegAccess,
+) -> Action {
     let read = |v: u64| Action::CompleteRead { value: v };
     if a.is(regs::ICC_SGI1R_EL1) {
         if let Some(v) = a.write {
@@ -635,14 +692,21 @@ fn sysreg(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuCont
     Action::InjectUndefined
 }
 
-fn phys_timer(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext, a: SysRegAccess) -> Action {
+fn phys_timer(
+    local: &mut Local,
+    dom: &Arc<Domain>,
+    index: usize,
+    ctx: &mut VcpuContext,
+    a: SysRegAccess,
+) -> Action {
     let now = timer::now();
     let t = &mut ctx.ptimer;
     match a.write {
         None => {
             let value = if a.is(regs::CNTP_CTL_EL0) {
                 let fired = t.ctl & timer_ctl::ENABLE != 0 && now >= t.cval;
-                (t.ctl & (timer_ctl::ENABLE | timer_ctl::IMASK)) | if fired { timer_ctl::ISTATUS } else { 0 }
+                (t.ctl & (timer_ctl::ENABLE | timer_ctl::IMASK))
+                    | if fired { timer_ctl::ISTATUS } else { 0 }
             } else if a.is(regs::CNTP_CVAL_EL0) {
                 t.cval
             } else {
@@ -697,7 +761,11 @@ impl PsciEnv for DomainPsci<'_> {
         }
     }
     fn power_on(&mut self, idx: usize, entry: u64, context: u64) -> Result<(), PowerOnError> {
-        let vcpu = self.dom.vcpus.get(idx).ok_or(PowerOnError::InvalidAddress)?;
+        let vcpu = self
+            .dom
+            .vcpus
+            .get(idx)
+            .ok_or(PowerOnError::InvalidAddress)?;
         {
             let mut power = vcpu.power.lock();
             match *power {
@@ -712,7 +780,7 @@ impl PsciEnv for DomainPsci<'_> {
         Ok(())
     }
     fn entry_is_valid(&self, entry: u64) -> bool {
-        entry % 4 == 0 && self.dom.is_ram(GuestPhysAddr::new(entry), 4)
+        entry.is_multiple_of(4) && self.dom.is_ram(GuestPhysAddr::new(entry), 4)
     }
 }
 
@@ -737,7 +805,10 @@ pub fn destroy(dom: &Arc<Domain>, reason: ShutdownReason) {
         with_sched(vcpu.pcpu, |s| s.remove(dom.vcpu_ref(index)));
         PCPUS[vcpu.pcpu].load.fetch_sub(1, Ordering::Relaxed);
         if vcpu.pcpu != me {
-            gic::send_sgi(PCPUS[vcpu.pcpu].mpidr.load(Ordering::Relaxed) as u64, gic::SGI_KICK);
+            gic::send_sgi(
+                PCPUS[vcpu.pcpu].mpidr.load(Ordering::Relaxed) as u64,
+                gic::SGI_KICK,
+            );
         }
     }
     let none_left = DOMAINS.read().iter().all(|d| d.is_none());
@@ -748,7 +819,11 @@ pub fn destroy(dom: &Arc<Domain>, reason: ShutdownReason) {
         }
         crate::info!(
             "{}: powering off",
-            if dom.initial { "initial domain ended" } else { "no domains left" }
+            if dom.initial {
+                "initial domain ended"
+            } else {
+                "no domains left"
+            }
         );
         firmware::system_off();
         crate::halt();

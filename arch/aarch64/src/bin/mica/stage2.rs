@@ -36,6 +36,14 @@ pub fn flush_vmid(vttbr: u64) {
     let current = VTTBR_EL2.get();
     load(vttbr);
     // SAFETY: TLB maintenance has no memory-safety effect.
-    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack)) };
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
     load(current);
 }

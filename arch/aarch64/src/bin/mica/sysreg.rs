@@ -77,10 +77,6 @@ system_register!(
     IccSgi1rEl1, "icc_sgi1r_el1", w
 );
 system_register!(
-    /// Empty list-register status: bit n set when ICH_LR<n>_EL2 holds no interrupt.
-    IchElrsrEl2, "ich_elrsr_el2", r
-);
-system_register!(
     /// EL2 physical timer compare value.
     CnthpCvalEl2, "cnthp_cval_el2", rw
 );

@@ -18,21 +18,11 @@ pub struct GuestRegs {
 
 /// FP/SIMD registers as `exceptions.S` saves them.
 #[repr(C, align(16))]
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct FpRegs {
     q: [u128; 32],
     fpsr: u64,
     fpcr: u64,
-}
-
-impl Default for FpRegs {
-    fn default() -> Self {
-        Self {
-            q: [0; 32],
-            fpsr: 0,
-            fpcr: 0,
-        }
-    }
 }
 
 /// EL1 system registers and the guest-owned timer registers.

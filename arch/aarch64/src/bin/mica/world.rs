@@ -61,8 +61,6 @@ pub enum Power {
 
 /// One virtual CPU.
 pub struct Vcpu {
-    /// Index within its domain.
-    pub index: usize,
     /// The physical CPU it is pinned to.
     pub pcpu: usize,
     /// Its virtual MPIDR.
@@ -79,9 +77,8 @@ unsafe impl Sync for Vcpu {}
 
 impl Vcpu {
     /// A powered-off vCPU pinned to physical CPU `pcpu`.
-    pub fn new(index: usize, pcpu: usize, mpidr: u64) -> Self {
+    pub fn new(pcpu: usize, mpidr: u64) -> Self {
         Self {
-            index,
             pcpu,
             mpidr,
             power: Mutex::new(Power::Off),
