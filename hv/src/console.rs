@@ -139,7 +139,9 @@ impl ConsoleMux {
         let Some(pos) = self.domains.iter().position(|d| d.id == id) else {
             return;
         };
-        self.flush_domain(pos, now_ticks, freq, sink);
+        if !self.domains[pos].line.is_empty() {
+            self.flush_domain(pos, now_ticks, freq, sink);
+        }
         self.domains.remove(pos);
         if self.focus == Focus::Domain(id) {
             self.focus = match self.domains.get(pos) {

@@ -168,7 +168,8 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
     let (used, total) = heap::usage();
     let free = FRAMES.lock().as_ref().map(|f| f.free_bytes()).unwrap_or(0);
     info!(
-        "image {} KiB, heap {} KiB used of {} KiB, {} MiB RAM free; Ctrl-a three times switches console input",
+        "footprint: image {} KiB ({} KiB in memory with stacks), heap {} KiB used of {} KiB; {} MiB RAM free",
+        crate::image_file_size() / 1024,
         image_size / 1024,
         used / 1024,
         total / 1024,

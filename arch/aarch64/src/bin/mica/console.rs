@@ -44,6 +44,15 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
+/// Writes bytes exactly as given (the multiplexer already ends lines with `\r\n`).
+pub fn write_raw(bytes: &[u8]) {
+    if let Some(uart) = UART.lock().as_mut() {
+        for &b in bytes {
+            uart.put(b);
+        }
+    }
+}
+
 /// Prints one line of Mica's own log, tagged `(MICA)`.
 pub fn hv_line(args: fmt::Arguments<'_>) {
     crate::logline::emit(args);

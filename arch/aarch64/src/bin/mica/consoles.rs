@@ -11,7 +11,7 @@ static MUX: Mutex<Option<ConsoleMux>> = Mutex::new(None);
 static UART_INTID: AtomicU32 = AtomicU32::new(0);
 
 fn sink(bytes: &[u8]) {
-    console::write_bytes(bytes);
+    console::write_raw(bytes);
 }
 
 /// Starts multiplexing. Until then Mica's lines go straight to the UART.

@@ -36,7 +36,13 @@ global_asm!(include_str!("exceptions.S"));
 
 unsafe extern "C" {
     static __image_start: u8;
+    static __image_file_end: u8;
     static __image_end: u8;
+}
+
+/// Bytes of the image file (code and data, without .bss).
+fn image_file_size() -> u64 {
+    &raw const __image_file_end as u64 - &raw const __image_start as u64
 }
 
 /// The image's own address range.
