@@ -724,6 +724,114 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Devices the initial domain may be given.
+
+/// A host device node with MMIO and interrupts, a candidate for passthrough.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostDevice {
+    /// Full path in the host device tree.
+    pub path: String,
+    /// Its MMIO ranges.
+    pub regs: Vec<HostRange>,
+    /// Its shared peripheral interrupts: INTID and whether it is edge-triggered.
+    pub spis: Vec<(u32, bool)>,
+}
+
+/// Why a device cannot be passed through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unassignable {
+    /// A `reg` entry ends above this guest-physical limit.
+    AboveLimit(u64),
+    /// It has interrupts Mica cannot decode (not 3-cell GIC specifiers, or PPIs).
+    Interrupts,
+    /// A PCI host bridge: its windows and INTx/MSI routing are not passed through yet.
+    PciHostBridge,
+}
+
+impl fmt::Display for Unassignable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AboveLimit(end) => write!(f, "its registers end at {end:#x}, above the guest address space"),
+            Self::Interrupts => f.write_str("its interrupts are not GIC SPIs Mica can route"),
+            Self::PciHostBridge => f.write_str("PCI host bridges are not passed through yet"),
+        }
+    }
+}
+
+/// Every enabled device node with `reg` directly under a plain bus (root or `simple-bus`),
+/// except the GIC, memory, CPUs and the nodes named in `exclude` (Mica's own devices).
+/// Devices with a `reg` above `ipa_limit` or undecodable interrupts come back in the
+/// second list with the reason.
+pub fn host_devices(
+    dtb: &[u8],
+    exclude: &[&str],
+    ipa_limit: u64,
+) -> Result<(Vec<HostDevice>, Vec<(String, Unassignable)>), BootCfgError> {
+    let clean = validate(dtb)?;
+    let fdt = Fdt::new(&clean).map_err(|_| BootCfgError::BadDtb("unparseable"))?;
+    let t = Tree::build(&fdt)?;
+    let mut ok = Vec::new();
+    let mut refused = Vec::new();
+    for i in 1..t.nodes.len() {
+        let Some(parent) = t.nodes[i].parent else {
+            continue;
+        };
+        let on_bus = parent == 0 || t.is_compatible(parent, "simple-bus");
+        let name = t.base_name(i);
+        let path = t.nodes[i].path.as_str();
+        let disabled = t
+            .prop(i, "status")
+            .and_then(string)
+            .is_some_and(|s| s != "okay" && s != "ok");
+        let is_pci = t.prop(i, "device_type").and_then(string) == Some("pci");
+        if on_bus && is_pci && !disabled {
+            refused.push((path.to_string(), Unassignable::PciHostBridge));
+            continue;
+        }
+        let special = matches!(name, "memory" | "cpus" | "chosen" | "aliases" | "reserved-memory")
+            || t.has(i, "interrupt-controller")
+            || exclude.contains(&path);
+        if !on_bus || disabled || special || !t.has(i, "reg") {
+            continue;
+        }
+        let Some(regs) = t.reg_ranges(i) else {
+            continue;
+        };
+        if let Some(r) = regs.iter().find(|r| r.end().raw() > ipa_limit) {
+            refused.push((path.to_string(), Unassignable::AboveLimit(r.end().raw())));
+            continue;
+        }
+        let mut spis = Vec::new();
+        if let Some(v) = t.prop(i, "interrupts") {
+            if v.len() % 12 != 0 {
+                refused.push((path.to_string(), Unassignable::Interrupts));
+                continue;
+            }
+            let cells: Vec<u32> = u32_cells(v).collect();
+            let mut bad = false;
+            for spec in cells.chunks(3) {
+                // Flags 1 and 2 are the rising and falling edges; 4 and 8 the levels.
+                let edge = spec[2] & 0x3 != 0;
+                match gic_intid(spec[0], spec[1]) {
+                    Some(intid) if intid >= 32 => spis.push((intid, edge)),
+                    _ => bad = true,
+                }
+            }
+            if bad {
+                refused.push((path.to_string(), Unassignable::Interrupts));
+                continue;
+            }
+        }
+        ok.push(HostDevice {
+            path: path.to_string(),
+            regs,
+            spis,
+        });
+    }
+    Ok((ok, refused))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Host pieces.
 
 const GIC_V2_COMPATIBLES: &[&str] = &[
@@ -1432,6 +1540,25 @@ mod tests {
             .find_map(|d| d.as_ref().err().filter(|e| e.domain == domain))
             .cloned();
         e.unwrap_or_else(|| panic!("no error for {domain}: {:?}", info.domains))
+    }
+
+    #[test]
+    fn passthrough_candidates_on_qemu_virt() {
+        let dtb = include_bytes!("testdata/qemu-virt-dom0less.dtb");
+        let (devs, refused) = host_devices(dtb, &["/pl011@9000000"], 1 << 39).unwrap();
+        let paths: Vec<&str> = devs.iter().map(|d| d.path.as_str()).collect();
+        assert!(paths.contains(&"/virtio_mmio@a000000"), "{paths:?}");
+        assert!(!paths.iter().any(|p| p.starts_with("/pl011")), "Mica's UART is excluded");
+        assert!(!paths.iter().any(|p| p.starts_with("/intc")), "the GIC is Mica's");
+        assert!(!paths.iter().any(|p| p.starts_with("/memory")));
+        let virtio = devs.iter().find(|d| d.path == "/virtio_mmio@a000000").unwrap();
+        assert_eq!(virtio.regs[0].start.raw(), 0xa00_0000);
+        assert_eq!(virtio.spis, vec![(32 + 16, true)]);
+        assert!(refused
+            .iter()
+            .any(|(p, r)| p.starts_with("/pcie") && *r == Unassignable::PciHostBridge));
+        assert!(!paths.iter().any(|p| p.starts_with("/pcie")));
+        assert!(host_devices(b"garbage", &[], 1 << 39).is_err());
     }
 
     #[test]

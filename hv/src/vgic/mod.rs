@@ -383,6 +383,16 @@ impl Vgic {
         self.state.lock().core.fill(vcpu, lrs)
     }
 
+    /// Whether SPI `intid` is still pending or active: a passed-through interrupt whose
+    /// physical source must stay masked until the guest has handled it.
+    pub fn spi_in_service(&self, intid: u32) -> bool {
+        if intid < 32 {
+            return false;
+        }
+        let s = self.state.lock();
+        s.core.irq(0, intid).is_some_and(|i| i.pending() || i.is_active())
+    }
+
     /// Whether `vcpu` has an enabled, pending, not active interrupt (listed or not).
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
         self.state.lock().core.has_deliverable(vcpu)

@@ -50,7 +50,7 @@ fn usable_ram(info: &HostInfo) -> Vec<HostRange> {
 fn init_this_cpu(cpu: usize, ppis: &[u32]) {
     VBAR_EL2.set(&raw const el2_vectors as u64);
     run::init_cpu(cpu);
-    if let Err(e) = gic::init_cpu(my_mpidr(), ppis) {
+    if let Err(e) = gic::init_cpu(cpu, my_mpidr(), ppis) {
         panic!("CPU {cpu}: {e}");
     }
     PCPUS[cpu]
@@ -61,7 +61,7 @@ fn init_this_cpu(cpu: usize, ppis: &[u32]) {
 }
 
 fn cpu_ppis() -> [u32; 3] {
-    [HYP_TIMER_PPI, VIRT_TIMER_PPI, gic::PPI_MAINTENANCE]
+    [HYP_TIMER_PPI, VIRT_TIMER_PPI, gic::maintenance_intid()]
 }
 
 /// The device tree blob at `dtb`, sized by its header (0 bytes if the header is not one).
@@ -104,10 +104,6 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
         }
     };
     let info = HOST.call_once(|| info);
-    if info.gic.version != bootcfg::GicVersion::V3 {
-        info!("this image supports GICv3 only so far; the device tree has a GICv2. Halting.");
-        halt();
-    }
 
     // Memory: RAM minus the image, the device tree, reservations and boot modules.
     let ram = usable_ram(info);
@@ -138,18 +134,10 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
     *FRAMES.lock() = Some(frames);
 
     // Interrupts, timers, this CPU.
-    let Some(redist) = info.gic.redist.first() else {
-        info!("the GIC has no redistributor region. Halting.");
+    if let Err(e) = gic::init(&info.gic, my_mpidr()) {
+        info!("cannot use the interrupt controller: {e}. Halting.");
         halt();
-    };
-    let regions: Vec<(u64, u64)> = info
-        .gic
-        .redist
-        .iter()
-        .map(|r| (r.start.raw(), r.size))
-        .collect();
-    let _ = redist;
-    gic::init(info.gic.dist.start.raw(), &regions, my_mpidr());
+    }
     init_this_cpu(0, &cpu_ppis());
     let uart_intid = info.uart.as_ref().and_then(|u| u.intid);
     consoles::init(info.cmdline.console_timestamps, uart_intid);
@@ -186,9 +174,13 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
 fn report_boot_notes(info: &HostInfo) {
     let board = mica_platforms::boards::find(info.root_compatible.iter().map(|s| s.as_str()));
     info!(
-        "{} CPUs, {} MiB RAM, GICv3, board: {}",
+        "{} CPUs, {} MiB RAM, GICv{}, board: {}",
         info.cpus.len(),
         info.memory.iter().map(|r| r.size).sum::<u64>() >> 20,
+        match info.gic.version {
+            bootcfg::GicVersion::V2 => 2,
+            bootcfg::GicVersion::V3 => 3,
+        },
         board
             .map(|b| b.name)
             .unwrap_or("generic (device tree only)")

@@ -9,10 +9,10 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
-use mica_aarch64::pagetable::{stage2_ram, PageTable};
+use mica_aarch64::pagetable::{stage2_device, stage2_ram, PageTable, INPUT_BITS};
 use mica_guest_abi::layout;
 use mica_hv::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
-use mica_hv::bootcfg::{DomainKind, DomainSpec, HostInfo};
+use mica_hv::bootcfg::{self, DomainKind, DomainSpec, HostDevice, HostInfo};
 use mica_hv::guest_fdt::{self, Dom0Fdt, DomuFdt, GuestGic};
 use mica_hv::ratelimit::RateLimiter;
 use mica_hv::vgic::{Vgic, VgicConfig};
@@ -247,6 +247,23 @@ pub fn build(
     };
     let root = table.as_ref().map(|t| t.root()).unwrap_or(0);
 
+    // The initial domain owns every host device Mica does not use itself.
+    let devices = if initial {
+        match passthrough_devices(id, host, host_dtb, table.as_mut()) {
+            Ok(d) => d,
+            Err(e) => {
+                if let (Some(t), Some(frames)) = (table.take(), FRAMES.lock().as_mut()) {
+                    t.destroy(&mut FrameTables(frames));
+                }
+                free_ram(&chunks);
+                crate::passthrough::release(id);
+                return Err(fail(e));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+
     let (gic_cfg, uart) = if initial {
         let uart = host
             .uart
@@ -337,6 +354,7 @@ pub fn build(
         let banks: Vec<HostRange> = dom.ram.iter().map(|&(_, h)| h).collect();
         let initrd_host =
             initrd.and_then(|r| HostRange::new(HostPhysAddr::new(r.start.raw()), r.size));
+        let keep: Vec<&str> = devices.iter().map(|d| d.path.as_str()).collect();
         guest_fdt::rewrite_dom0_fdt(
             host_dtb,
             &Dom0Fdt {
@@ -345,7 +363,7 @@ pub fn build(
                 bootargs,
                 initrd: initrd_host,
                 uart_path: host.uart.as_ref().map(|u| u.path.as_str()),
-                keep_devices: &[],
+                keep_devices: &keep,
             },
         )
     } else {
@@ -388,6 +406,80 @@ pub fn build(
         context: dtb_at.raw(),
     };
     Ok(Arc::new(dom))
+}
+
+/// Maps `r` 1:1 as device memory, page-rounded. Pages already mapped 1:1 (small devices
+/// sharing a page, like QEMU's 512-byte virtio-mmio transports) are left as they are.
+fn map_identity_shared(
+    table: &mut PageTable,
+    tables: &mut FrameTables<'_>,
+    r: &HostRange,
+) -> Result<(), mica_aarch64::pagetable::MapError> {
+    const PAGE: u64 = 4096;
+    let start = r.start.align_down(PAGE).raw();
+    let end = r
+        .end()
+        .checked_align_up(PAGE)
+        .map(|e| e.raw())
+        .ok_or(mica_aarch64::pagetable::MapError::OutOfRange)?;
+    let mut page = start;
+    while page < end {
+        if table.translate(tables, page) == Some(page) {
+            page += PAGE;
+            continue;
+        }
+        let run_start = page;
+        while page < end && table.translate(tables, page).is_none() {
+            page += PAGE;
+        }
+        if page == run_start {
+            // Mapped, but elsewhere: a conflict.
+            return Err(mica_aarch64::pagetable::MapError::AlreadyMapped);
+        }
+        table.map(tables, run_start, run_start, page - run_start, stage2_device())?;
+    }
+    Ok(())
+}
+
+/// Maps every passable host device 1:1 into the initial domain and claims its SPIs.
+fn passthrough_devices(
+    id: u16,
+    host: &HostInfo,
+    host_dtb: &[u8],
+    table: Option<&mut PageTable>,
+) -> Result<Vec<HostDevice>, String> {
+    let table = table.ok_or("no stage-2 table")?;
+    let mica_uart: Vec<&str> = host.uart.iter().map(|u| u.path.as_str()).collect();
+    let (devices, refused) = bootcfg::host_devices(host_dtb, &mica_uart, 1 << INPUT_BITS)
+        .map_err(|e| format!("reading host devices: {e}"))?;
+    for (path, why) in &refused {
+        crate::info!("DOM{id}: {path} not passed through: {why}");
+    }
+    let mut frames = FRAMES.lock();
+    let frames = frames.as_mut().ok_or("no frame allocator")?;
+    let mut tables = FrameTables(frames);
+    let mut given = Vec::new();
+    for dev in devices {
+        let mut ok = true;
+        for r in &dev.regs {
+            if let Err(e) = map_identity_shared(table, &mut tables, r) {
+                crate::info!("DOM{id}: {} not passed through: mapping {r:?}: {e:?}", dev.path);
+                ok = false;
+                break;
+            }
+        }
+        if !ok {
+            continue;
+        }
+        for &(intid, edge) in &dev.spis {
+            if let Err(owner) = crate::passthrough::assign(intid, id) {
+                return Err(format!("{}: interrupt {intid} is already owned by DOM{owner}", dev.path));
+            }
+            crate::gic::enable_spi(intid, crate::world::PCPUS[0].mpidr.load(core::sync::atomic::Ordering::Relaxed) as u64, !edge);
+        }
+        given.push(dev);
+    }
+    Ok(given)
 }
 
 fn align_up(v: u64, a: u64) -> u64 {

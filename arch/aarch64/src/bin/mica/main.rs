@@ -18,6 +18,7 @@ mod gic;
 mod heap;
 mod logline;
 mod mmu;
+mod passthrough;
 mod run;
 mod stage2;
 mod sysreg;

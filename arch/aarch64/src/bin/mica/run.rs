@@ -269,6 +269,13 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
             return;
         }
         let fill = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
+        for lr in lrs[..lr_count].iter_mut() {
+            // Exit as soon as the guest is done with a passed-through interrupt, so its
+            // physical source is unmasked promptly.
+            if lr.intid >= 32 && crate::passthrough::owned_by(lr.intid, dom.id) {
+                lr.eoi_notify = true;
+            }
+        }
         for (i, lr) in lrs[..lr_count].iter().enumerate() {
             gic::write_lr(i, lr);
         }
@@ -279,7 +286,9 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
         for (i, lr) in lrs[..lr_count].iter_mut().enumerate() {
             *lr = gic::read_lr(i);
         }
-        dom.vgic.sync_from_lrs(index, &lrs[..lr_count]);
+        let moved = dom.vgic.sync_from_lrs(index, &lrs[..lr_count]);
+        kick(&dom, moved);
+        crate::passthrough::after_guest_ran(&dom);
         let next = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
                 if handle_irqs(local) {
@@ -307,8 +316,8 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
 /// Handles every pending physical interrupt. Returns whether the scheduler should run.
 fn handle_irqs(local: &mut Local) -> bool {
     let mut resched = false;
-    while let Some(intid) = gic::acknowledge() {
-        match intid {
+    while let Some(ack) = gic::acknowledge() {
+        match ack.intid {
             mica_guest_abi::layout::HYP_TIMER_PPI => {
                 CNTHP_CTL_EL2.set(0);
                 resched = true;
@@ -322,16 +331,17 @@ fn handle_irqs(local: &mut Local) -> bool {
                     kick(dom, set);
                 }
             }
-            gic::PPI_MAINTENANCE => gic::clear_maintenance(),
+            m if m == gic::maintenance_intid() => gic::clear_maintenance(),
             gic::SGI_KICK => resched = true,
             other if Some(other) == consoles::uart_intid() => {
                 while let Some(byte) = crate::console::poll_input() {
                     consoles::input(byte);
                 }
             }
+            other if crate::passthrough::on_physical(other) => {}
             other => crate::info!("unexpected physical interrupt {other} ignored"),
         }
-        gic::end_of_interrupt(intid);
+        gic::end_of_interrupt(ack);
     }
     resched
 }
@@ -796,6 +806,7 @@ pub fn destroy(dom: &Arc<Domain>, reason: ShutdownReason) {
         ShutdownReason::Crash => "crashed",
     };
     consoles::remove_domain(dom.id);
+    crate::passthrough::release(dom.id);
     crate::info!("DOM{} ({}) {how}; domain destroyed", dom.id, dom.name);
     if let Some(slot) = DOMAINS.write().get_mut(usize::from(dom.id)) {
         *slot = None;

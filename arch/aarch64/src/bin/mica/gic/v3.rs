@@ -1,6 +1,5 @@
-//! The host's GICv3: distributor, this CPU's redistributor, the system-register CPU
-//! interface, and the virtualization controls (ICH_*) Mica uses to give guests their
-//! virtual CPU interface.
+//! GICv3: distributor, this CPU's redistributor, the system-register CPU interface, and
+//! the virtualization controls (ICH_*) that give guests their virtual CPU interface.
 
 use crate::sysreg::{IccBpr1El1, IccEoir1El1, IccIar1El1, IccIgrpen1El1, IccPmrEl1, IccSgi1rEl1};
 use aarch64_cpu::registers::*;
@@ -45,10 +44,7 @@ const HOST_PRIORITY: u8 = 0xa0;
 /// INTID returned by an acknowledge when nothing is pending.
 const SPURIOUS: u32 = 1020;
 
-/// SGI Mica sends to make another CPU look at its run queue and vCPUs again.
-pub const SGI_KICK: u32 = 0;
-/// PPI of the GIC's virtualization maintenance interrupt.
-pub const PPI_MAINTENANCE: u32 = 25;
+use super::{Ack, VirtualCpuInterface, SGI_KICK};
 
 /// A block of 32-bit device registers.
 #[derive(Clone, Copy)]
@@ -222,15 +218,26 @@ pub fn enable_spi(intid: u32, mpidr: u64, level: bool) {
         .write32(gicd::ISENABLER + (n / 32) * 4, 1 << (n % 32));
 }
 
-/// Acknowledges the highest-priority pending interrupt, if any.
-pub fn acknowledge() -> Option<u32> {
-    let intid = (IccIar1El1.get() & 0xff_ffff) as u32;
-    (intid < SPURIOUS).then_some(intid)
+/// Masks or unmasks SPI `intid` at the distributor.
+pub fn set_spi_enabled(intid: u32, enabled: bool) {
+    let g = gic();
+    if !(32..g.spi_lines).contains(&intid) {
+        return;
+    }
+    let n = intid as usize;
+    let reg = if enabled { gicd::ISENABLER } else { gicd::ICENABLER };
+    g.dist.write32(reg + (n / 32) * 4, 1 << (n % 32));
 }
 
-/// Ends (and deactivates) interrupt `intid`.
-pub fn end_of_interrupt(intid: u32) {
-    IccEoir1El1.set(u64::from(intid));
+/// Acknowledges the highest-priority pending interrupt, if any.
+pub fn acknowledge() -> Option<Ack> {
+    let intid = (IccIar1El1.get() & 0xff_ffff) as u32;
+    (intid < SPURIOUS).then_some(Ack { intid, raw: intid })
+}
+
+/// Ends (and deactivates) an acknowledged interrupt.
+pub fn end_of_interrupt(ack: Ack) {
+    IccEoir1El1.set(u64::from(ack.raw));
 }
 
 /// Sends SGI `sgi` to the CPU with `mpidr`.
@@ -252,34 +259,23 @@ pub fn list_register_count() -> usize {
     gic().list_regs
 }
 
-/// The virtual CPU interface state of one vCPU, saved while it is not loaded.
-#[derive(Clone, Default)]
-pub struct VirtualCpuInterface {
-    /// ICH_VMCR_EL2: the guest's priority mask, binary points and group enables.
-    vmcr: u64,
-    /// ICH_AP0R<n>_EL2 and ICH_AP1R<n>_EL2: active priorities.
-    ap0r: [u64; 4],
-    ap1r: [u64; 4],
+/// Saves the live virtual CPU interface into `v`.
+pub fn save(v: &mut VirtualCpuInterface) {
+    let g = gic();
+    v.vmcr = ICH_VMCR_EL2.get();
+    for i in 0..g.ap_regs {
+        v.ap0r[i] = read_ap0r(i);
+        v.ap1r[i] = read_ap1r(i);
+    }
 }
 
-impl VirtualCpuInterface {
-    /// Saves the live state.
-    pub fn save(&mut self) {
-        let g = gic();
-        self.vmcr = ICH_VMCR_EL2.get();
-        for i in 0..g.ap_regs {
-            self.ap0r[i] = read_ap0r(i);
-            self.ap1r[i] = read_ap1r(i);
-        }
-    }
-    /// Loads this state into the live registers.
-    pub fn restore(&self) {
-        let g = gic();
-        ICH_VMCR_EL2.set(self.vmcr);
-        for i in 0..g.ap_regs {
-            write_ap0r(i, self.ap0r[i]);
-            write_ap1r(i, self.ap1r[i]);
-        }
+/// Loads `v` into the live virtual CPU interface.
+pub fn restore(v: &VirtualCpuInterface) {
+    let g = gic();
+    ICH_VMCR_EL2.set(v.vmcr);
+    for i in 0..g.ap_regs {
+        write_ap0r(i, v.ap0r[i]);
+        write_ap1r(i, v.ap1r[i]);
     }
 }
 
@@ -403,7 +399,7 @@ pub fn write_lr(i: usize, lr: &ListReg) {
 /// when the list registers have been folded back into the model since the guest last ran.
 pub fn clear_maintenance() {
     set_underflow_interrupt(false);
-    for i in 0..list_register_count() {
+    for i in 0..gic().list_regs {
         let v = LrBits::new(read_lr_raw(i));
         if v.read(ICH_LR0_EL2::State) == 0 && v.get() != 0 {
             write_lr_raw(i, 0);

@@ -1,0 +1,197 @@
+//! The host's interrupt controller. The version comes from the device tree; both share
+//! one interface so the rest of Mica does not care which one a board has.
+
+mod v2;
+mod v3;
+
+use mica_hv::addr::HostRange;
+use mica_hv::bootcfg::{GicInfo, GicVersion};
+use mica_hv::vgic::ListReg;
+use spin::Once;
+
+/// SGI Mica sends to make another CPU look at its run queue and vCPUs again.
+pub const SGI_KICK: u32 = 0;
+/// Default INTID of the virtualization maintenance interrupt (PPI 9).
+const DEFAULT_MAINTENANCE: u32 = 25;
+
+/// An acknowledged interrupt: its INTID and the raw value to hand back at EOI (GICv2 adds
+/// the source CPU of an SGI).
+#[derive(Clone, Copy, Debug)]
+pub struct Ack {
+    /// The interrupt.
+    pub intid: u32,
+    /// Raw acknowledge value.
+    pub raw: u32,
+}
+
+/// The virtual CPU interface state of one vCPU while it is not loaded.
+#[derive(Clone, Default)]
+pub struct VirtualCpuInterface {
+    /// ICH_VMCR_EL2 / GICH_VMCR.
+    pub vmcr: u64,
+    /// Active priorities, group 0 (GICv3).
+    pub ap0r: [u64; 4],
+    /// Active priorities, group 1 (GICv3), or GICH_APR in `[0]` (GICv2).
+    pub ap1r: [u64; 4],
+}
+
+impl VirtualCpuInterface {
+    /// Saves the live state.
+    pub fn save(&mut self) {
+        match version() {
+            GicVersion::V2 => v2::save(self),
+            GicVersion::V3 => v3::save(self),
+        }
+    }
+    /// Loads this state into the live registers.
+    pub fn restore(&self) {
+        match version() {
+            GicVersion::V2 => v2::restore(self),
+            GicVersion::V3 => v3::restore(self),
+        }
+    }
+}
+
+struct Host {
+    version: GicVersion,
+    maintenance: u32,
+    /// GICv2: the virtual CPU interface frame to map at a guest's GICC address.
+    vcpu_if: Option<HostRange>,
+}
+
+static HOST: Once<Host> = Once::new();
+
+fn host() -> &'static Host {
+    HOST.get().expect("GIC used before init (hypervisor bug)")
+}
+
+/// The GIC version in use.
+pub fn version() -> GicVersion {
+    host().version
+}
+
+/// INTID of the maintenance interrupt.
+pub fn maintenance_intid() -> u32 {
+    host().maintenance
+}
+
+/// GICv2's virtual CPU interface frame (GICV), mapped into guests.
+pub fn vcpu_interface() -> Option<HostRange> {
+    host().vcpu_if
+}
+
+/// Sets up the distributor. Boot CPU, once.
+pub fn init(info: &GicInfo, boot_mpidr: u64) -> Result<(), &'static str> {
+    let maintenance = info.maintenance_intid.unwrap_or(DEFAULT_MAINTENANCE);
+    match info.version {
+        GicVersion::V3 => {
+            let regions: alloc::vec::Vec<(u64, u64)> =
+                info.redist.iter().map(|r| (r.start.raw(), r.size)).collect();
+            if regions.is_empty() {
+                return Err("the GICv3 node has no redistributor region");
+            }
+            v3::init(info.dist.start.raw(), &regions, boot_mpidr);
+        }
+        GicVersion::V2 => {
+            let (Some(cpu), Some(hyp), Some(_)) = (info.cpu_if, info.hyp_if, info.vcpu_if) else {
+                return Err("the GICv2 node lacks the GICC, GICH or GICV frame (no virtualization extensions)");
+            };
+            v2::init(info.dist.start.raw(), cpu.start.raw(), hyp.start.raw());
+        }
+    }
+    HOST.call_once(|| Host {
+        version: info.version,
+        maintenance,
+        vcpu_if: info.vcpu_if,
+    });
+    Ok(())
+}
+
+/// This CPU's part of the GIC. Every CPU, once.
+pub fn init_cpu(cpu_index: usize, mpidr: u64, ppis: &[u32]) -> Result<(), &'static str> {
+    match version() {
+        GicVersion::V2 => v2::init_cpu(cpu_index, mpidr, ppis),
+        GicVersion::V3 => v3::init_cpu(mpidr, ppis),
+    }
+}
+
+/// Routes SPI `intid` to the CPU with `mpidr` and enables it.
+pub fn enable_spi(intid: u32, mpidr: u64, level: bool) {
+    match version() {
+        GicVersion::V2 => v2::enable_spi(intid, mpidr, level),
+        GicVersion::V3 => v3::enable_spi(intid, mpidr, level),
+    }
+}
+
+/// Masks or unmasks SPI `intid` at the distributor.
+pub fn set_spi_enabled(intid: u32, enabled: bool) {
+    match version() {
+        GicVersion::V2 => v2::set_spi_enabled(intid, enabled),
+        GicVersion::V3 => v3::set_spi_enabled(intid, enabled),
+    }
+}
+
+/// Acknowledges the highest-priority pending interrupt, if any.
+pub fn acknowledge() -> Option<Ack> {
+    match version() {
+        GicVersion::V2 => v2::acknowledge(),
+        GicVersion::V3 => v3::acknowledge(),
+    }
+}
+
+/// Ends (and deactivates) an acknowledged interrupt.
+pub fn end_of_interrupt(ack: Ack) {
+    match version() {
+        GicVersion::V2 => v2::end_of_interrupt(ack),
+        GicVersion::V3 => v3::end_of_interrupt(ack),
+    }
+}
+
+/// Sends SGI `sgi` to the CPU with `mpidr`.
+pub fn send_sgi(mpidr: u64, sgi: u32) {
+    match version() {
+        GicVersion::V2 => v2::send_sgi(mpidr, sgi),
+        GicVersion::V3 => v3::send_sgi(mpidr, sgi),
+    }
+}
+
+/// Number of list registers.
+pub fn list_register_count() -> usize {
+    match version() {
+        GicVersion::V2 => v2::list_register_count(),
+        GicVersion::V3 => v3::list_register_count(),
+    }
+}
+
+/// Reads list register `i`.
+pub fn read_lr(i: usize) -> ListReg {
+    match version() {
+        GicVersion::V2 => v2::read_lr(i),
+        GicVersion::V3 => v3::read_lr(i),
+    }
+}
+
+/// Writes list register `i`.
+pub fn write_lr(i: usize, lr: &ListReg) {
+    match version() {
+        GicVersion::V2 => v2::write_lr(i, lr),
+        GicVersion::V3 => v3::write_lr(i, lr),
+    }
+}
+
+/// Removes the causes of a maintenance interrupt (underflow request, list registers in the
+/// "EOI seen" condition). Only call once the list registers were folded back into the model.
+pub fn clear_maintenance() {
+    match version() {
+        GicVersion::V2 => v2::clear_maintenance(),
+        GicVersion::V3 => v3::clear_maintenance(),
+    }
+}
+
+/// Asks for a maintenance interrupt when the list registers run empty.
+pub fn set_underflow_interrupt(on: bool) {
+    match version() {
+        GicVersion::V2 => v2::set_underflow_interrupt(on),
+        GicVersion::V3 => v3::set_underflow_interrupt(on),
+    }
+}
