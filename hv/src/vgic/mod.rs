@@ -525,3 +525,5 @@ impl Vgic {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;

@@ -500,8 +500,8 @@ impl Core {
             let hw_pending = hw.is_pending() && !irq.drop_pending;
             let hw_active = hw.is_active() && !irq.drop_active;
             if per_source {
-                // The LR held one source; the hardware keeps its CPUID field, but the
-                // recorded one is used so a guest cannot forge it.
+                // The LR held one source. The recorded one is used, not the CPUID field
+                // read back, so a wrong read-back cannot make up a source.
                 if hw_pending {
                     irq.sources |= 1 << irq.lr_source;
                 }
