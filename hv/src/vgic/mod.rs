@@ -1,16 +1,22 @@
-//! A virtual GICv3 (distributor and redistributors) for one domain.
+//! A virtual GIC for one domain: a GICv3 (distributor and redistributors, [`Vgic::new`])
+//! or a GICv2 (distributor only, [`Vgic::new_v2`]).
 //!
 //! [`Vgic`] is shared by all vCPUs of a domain, which may run on different physical CPUs;
 //! its state sits behind one lock and every method takes `&self`. The integrator:
 //! - routes trapped accesses to [`Vgic::mmio`] (a fault means: inject a data abort);
 //! - raises interrupts with [`Vgic::inject`], [`Vgic::set_level`],
-//!   [`Vgic::set_private_level`] and [`Vgic::write_sgi1r`] (trapped ICC_SGI1R_EL1);
+//!   [`Vgic::set_private_level`] and [`Vgic::write_sgi1r`] (trapped ICC_SGI1R_EL1;
+//!   GICv3 only: a GICv2 guest sends SGIs through GICD_SGIR, handled by `mmio`);
 //! - after a vCPU ran, reads its list registers back and calls [`Vgic::sync_from_lrs`];
 //!   before entering it, calls [`Vgic::fill_lrs`] and writes the result (asking for an
 //!   underflow maintenance interrupt on overflow, and for an EOI maintenance interrupt on
 //!   LRs marked `eoi_notify`);
 //! - sends an IPI to every physical CPU running a vCPU in a returned [`VcpuSet`];
 //! - uses [`Vgic::has_deliverable`] to decide whether a WFI blocks.
+//!
+//! Both versions use the same list-register protocol. For a GICv2 domain the integrator
+//! maps the hardware's virtual CPU interface (GICV) at the guest's GICC address and
+//! writes [`ListReg::source`] into the CPUID field of GICH_LR (bits 12:10).
 //!
 //! Model choices, in the spirit of Xen and KVM: affinity routing is always on, a single
 //! security state (GICD_CTLR.DS = 1: EnableGrp0 at bit 0, EnableGrp1 at bit 1, ARE and DS
@@ -19,13 +25,18 @@
 //! IROUTER with IRM = 1 delivers to the first online vCPU. An SPI routed to an affinity
 //! no vCPU has stays pending and is not delivered.
 //!
-//! The interrupt state (`state.rs`) is separate from the GICv3 register decoding
-//! (`v3.rs`), so a GICv2 front end can reuse it (it will need per-source SGI state).
+//! GICv2 model (`v2.rs`): no Security Extensions (EnableGrp0/EnableGrp1 in GICD_CTLR),
+//! interrupts reset to Group 0 (Linux only enables Group 0 on its virtual CPU interface),
+//! SGIs pending per source CPU and listed one source at a time. At most 8 vCPUs.
+//!
+//! The interrupt state (`state.rs`) is separate from the register decoding (`v3.rs`,
+//! `v2.rs`).
 
 mod state;
+mod v2;
 mod v3;
 
-use self::state::Core;
+use self::state::{Core, Model};
 use crate::addr::{GuestPhysAddr, GuestRange};
 use crate::exit::MmioAccess;
 use alloc::vec::Vec;
@@ -35,8 +46,12 @@ use spin::Mutex;
 pub const MAX_VCPUS: usize = 128;
 /// Most SPIs (INTIDs 32..1019).
 pub const MAX_SPIS: u32 = 988;
-/// Size of the distributor window.
+/// Size of the GICv3 distributor window.
 pub const DIST_SIZE: u64 = 0x1_0000;
+/// Size of the GICv2 distributor window.
+pub const DIST_V2_SIZE: u64 = v2::DIST_SIZE;
+/// Most vCPUs of a GICv2 domain (CPU masks are 8 bits wide).
+pub const MAX_VCPUS_V2: usize = state::V2_CPUS;
 /// Size of one vCPU's redistributor (RD_base and SGI_base frames).
 pub const REDIST_FRAME_SIZE: u64 = 0x2_0000;
 /// The affinity fields of an MPIDR (Aff3, Aff2, Aff1, Aff0).
@@ -92,10 +107,30 @@ pub struct VgicConfig {
     pub nr_spis: u32,
 }
 
+/// Where a virtual GICv2 lives and whom it serves.
+#[derive(Clone, Debug)]
+pub struct VgicV2Config {
+    /// Distributor base (4 KiB, 4 KiB aligned).
+    pub dist_base: GuestPhysAddr,
+    /// Number of vCPUs, 1..=[`MAX_VCPUS_V2`] (vCPU i is GICv2 CPU interface i).
+    pub vcpu_count: usize,
+    /// Number of SPIs: a multiple of 32, at most [`MAX_SPIS`] (988 is accepted too).
+    pub nr_spis: u32,
+}
+
+/// The GIC architecture a [`Vgic`] presents.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GicVersion {
+    /// GICv2: distributor only; the CPU interface is the hardware's GICV frame.
+    V2,
+    /// GICv3: distributor and redistributors; system-register CPU interface.
+    V3,
+}
+
 /// Why a configuration was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum VgicError {
-    /// No vCPUs, or more than [`MAX_VCPUS`].
+    /// No vCPUs, or more than [`MAX_VCPUS`] ([`MAX_VCPUS_V2`] for a GICv2).
     BadVcpuCount,
     /// Two vCPUs share an affinity.
     DuplicateMpidr,
@@ -156,8 +191,13 @@ pub struct ListReg {
     /// State.
     pub state: LrState,
     /// Ask for a maintenance interrupt when the guest deactivates it (level-sensitive
-    /// interrupts, so a line still high is presented again promptly). Ignored when read back.
+    /// interrupts, so a line still high is presented again promptly; GICv2 SGIs pending
+    /// from more sources, so the next one is listed). Ignored when read back.
     pub eoi_notify: bool,
+    /// GICv2 SGIs: the source CPU (GICH_LR.CPUID, bits 12:10), which the guest reads in
+    /// GICC_IAR. 0 for everything else, and for all interrupts of a GICv3. Ignored when
+    /// read back (the vGIC remembers what it listed).
+    pub source: u8,
 }
 
 impl ListReg {
@@ -168,6 +208,7 @@ impl ListReg {
         group1: false,
         state: LrState::Invalid,
         eoi_notify: false,
+        source: 0,
     };
 }
 
@@ -179,15 +220,25 @@ pub struct FillOutcome {
     pub overflow: bool,
 }
 
-struct State {
-    core: Core,
-    regs: v3::Regs,
+/// The version-specific registers.
+enum Regs {
+    V3(v3::Regs),
+    V2(v2::Regs),
 }
 
-/// The virtual GICv3 of one domain.
+struct State {
+    core: Core,
+    regs: Regs,
+}
+
+/// The virtual GIC of one domain.
 pub struct Vgic {
+    version: GicVersion,
     dist: GuestRange,
+    /// Empty (at the distributor base) for a GICv2.
     redist: GuestRange,
+    vcpus: usize,
+    /// GICv3 affinities; empty for a GICv2.
     info: v3::Info,
     state: Mutex<State>,
 }
@@ -195,11 +246,19 @@ pub struct Vgic {
 impl core::fmt::Debug for Vgic {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Vgic")
+            .field("version", &self.version)
             .field("dist", &self.dist)
             .field("redist", &self.redist)
-            .field("vcpus", &self.info.mpidrs.len())
+            .field("vcpus", &self.vcpus)
             .finish()
     }
+}
+
+fn check_spi_count(nr_spis: u32) -> Result<(), VgicError> {
+    if nr_spis > MAX_SPIS || (!nr_spis.is_multiple_of(32) && nr_spis != MAX_SPIS) {
+        return Err(VgicError::BadSpiCount);
+    }
+    Ok(())
 }
 
 impl Vgic {
@@ -219,9 +278,7 @@ impl Vgic {
                 return Err(VgicError::DuplicateMpidr);
             }
         }
-        if cfg.nr_spis > MAX_SPIS || (!cfg.nr_spis.is_multiple_of(32) && cfg.nr_spis != MAX_SPIS) {
-            return Err(VgicError::BadSpiCount);
-        }
+        check_spi_count(cfg.nr_spis)?;
         if !cfg.dist_base.is_aligned(0x1000) || !cfg.redist_base.is_aligned(0x1000) {
             return Err(VgicError::Misaligned);
         }
@@ -231,7 +288,7 @@ impl Vgic {
         if dist.overlaps(&redist) {
             return Err(VgicError::Overlap);
         }
-        let mut core = Core::new(n, cfg.nr_spis);
+        let mut core = Core::new(n, cfg.nr_spis, Model::V3);
         let regs = v3::Regs::new(n, cfg.nr_spis);
         let info = v3::Info {
             mpidrs,
@@ -240,16 +297,58 @@ impl Vgic {
         // IROUTER resets to affinity 0.0.0.0, which may name no vCPU.
         v3::retarget_all(&mut core, &regs, &info);
         Ok(Self {
+            version: GicVersion::V3,
             dist,
             redist,
+            vcpus: n,
             info,
-            state: Mutex::new(State { core, regs }),
+            state: Mutex::new(State {
+                core,
+                regs: Regs::V3(regs),
+            }),
         })
+    }
+
+    /// Checks the configuration and builds a virtual GICv2 in its reset state.
+    pub fn new_v2(cfg: VgicV2Config) -> Result<Self, VgicError> {
+        let n = cfg.vcpu_count;
+        if n == 0 || n > MAX_VCPUS_V2 {
+            return Err(VgicError::BadVcpuCount);
+        }
+        check_spi_count(cfg.nr_spis)?;
+        if !cfg.dist_base.is_aligned(0x1000) {
+            return Err(VgicError::Misaligned);
+        }
+        let dist =
+            GuestRange::new(cfg.dist_base, DIST_V2_SIZE).ok_or(VgicError::AddressOverflow)?;
+        let redist = GuestRange::new(cfg.dist_base, 0).ok_or(VgicError::AddressOverflow)?;
+        let mut core = Core::new(n, cfg.nr_spis, Model::V2);
+        let regs = v2::Regs::new(n, cfg.nr_spis);
+        v2::retarget_all(&mut core, &regs);
+        Ok(Self {
+            version: GicVersion::V2,
+            dist,
+            redist,
+            vcpus: n,
+            info: v3::Info {
+                mpidrs: Vec::new(),
+                nr_spis: cfg.nr_spis,
+            },
+            state: Mutex::new(State {
+                core,
+                regs: Regs::V2(regs),
+            }),
+        })
+    }
+
+    /// The architecture presented to the guest.
+    pub fn version(&self) -> GicVersion {
+        self.version
     }
 
     /// Number of vCPUs.
     pub fn vcpu_count(&self) -> usize {
-        self.info.mpidrs.len()
+        self.vcpus
     }
 
     /// Number of SPIs.
@@ -257,20 +356,21 @@ impl Vgic {
         self.info.nr_spis
     }
 
-    /// The distributor window.
+    /// The distributor window (64 KiB for a GICv3, 4 KiB for a GICv2).
     pub fn dist_range(&self) -> GuestRange {
         self.dist
     }
 
-    /// The redistributor window (all vCPUs).
+    /// The redistributor window (all vCPUs); empty for a GICv2.
     pub fn redist_range(&self) -> GuestRange {
         self.redist
     }
 
-    /// Emulates an access by `vcpu`; `None` when the address is not the vGIC's.
+    /// Emulates an access by `vcpu`; `None` when the address is not the vGIC's (for a
+    /// GICv2: anything outside the 4 KiB distributor, the GICC address included).
     pub fn mmio(&self, vcpu: usize, access: MmioAccess) -> Option<Result<MmioOutcome, VgicFault>> {
         let (in_dist, offset) = if let Some(off) = access.addr.offset_from(self.dist.start) {
-            if off < DIST_SIZE {
+            if off < self.dist.size {
                 (true, off)
             } else {
                 (false, access.addr.offset_from(self.redist.start)?)
@@ -290,19 +390,23 @@ impl Vgic {
         let write = access.write.map(|v| v & access.size.mask());
         let mut st = self.state.lock();
         let State { core, regs } = &mut *st;
-        let result = if in_dist {
-            v3::dist_access(core, regs, &self.info, offset, access.size, write)
-        } else {
-            let frame = (offset / REDIST_FRAME_SIZE) as usize;
-            v3::redist_access(
-                core,
-                regs,
-                &self.info,
-                frame,
-                offset % REDIST_FRAME_SIZE,
-                access.size,
-                write,
-            )
+        let result = match regs {
+            Regs::V2(regs) => v2::dist_access(core, regs, vcpu, offset, access.size, write),
+            Regs::V3(regs) if in_dist => {
+                v3::dist_access(core, regs, &self.info, offset, access.size, write)
+            }
+            Regs::V3(regs) => {
+                let frame = (offset / REDIST_FRAME_SIZE) as usize;
+                v3::redist_access(
+                    core,
+                    regs,
+                    &self.info,
+                    frame,
+                    offset % REDIST_FRAME_SIZE,
+                    access.size,
+                    write,
+                )
+            }
         };
         Some(result.map(|(value, kick)| MmioOutcome {
             read: if write.is_none() {
@@ -339,8 +443,12 @@ impl Vgic {
         self.state.lock().core.set_line(vcpu, intid, high)
     }
 
-    /// A trapped write of ICC_SGI1R_EL1 by `from_vcpu`.
+    /// A trapped write of ICC_SGI1R_EL1 by `from_vcpu`. Ignored by a GICv2 (its guests
+    /// have no system-register interface).
     pub fn write_sgi1r(&self, from_vcpu: usize, value: u64) -> VcpuSet {
+        if self.version != GicVersion::V3 {
+            return VcpuSet::EMPTY;
+        }
         let intid = ((value >> 24) & 0xF) as u32;
         let mut st = self.state.lock();
         let mut kick = VcpuSet::EMPTY;
@@ -365,7 +473,8 @@ impl Vgic {
         kick
     }
 
-    /// The vCPU whose MPIDR affinity is `affinity`.
+    /// The vCPU whose MPIDR affinity is `affinity` (always `None` for a GICv2, which is
+    /// not told the MPIDRs).
     pub fn vcpu_by_affinity(&self, affinity: u64) -> Option<usize> {
         let affinity = affinity & MPIDR_AFFINITY_MASK;
         self.info.mpidrs.iter().position(|&m| m == affinity)
@@ -402,11 +511,14 @@ impl Vgic {
     pub fn reset_vcpu(&self, vcpu: usize) {
         let mut st = self.state.lock();
         st.core.reset_vcpu(vcpu);
-        st.regs.reset_vcpu(vcpu);
+        if let Regs::V3(regs) = &mut st.regs {
+            regs.reset_vcpu(vcpu);
+        }
     }
 
     /// Marks `vcpu` on- or offline for 1-of-N SPI routing (IRM = 1 goes to the first
-    /// online vCPU). All vCPUs start online. Returns vCPUs to kick.
+    /// online vCPU; a GICv2 ITARGETSR mask to its first online member). All vCPUs start
+    /// online. Returns vCPUs to kick.
     pub fn set_vcpu_online(&self, vcpu: usize, online: bool) -> VcpuSet {
         let mut st = self.state.lock();
         let State { core, regs } = &mut *st;
@@ -414,9 +526,14 @@ impl Vgic {
             Some(v) => v.online = online,
             None => return VcpuSet::EMPTY,
         }
-        v3::retarget_all(core, regs, &self.info)
+        match regs {
+            Regs::V3(regs) => v3::retarget_all(core, regs, &self.info),
+            Regs::V2(regs) => v2::retarget_all(core, regs),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;

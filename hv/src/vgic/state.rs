@@ -2,7 +2,7 @@
 //!
 //! It knows interrupts by INTID: SGIs and PPIs (0..31) banked per vCPU, SPIs (32..)
 //! shared and routed to one vCPU. The GICv3 front end (`v3.rs`) decodes registers into
-//! calls here; a GICv2 front end can do the same.
+//! calls here, and so does the GICv2 front end (`v2.rs`).
 //!
 //! List registers are treated as a cache of this state that the integrator writes before
 //! entering a vCPU ([`Core::fill`]) and reads back after it ran ([`Core::sync`]). While an
@@ -10,6 +10,13 @@
 //! guest sees; anything that happens meanwhile (a new edge, a cleared pending bit) is kept
 //! beside it and merged at the next sync. Each vCPU keeps a bitmap of the INTIDs that are
 //! pending or active for it, so fill and sync never scan all 1020 interrupts.
+//!
+//! GICv2 SGIs carry the number of the CPU that sent them, and the same SGI may be pending
+//! from several sources at once. With [`Model::V2`], an SGI keeps a pending bit per source
+//! (`Irq::sources`, mirrored by its `latch`), and a list register holds one source at a
+//! time: fill lists the lowest pending source and asks for an EOI maintenance interrupt
+//! while other sources wait, so the next one is listed once the guest deactivates it.
+//! An active SGI only becomes pending-and-active again for its own source.
 
 use super::{FillOutcome, ListReg, LrState, VcpuSet};
 use alloc::vec;
@@ -21,6 +28,19 @@ const INTID_LIMIT: u32 = 1024;
 pub(crate) const PRIVATE_IRQS: u32 = 32;
 /// Number of SGIs.
 pub(crate) const SGIS: u32 = 16;
+
+/// Most CPUs a GICv2 can name (sources of SGIs, ITARGETSR bits).
+pub(crate) const V2_CPUS: usize = 8;
+
+/// Which architecture the guest sees; it decides the reset group and SGI sources.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Model {
+    /// GICv3: interrupts reset to Group 1, SGIs have no source.
+    V3,
+    /// GICv2: interrupts reset to Group 0 (what a guest that only sets
+    /// GICC_CTLR.EnableGrp0 needs, as Linux does), SGIs pending per source CPU.
+    V2,
+}
 
 /// One interrupt's state.
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,13 +62,19 @@ pub(crate) struct Irq {
     pub drop_pending: bool,
     /// Software cleared the active state while the LR held it: drop it at sync.
     pub drop_active: bool,
+    /// GICv2 SGIs: source CPUs pending, not counting the LR (`latch` is `sources != 0`).
+    pub sources: u8,
+    /// GICv2 SGIs: the source held by the LR, while listed.
+    pub lr_source: u8,
+    /// GICv2 SGIs: the source of the active state, when not held by an LR.
+    pub active_source: u8,
 }
 
 impl Irq {
-    fn reset(edge: bool) -> Self {
+    fn reset(edge: bool, model: Model) -> Self {
         Self {
             edge,
-            group1: true,
+            group1: model == Model::V3,
             ..Self::default()
         }
     }
@@ -132,8 +158,8 @@ pub(crate) struct VcpuIrqs {
 }
 
 impl VcpuIrqs {
-    fn new() -> Self {
-        let mut private = [Irq::reset(true); PRIVATE_IRQS as usize];
+    fn new(model: Model) -> Self {
+        let mut private = [Irq::reset(true, model); PRIVATE_IRQS as usize];
         // PPIs reset level-sensitive (the timers are level); SGIs are always edge.
         for irq in private.iter_mut().skip(SGIS as usize) {
             irq.edge = false;
@@ -155,15 +181,16 @@ pub(crate) struct Core {
     pub spis: Vec<Spi>,
     pub group0_enabled: bool,
     pub group1_enabled: bool,
+    model: Model,
 }
 
 impl Core {
-    pub fn new(nr_vcpus: usize, nr_spis: u32) -> Self {
+    pub fn new(nr_vcpus: usize, nr_spis: u32, model: Model) -> Self {
         Self {
-            vcpus: (0..nr_vcpus).map(|_| VcpuIrqs::new()).collect(),
+            vcpus: (0..nr_vcpus).map(|_| VcpuIrqs::new(model)).collect(),
             spis: vec![
                 Spi {
-                    irq: Irq::reset(false),
+                    irq: Irq::reset(false, model),
                     target: Some(0),
                     owner: 0,
                 };
@@ -171,7 +198,13 @@ impl Core {
             ],
             group0_enabled: false,
             group1_enabled: false,
+            model,
         }
+    }
+
+    /// Whether `intid` is an SGI with per-source pending state.
+    fn per_source(&self, intid: u32) -> bool {
+        self.model == Model::V2 && intid < SGIS
     }
 
     /// One past the highest valid INTID.
@@ -193,7 +226,7 @@ impl Core {
             }
         }
         let online = self.vcpus[vcpu].online;
-        self.vcpus[vcpu] = VcpuIrqs::new();
+        self.vcpus[vcpu] = VcpuIrqs::new(self.model);
         self.vcpus[vcpu].online = online;
     }
 
@@ -259,8 +292,12 @@ impl Core {
         kick
     }
 
-    /// Sets the pending latch (edge injection, ISPENDR, SGI).
+    /// Sets the pending latch (edge injection, ISPENDR, SGI). A GICv2 SGI made pending
+    /// this way comes from `vcpu` itself.
     pub fn set_pending(&mut self, vcpu: usize, intid: u32) -> VcpuSet {
+        if self.per_source(intid) {
+            return self.set_sgi_pending(vcpu, intid, vcpu);
+        }
         match self.irq_mut(vcpu, intid) {
             Some(irq) => {
                 irq.latch = true;
@@ -270,9 +307,59 @@ impl Core {
         }
     }
 
+    /// Makes GICv2 SGI `intid` of `vcpu` pending from CPU `source`.
+    pub fn set_sgi_pending(&mut self, vcpu: usize, intid: u32, source: usize) -> VcpuSet {
+        if intid >= SGIS || source >= V2_CPUS {
+            return VcpuSet::EMPTY;
+        }
+        match self.irq_mut(vcpu, intid) {
+            Some(irq) => {
+                irq.sources |= 1 << source;
+                irq.latch = true;
+                self.touched(vcpu, intid)
+            }
+            None => VcpuSet::EMPTY,
+        }
+    }
+
+    /// Clears the pending state of GICv2 SGI `intid` of `vcpu` for the sources in `mask`.
+    pub fn clear_sgi_pending(&mut self, vcpu: usize, intid: u32, mask: u8) -> VcpuSet {
+        if intid >= SGIS {
+            return VcpuSet::EMPTY;
+        }
+        match self.irq_mut(vcpu, intid) {
+            Some(irq) => {
+                irq.sources &= !mask;
+                irq.latch = irq.sources != 0;
+                if irq.lr.is_some_and(LrState::is_pending) && mask & (1 << irq.lr_source) != 0 {
+                    irq.drop_pending = true;
+                }
+                self.touched(vcpu, intid)
+            }
+            None => VcpuSet::EMPTY,
+        }
+    }
+
+    /// The sources from which GICv2 SGI `intid` of `vcpu` is pending, as the guest sees it.
+    pub fn sgi_pending_sources(&self, vcpu: usize, intid: u32) -> u8 {
+        if intid >= SGIS {
+            return 0;
+        }
+        match self.irq(vcpu, intid) {
+            Some(irq) => {
+                let listed = !irq.drop_pending && irq.lr.is_some_and(LrState::is_pending);
+                irq.sources | if listed { 1 << irq.lr_source } else { 0 }
+            }
+            None => 0,
+        }
+    }
+
     /// Clears the pending state set by software or an edge (ICPENDR). A level line still
-    /// high keeps the interrupt pending.
+    /// high keeps the interrupt pending. A GICv2 SGI loses all its sources.
     pub fn clear_pending(&mut self, vcpu: usize, intid: u32) -> VcpuSet {
+        if self.per_source(intid) {
+            return self.clear_sgi_pending(vcpu, intid, 0xFF);
+        }
         match self.irq_mut(vcpu, intid) {
             Some(irq) => {
                 irq.latch = false;
@@ -285,14 +372,18 @@ impl Core {
         }
     }
 
+    /// Sets or clears the active state (ISACTIVER, ICACTIVER). A GICv2 SGI made active
+    /// this way has `vcpu` itself as its source.
     pub fn set_active(&mut self, vcpu: usize, intid: u32, active: bool) -> VcpuSet {
         let is_spi = intid >= PRIVATE_IRQS;
         let home = self.home(vcpu, intid);
+        let own_source = (vcpu % V2_CPUS) as u8;
         match self.irq_mut(vcpu, intid) {
             Some(irq) => {
                 if active {
                     if !irq.is_active() && irq.lr.is_none() {
                         irq.active = true;
+                        irq.active_source = own_source;
                         if is_spi {
                             if let Some(h) = home {
                                 self.spis[(intid - PRIVATE_IRQS) as usize].owner = h as u16;
@@ -395,6 +486,7 @@ impl Core {
         };
         let listed = core::mem::take(&mut v.listed);
         for &intid in &listed {
+            let per_source = self.per_source(intid);
             let hw = lrs
                 .iter()
                 .find(|lr| lr.intid == intid)
@@ -407,7 +499,15 @@ impl Core {
             }
             let hw_pending = hw.is_pending() && !irq.drop_pending;
             let hw_active = hw.is_active() && !irq.drop_active;
-            if irq.edge {
+            if per_source {
+                // The LR held one source. The recorded one is used, not the CPUID field
+                // read back, so a wrong read-back cannot make up a source.
+                if hw_pending {
+                    irq.sources |= 1 << irq.lr_source;
+                }
+                irq.latch = irq.sources != 0;
+                irq.active_source = irq.lr_source;
+            } else if irq.edge {
                 irq.latch |= hw_pending;
             } else if !hw.is_pending() {
                 // The guest acknowledged it: that consumes a software-set pending latch
@@ -472,10 +572,19 @@ impl Core {
         let mut listed = core::mem::take(&mut self.vcpus[vcpu].listed);
         for (slot, &(_, _, intid)) in lrs.iter_mut().zip(candidates.iter()) {
             let groups = (self.group0_enabled, self.group1_enabled);
+            let per_source = self.per_source(intid);
             let Some(irq) = self.irq_mut(vcpu, intid) else {
                 continue;
             };
             let deliverable = irq.enabled && if irq.group1 { groups.1 } else { groups.0 };
+            if per_source {
+                *slot = ListReg {
+                    intid,
+                    ..Self::list_sgi_source(irq, deliverable)
+                };
+                listed.push(intid);
+                continue;
+            }
             let state = if irq.active {
                 if irq.edge && irq.latch && deliverable {
                     irq.latch = false;
@@ -497,6 +606,7 @@ impl Core {
                 group1: irq.group1,
                 state,
                 eoi_notify: !irq.edge,
+                source: 0,
             };
             if intid >= PRIVATE_IRQS {
                 self.spis[(intid - PRIVATE_IRQS) as usize].owner = vcpu as u16;
@@ -506,5 +616,37 @@ impl Core {
         self.vcpus[vcpu].listed = listed;
         self.vcpus[vcpu].scratch = candidates;
         FillOutcome { overflow }
+    }
+
+    /// Puts one source of a GICv2 SGI into an LR: the active source (pending again too if
+    /// that source is pending), else the lowest pending source. While other sources wait,
+    /// the LR asks for an EOI maintenance interrupt so they are listed in turn.
+    fn list_sgi_source(irq: &mut Irq, deliverable: bool) -> ListReg {
+        let (source, state) = if irq.active {
+            let bit = 1u8 << (irq.active_source % V2_CPUS as u8);
+            if irq.sources & bit != 0 && deliverable {
+                irq.sources &= !bit;
+                (irq.active_source, LrState::PendingActive)
+            } else {
+                (irq.active_source, LrState::Active)
+            }
+        } else {
+            // Only deliverable pending SGIs are candidates, so a source is set.
+            let source = irq.sources.trailing_zeros().min(V2_CPUS as u32 - 1) as u8;
+            irq.sources &= !(1 << source);
+            (source, LrState::Pending)
+        };
+        irq.latch = irq.sources != 0;
+        irq.active = false;
+        irq.lr = Some(state);
+        irq.lr_source = source;
+        ListReg {
+            intid: 0,
+            priority: irq.priority,
+            group1: irq.group1,
+            state,
+            eoi_notify: irq.sources != 0,
+            source,
+        }
     }
 }

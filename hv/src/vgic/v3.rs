@@ -1,4 +1,5 @@
 //! GICv3 register decoding for the distributor and the redistributors (Arm IHI 0069).
+//! The GICv2 front end (`v2.rs`) shares the helpers for the registers both have.
 //!
 //! Offsets are relative to the distributor or to one vCPU's 128 KiB redistributor.
 //! Each function returns the value read (0 for writes) and the vCPUs to kick, or a fault
@@ -41,25 +42,25 @@ impl Regs {
     }
 }
 
-type Access = Result<(u64, VcpuSet), VgicFault>;
+pub(super) type Access = Result<(u64, VcpuSet), VgicFault>;
 
-const READ_NOTHING: Access = Ok((0, VcpuSet::EMPTY));
+pub(super) const READ_NOTHING: Access = Ok((0, VcpuSet::EMPTY));
 
 // Distributor offsets.
-const GICD_CTLR: u64 = 0x0000;
-const GICD_TYPER: u64 = 0x0004;
-const GICD_IIDR: u64 = 0x0008;
+pub(super) const GICD_CTLR: u64 = 0x0000;
+pub(super) const GICD_TYPER: u64 = 0x0004;
+pub(super) const GICD_IIDR: u64 = 0x0008;
 const GICD_TYPER2: u64 = 0x000C;
 const GICD_STATUSR: u64 = 0x0010;
-const GICD_IGROUPR: u64 = 0x0080;
-const GICD_ISENABLER: u64 = 0x0100;
-const GICD_ICENABLER: u64 = 0x0180;
-const GICD_ISPENDR: u64 = 0x0200;
-const GICD_ICPENDR: u64 = 0x0280;
-const GICD_ISACTIVER: u64 = 0x0300;
-const GICD_ICACTIVER: u64 = 0x0380;
-const GICD_IPRIORITYR: u64 = 0x0400;
-const GICD_ICFGR: u64 = 0x0C00;
+pub(super) const GICD_IGROUPR: u64 = 0x0080;
+pub(super) const GICD_ISENABLER: u64 = 0x0100;
+pub(super) const GICD_ICENABLER: u64 = 0x0180;
+pub(super) const GICD_ISPENDR: u64 = 0x0200;
+pub(super) const GICD_ICPENDR: u64 = 0x0280;
+pub(super) const GICD_ISACTIVER: u64 = 0x0300;
+pub(super) const GICD_ICACTIVER: u64 = 0x0380;
+pub(super) const GICD_IPRIORITYR: u64 = 0x0400;
+pub(super) const GICD_ICFGR: u64 = 0x0C00;
 const GICD_IGRPMODR: u64 = 0x0D00;
 const GICD_NSACR: u64 = 0x0E00;
 const GICD_IROUTER: u64 = 0x6000;
@@ -77,8 +78,8 @@ const GICR_PENDBASER: u64 = 0x0078;
 const SGI_BASE: u64 = 0x1_0000;
 
 /// GICD_CTLR bits (single security state).
-const CTLR_ENABLE_GRP0: u64 = 1 << 0;
-const CTLR_ENABLE_GRP1: u64 = 1 << 1;
+pub(super) const CTLR_ENABLE_GRP0: u64 = 1 << 0;
+pub(super) const CTLR_ENABLE_GRP1: u64 = 1 << 1;
 const CTLR_ARE: u64 = 1 << 4;
 const CTLR_DS: u64 = 1 << 6;
 
@@ -87,7 +88,7 @@ const WAKER_PROCESSOR_SLEEP: u64 = 1 << 1;
 const WAKER_CHILDREN_ASLEEP: u64 = 1 << 2;
 
 /// IIDR: implementer Arm (JEP106 0x43B), product 'M' for Mica, revision 0.
-const IIDR: u64 = (0x4D << 24) | 0x43B;
+pub(super) const IIDR: u64 = (0x4D << 24) | 0x43B;
 
 /// IROUTER fields: Aff3, IRM, Aff2, Aff1, Aff0.
 const IROUTER_MASK: u64 = 0xFF_80FF_FFFF;
@@ -115,7 +116,7 @@ fn id_reg(offset: u64, redist: bool) -> u64 {
     }
 }
 
-fn need(size: AccessSize, ok: &[AccessSize]) -> Result<(), VgicFault> {
+pub(super) fn need(size: AccessSize, ok: &[AccessSize]) -> Result<(), VgicFault> {
     if ok.contains(&size) {
         Ok(())
     } else {
@@ -150,7 +151,13 @@ fn write_bits(
 
 /// The registers with one bit per interrupt (IGROUPR to ICACTIVER), `base` being the
 /// offset of the register group and `reg` the register index (0 = INTIDs 0..31).
-fn bits_access(core: &mut Core, vcpu: usize, base: u64, reg: u32, write: Option<u64>) -> Access {
+pub(super) fn bits_access(
+    core: &mut Core,
+    vcpu: usize,
+    base: u64,
+    reg: u32,
+    write: Option<u64>,
+) -> Access {
     let first = reg * 32;
     let Some(v) = write else {
         let value = match base {
@@ -187,7 +194,7 @@ fn bits_access(core: &mut Core, vcpu: usize, base: u64, reg: u32, write: Option<
 
 /// IPRIORITYR: one byte per interrupt, byte or word access. `first` is the INTID of the
 /// accessed byte.
-fn priority_access(
+pub(super) fn priority_access(
     core: &mut Core,
     vcpu: usize,
     first: u32,
@@ -217,7 +224,12 @@ fn priority_access(
 
 /// ICFGR: two bits per interrupt (bit 1 of each field set = edge). `first` is the first
 /// INTID of the register. SGIs are always edge.
-fn config_access(core: &mut Core, vcpu: usize, first: u32, write: Option<u64>) -> Access {
+pub(super) fn config_access(
+    core: &mut Core,
+    vcpu: usize,
+    first: u32,
+    write: Option<u64>,
+) -> Access {
     match write {
         None => {
             let v = (0..16u32).fold(0u64, |acc, i| match core.irq(vcpu, first + i) {

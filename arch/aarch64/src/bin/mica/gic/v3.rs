@@ -370,6 +370,7 @@ pub fn read_lr(i: usize) -> ListReg {
             _ => LrState::Invalid,
         },
         eoi_notify: v.is_set(ICH_LR0_EL2::EOI),
+        source: 0,
     }
 }
 
