@@ -399,7 +399,9 @@ impl Dom0Writer<'_, '_, '_> {
             let stdout = self.stdout_path.or(self.spec.uart_path);
             return write_chosen(&mut self.w, self.spec.bootargs, initrd, stdout);
         }
-        if t.is_compatible(i, "arm,gic-v3-its") && t.nodes[i].parent.is_some_and(|p| self.is_gic(p))
+        let is_msi_frame =
+            t.is_compatible(i, "arm,gic-v3-its") || t.is_compatible(i, "arm,gic-v2m-frame");
+        if is_msi_frame && t.nodes[i].parent.is_some_and(|p| self.is_gic(p))
         {
             return Ok(());
         }

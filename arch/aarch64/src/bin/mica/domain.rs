@@ -15,7 +15,8 @@ use mica_hv::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
 use mica_hv::bootcfg::{self, DomainKind, DomainSpec, HostDevice, HostInfo};
 use mica_hv::guest_fdt::{self, Dom0Fdt, DomuFdt, GuestGic};
 use mica_hv::ratelimit::RateLimiter;
-use mica_hv::vgic::{Vgic, VgicConfig};
+use mica_hv::bootcfg::GicVersion;
+use mica_hv::vgic::{Vgic, VgicConfig, VgicV2Config, DIST_V2_SIZE, MAX_VCPUS_V2};
 use mica_hv::vpl011::Vpl011;
 use spin::Mutex;
 
@@ -26,6 +27,10 @@ const MAX_GUEST_DTB: u64 = 2 << 20;
 const DOMU_SPIS: u32 = 32;
 /// Each vCPU's redistributor frame (RD_base + SGI_base).
 const REDIST_FRAME: u64 = 0x2_0000;
+/// SPIs the initial domain's virtual GIC offers (it mirrors the host's devices).
+const HOST_SPIS: u32 = 256;
+/// The part of GICv2's virtual CPU interface a guest uses (GICC_DIR sits at 0x1000).
+const GICV_SIZE: u64 = 0x2000;
 
 /// Why a domain could not be built. Shown as one line naming the domain.
 pub type BuildError = String;
@@ -264,50 +269,39 @@ pub fn build(
         Vec::new()
     };
 
-    let (gic_cfg, uart) = if initial {
+    let uart = if initial {
         let uart = host
             .uart
             .as_ref()
             .ok_or_else(|| fail("the host has no console UART to mirror".into()))?;
-        let redist = host
-            .gic
-            .redist
-            .first()
-            .ok_or_else(|| fail("host GIC has no redistributors".into()))?;
-        (
-            VgicConfig {
-                dist_base: GuestPhysAddr::new(host.gic.dist.start.raw()),
-                redist_base: GuestPhysAddr::new(redist.start.raw()),
-                vcpu_mpidrs: mpidrs.clone(),
-                nr_spis: 256,
-            },
-            VirtualUart {
-                model: Mutex::new(Vpl011::new()),
-                range: GuestRange::new(GuestPhysAddr::new(uart.base.start.raw()), uart.base.size)
-                    .ok_or_else(|| fail("bad UART range".into()))?,
-                intid: uart.intid.unwrap_or(layout::GUEST_VPL011_SPI),
-            },
-        )
-    } else {
-        (
-            VgicConfig {
-                dist_base: GuestPhysAddr::new(layout::GUEST_GICD_BASE),
-                redist_base: GuestPhysAddr::new(layout::GUEST_GICR_BASE),
-                vcpu_mpidrs: mpidrs.clone(),
-                nr_spis: DOMU_SPIS,
-            },
-            VirtualUart {
-                model: Mutex::new(Vpl011::new()),
-                range: GuestRange::new(
-                    GuestPhysAddr::new(layout::GUEST_PL011_BASE),
-                    layout::GUEST_PL011_SIZE,
-                )
+        VirtualUart {
+            model: Mutex::new(Vpl011::new()),
+            range: GuestRange::new(GuestPhysAddr::new(uart.base.start.raw()), uart.base.size)
                 .ok_or_else(|| fail("bad UART range".into()))?,
-                intid: layout::GUEST_VPL011_SPI,
-            },
-        )
+            intid: uart.intid.unwrap_or(layout::GUEST_VPL011_SPI),
+        }
+    } else {
+        VirtualUart {
+            model: Mutex::new(Vpl011::new()),
+            range: GuestRange::new(
+                GuestPhysAddr::new(layout::GUEST_PL011_BASE),
+                layout::GUEST_PL011_SIZE,
+            )
+            .ok_or_else(|| fail("bad UART range".into()))?,
+            intid: layout::GUEST_VPL011_SPI,
+        }
     };
-    let vgic = Vgic::new(gic_cfg).map_err(|e| fail(format!("virtual GIC: {e:?}")))?;
+    let (vgic, guest_gic) = match virtual_gic(initial, host, &mpidrs, table.as_mut()) {
+        Ok(v) => v,
+        Err(e) => {
+            if let (Some(t), Some(frames)) = (table.take(), FRAMES.lock().as_mut()) {
+                t.destroy(&mut FrameTables(frames));
+            }
+            free_ram(&chunks);
+            crate::passthrough::release(id);
+            return Err(fail(e));
+        }
+    };
 
     let vcpus = (0..vcpu_count)
         .map(|index| Vcpu::new(place_vcpu(), mpidrs[index]))
@@ -367,19 +361,10 @@ pub fn build(
             },
         )
     } else {
-        let redist_size = REDIST_FRAME * vcpu_count as u64;
         guest_fdt::build_domu_fdt(&DomuFdt {
             ram: guest_banks(&dom.ram),
             vcpu_mpidrs: mpidrs.clone(),
-            gic: GuestGic::V3 {
-                dist: GuestRange::new(
-                    GuestPhysAddr::new(layout::GUEST_GICD_BASE),
-                    layout::GUEST_GICD_SIZE,
-                )
-                .ok_or_else(|| fail("bad GICD range".into()))?,
-                redist: GuestRange::new(GuestPhysAddr::new(layout::GUEST_GICR_BASE), redist_size)
-                    .ok_or_else(|| fail("bad GICR range".into()))?,
-            },
+            gic: guest_gic,
             timer_flags: host.timer.flags,
             vpl011: Some((dom.uart.range, dom.uart.intid)),
             bootargs,
@@ -480,6 +465,78 @@ fn passthrough_devices(
         given.push(dev);
     }
     Ok(given)
+}
+
+/// The domain's virtual GIC, of the host's version. GICv2 guests get the hardware's
+/// virtual CPU interface (GICV) mapped at their GICC address; GICv3 guests use the system
+/// registers. The initial domain sees the host's addresses, domUs Xen's guest map.
+fn virtual_gic(
+    initial: bool,
+    host: &HostInfo,
+    mpidrs: &[u64],
+    table: Option<&mut PageTable>,
+) -> Result<(Vgic, GuestGic), String> {
+    let gicd = |base: u64, size: u64| {
+        GuestRange::new(GuestPhysAddr::new(base), size).ok_or_else(|| String::from("bad GIC range"))
+    };
+    match crate::gic::version() {
+        GicVersion::V3 => {
+            let (dist, redist) = if initial {
+                let redist = host
+                    .gic
+                    .redist
+                    .first()
+                    .ok_or("host GIC has no redistributors")?;
+                (host.gic.dist.start.raw(), redist.start.raw())
+            } else {
+                (layout::GUEST_GICD_BASE, layout::GUEST_GICR_BASE)
+            };
+            let vgic = Vgic::new(VgicConfig {
+                dist_base: GuestPhysAddr::new(dist),
+                redist_base: GuestPhysAddr::new(redist),
+                vcpu_mpidrs: mpidrs.to_vec(),
+                nr_spis: if initial { HOST_SPIS } else { DOMU_SPIS },
+            })
+            .map_err(|e| format!("virtual GIC: {e:?}"))?;
+            let guest = GuestGic::V3 {
+                dist: gicd(dist, layout::GUEST_GICD_SIZE)?,
+                redist: gicd(redist, REDIST_FRAME * mpidrs.len() as u64)?,
+            };
+            Ok((vgic, guest))
+        }
+        GicVersion::V2 => {
+            if mpidrs.len() > MAX_VCPUS_V2 {
+                return Err(format!(
+                    "{} vCPUs, but a GICv2 guest can have at most {MAX_VCPUS_V2}",
+                    mpidrs.len()
+                ));
+            }
+            let (dist, cpu) = if initial {
+                let cpu = host.gic.cpu_if.ok_or("host GICv2 has no CPU interface")?;
+                (host.gic.dist.start.raw(), cpu.start.raw())
+            } else {
+                (layout::GUEST_GICD_BASE, layout::GUEST_GICC_BASE)
+            };
+            let gicv = crate::gic::vcpu_interface().ok_or("host GICv2 has no GICV frame")?;
+            let table = table.ok_or("no stage-2 table")?;
+            let mut frames = FRAMES.lock();
+            let frames = frames.as_mut().ok_or("no frame allocator")?;
+            table
+                .map(&mut FrameTables(frames), cpu, gicv.start.raw(), GICV_SIZE, stage2_device())
+                .map_err(|e| format!("mapping the virtual CPU interface: {e:?}"))?;
+            let vgic = Vgic::new_v2(VgicV2Config {
+                dist_base: GuestPhysAddr::new(dist),
+                vcpu_count: mpidrs.len(),
+                nr_spis: if initial { HOST_SPIS } else { DOMU_SPIS },
+            })
+            .map_err(|e| format!("virtual GIC: {e:?}"))?;
+            let guest = GuestGic::V2 {
+                dist: gicd(dist, DIST_V2_SIZE)?,
+                cpu: gicd(cpu, GICV_SIZE)?,
+            };
+            Ok((vgic, guest))
+        }
+    }
 }
 
 fn align_up(v: u64, a: u64) -> u64 {
