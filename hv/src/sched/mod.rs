@@ -30,7 +30,7 @@ mod server;
 
 pub use arinc653::{Arinc653, Window};
 pub use edf::Edf;
-pub use fair::{Fair, DEFAULT_WEIGHT};
+pub use fair::{Fair, DEFAULT_WEIGHT, MAX_WEIGHT};
 pub use fixed_priority::FixedPriority;
 pub use null::Null;
 pub use round_robin::RoundRobin;
