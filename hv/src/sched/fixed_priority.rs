@@ -234,6 +234,7 @@ mod tests {
     use super::super::sim::{self, Load};
     use super::super::Reservation;
     use super::*;
+    use proptest::prelude::*;
 
     fn v(domain: u16) -> VcpuRef {
         VcpuRef { domain, vcpu: 0 }
@@ -339,5 +340,43 @@ mod tests {
                 until: None
             }
         );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn budgets_are_enforced_and_the_lowest_priority_is_not_starved(
+            servers in prop::collection::vec((1u8..=255, 5u64..80, 1u64..100), 1..5),
+        ) {
+            let mut s = FixedPriority::new(7);
+            let mut loads = Vec::new();
+            let n = servers.len() as u64;
+            let mut expect = Vec::new();
+            for (i, &(priority, period, pct)) in servers.iter().enumerate() {
+                // Together at most 90 % of the CPU.
+                let budget = (period * pct * 9 / 1000 / n).max(1);
+                let x = v(i as u16 + 1);
+                s.insert_with(x, prio(priority, Some((period, budget)))).unwrap();
+                loads.push((x, Load::Hog));
+                expect.push((x, period, budget));
+            }
+            let low = v(100);
+            s.insert_with(low, prio(0, None)).unwrap();
+            loads.push((low, Load::Hog));
+            let horizon = 4000;
+            let t = sim::run(&mut s, &loads, horizon);
+            let mut reserved = 0.0;
+            for (x, period, budget) in expect {
+                for k in 0..horizon / period {
+                    let got = t.ran_in(x, k * period, (k + 1) * period);
+                    prop_assert!(got <= budget, "{:?} period {} ran {} > {}", x, k, got, budget);
+                }
+                reserved += budget as f64 / period as f64;
+            }
+            let low_share = t.ran_in(low, 0, horizon) as f64 / horizon as f64;
+            prop_assert!(low_share + 0.02 >= 1.0 - reserved, "low got {}", low_share);
+            prop_assert_eq!(t.idle(), 0);
+        }
     }
 }
