@@ -12,6 +12,7 @@ pub mod addr;
 pub mod bootcfg;
 pub mod cmdline;
 pub mod console;
+pub mod cpupool;
 pub mod exit;
 pub mod frame_alloc;
 pub mod guest_fdt;

@@ -1,63 +1,10 @@
-//! vCPU scheduling policy, one instance per physical CPU.
-//!
-//! The [`Scheduler`] trait is the whole interface between the integrator's run loop and a
-//! policy: it is told which vCPUs live on this CPU and when they block or wake, and asked
-//! what to run next and until when. It holds no locks and does no timekeeping itself, so
-//! policies are plain data structures that tests drive directly. [`RoundRobin`] is the
-//! first policy; real-time ones implement the same trait.
+//! Round robin: the trivial policy, kept for the integrator's first run loop and as the
+//! reference the others are compared with.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-/// Names one vCPU of one domain.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct VcpuRef {
-    /// Domain id.
-    pub domain: u16,
-    /// vCPU index inside the domain.
-    pub vcpu: u16,
-}
-
-/// What the CPU should do now.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Decision {
-    /// The vCPU to run, `None` to idle until an interrupt.
-    pub run: Option<VcpuRef>,
-    /// Counter value at which to call `pick_next` again (arm the preemption timer);
-    /// `None` when nothing needs preempting.
-    pub until: Option<u64>,
-}
-
-/// A scheduling policy for one physical CPU. Every method tolerates vCPUs it does not
-/// know (ignored), so a racing caller cannot corrupt it.
-pub trait Scheduler {
-    /// Adds `v` to this CPU, runnable. Inserting a known vCPU changes nothing.
-    fn insert(&mut self, v: VcpuRef);
-    /// Removes `v` from this CPU, running or not.
-    fn remove(&mut self, v: VcpuRef);
-    /// Makes a blocked `v` runnable.
-    fn wake(&mut self, v: VcpuRef);
-    /// Makes `v` not runnable until woken (WFI, CPU_OFF, paused domain).
-    fn block(&mut self, v: VcpuRef);
-    /// `v` gives up the rest of its time; others runnable get the CPU first.
-    fn yield_now(&mut self, v: VcpuRef);
-    /// Picks what runs from `now` (counter ticks). The previous choice counts as running
-    /// until this is called again.
-    fn pick_next(&mut self, now: u64) -> Decision;
-    /// Whether `v` is known here and runnable.
-    fn is_runnable(&self, v: VcpuRef) -> bool;
-}
-
-/// Index of the least-loaded physical CPU, the lowest index on ties (0 for an empty list).
-pub fn place(loads: &[usize]) -> usize {
-    let mut best = 0;
-    for (i, &load) in loads.iter().enumerate() {
-        if load < loads[best] {
-            best = i;
-        }
-    }
-    best
-}
+use super::{Decision, Scheduler, VcpuRef};
 
 /// Round robin: runnable vCPUs take turns of `slice_ticks`; a vCPU alone is never
 /// preempted.
@@ -197,6 +144,7 @@ impl Scheduler for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::place;
 
     fn v(domain: u16, vcpu: u16) -> VcpuRef {
         VcpuRef { domain, vcpu }
