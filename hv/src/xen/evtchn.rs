@@ -155,7 +155,7 @@ impl EventChannels {
     }
 
     /// Every allocated port.
-    fn allocated(&self) -> impl Iterator<Item = (EvtchnPort, PortState)> + '_ {
+    pub(crate) fn allocated(&self) -> impl Iterator<Item = (EvtchnPort, PortState)> + '_ {
         self.ports
             .iter()
             .enumerate()
