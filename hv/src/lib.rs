@@ -21,3 +21,4 @@ pub mod ratelimit;
 pub mod sched;
 pub mod vgic;
 pub mod vpl011;
+pub mod xen;

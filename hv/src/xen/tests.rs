@@ -1,0 +1,1677 @@
+//! Host tests for the Xen layer: a fake arch layer, one test group per hypercall, and a
+//! property-based fuzz of the dispatcher with hostile arguments.
+
+use super::mem::fake::FakeMemory;
+use super::mem::{read_obj, read_u64, write_obj, GuestMemError};
+use super::*;
+use crate::addr::GuestPhysAddr;
+use mica_guest_abi::xen::console::*;
+use mica_guest_abi::xen::errno::*;
+use mica_guest_abi::xen::evtchn::*;
+use mica_guest_abi::xen::gnttab::*;
+use mica_guest_abi::xen::hvm::*;
+use mica_guest_abi::xen::memory::*;
+use mica_guest_abi::xen::misc::*;
+use mica_guest_abi::xen::sched::*;
+use mica_guest_abi::xen::shared::*;
+use mica_guest_abi::xen::vcpu::*;
+use mica_guest_abi::xen::version::*;
+use mica_guest_abi::xen::{Hypercall, Wire, DOMID_SELF};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// One domain's memory, shared between the env (physical) and the vCPU view (virtual).
+#[derive(Clone, Default)]
+struct SharedMem(Rc<RefCell<FakeMemory>>);
+
+impl GuestMemory for SharedMem {
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
+        self.0.borrow().read(gpa, buf)
+    }
+    fn write(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
+        self.0.borrow_mut().write(gpa, data)
+    }
+}
+
+impl GuestVirtMemory for SharedMem {
+    fn read_virt(&self, gva: u64, buf: &mut [u8]) -> Result<(), GuestMemError> {
+        self.0.borrow().read_virt(gva, buf)
+    }
+    fn write_virt(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestMemError> {
+        self.0.borrow_mut().write_virt(gva, data)
+    }
+}
+
+#[derive(Default)]
+struct FakeEnv {
+    mems: BTreeMap<DomId, SharedMem>,
+    special: Vec<(DomId, SpecialPage, u64)>,
+    foreign: Vec<(DomId, u64, DomId, u64, bool)>,
+    upcalls: Vec<(DomId, u32)>,
+    console: Vec<u8>,
+    kicks: Vec<(DomId, Backend)>,
+    refuse_foreign: bool,
+}
+
+impl XenEnv for FakeEnv {
+    fn memory(&mut self, dom: DomId) -> Option<&mut dyn GuestMemory> {
+        self.mems.get_mut(&dom).map(|m| m as &mut dyn GuestMemory)
+    }
+    fn map_special_page(&mut self, dom: DomId, page: SpecialPage, gfn: u64) -> Result<(), i32> {
+        let mem = self.mems.get(&dom).ok_or(ESRCH)?;
+        if gfn > 0xF_FFFF_FFFF {
+            return Err(EINVAL);
+        }
+        mem.0.borrow_mut().add(gfn, 1);
+        self.special.push((dom, page, gfn));
+        Ok(())
+    }
+    fn unmap_special_page(&mut self, dom: DomId, page: SpecialPage, gfn: u64) {
+        self.special.retain(|s| *s != (dom, page, gfn));
+    }
+    fn map_foreign(
+        &mut self,
+        grantee: DomId,
+        gfn: u64,
+        granter: DomId,
+        granter_gfn: u64,
+        readonly: bool,
+    ) -> Result<(), i32> {
+        if self.refuse_foreign {
+            return Err(EINVAL);
+        }
+        self.foreign
+            .push((grantee, gfn, granter, granter_gfn, readonly));
+        Ok(())
+    }
+    fn unmap_foreign(&mut self, grantee: DomId, gfn: u64) {
+        self.foreign.retain(|f| !(f.0 == grantee && f.1 == gfn));
+    }
+    fn raise_upcall(&mut self, dom: DomId, vcpu: u32) {
+        self.upcalls.push((dom, vcpu));
+    }
+    fn console_write(&mut self, _dom: DomId, bytes: &[u8]) {
+        self.console.extend_from_slice(bytes);
+    }
+    fn backend_notify(&mut self, dom: DomId, backend: Backend) {
+        self.kicks.push((dom, backend));
+    }
+    fn wallclock(&self) -> (u64, u32) {
+        (0x1_2345_6789, 500)
+    }
+}
+
+/// RAM of each test domain: frames 0x40000..0x40020.
+const RAM: u64 = 0x40000;
+/// Scratch buffer for hypercall arguments (VA == PA in the fake).
+const ARG: u64 = 0x4000_0000;
+const ARG2: u64 = 0x4000_1000;
+const SHARED_GFN: u64 = 0x40010;
+const GNT_GFN: u64 = 0x38000;
+const CONSOLE_GFN: u64 = 0x39000;
+
+struct World {
+    xen: Xen,
+    env: FakeEnv,
+}
+
+impl World {
+    /// dom0 (privileged, console_io, 2 vCPUs) and dom1 (domU with a PV console, 2 vCPUs).
+    fn new() -> Self {
+        let mut env = FakeEnv::default();
+        for d in [0u16, 1] {
+            let m = SharedMem::default();
+            m.0.borrow_mut().add(RAM, 0x20);
+            env.mems.insert(d, m);
+        }
+        let mut xen = Xen::new();
+        let mut dom0 = DomainConfig::domu(0, 2);
+        dom0.privileged = true;
+        dom0.console_io = true;
+        xen.create_domain(&dom0, &mut env).unwrap();
+        let mut dom1 = DomainConfig::domu(1, 2);
+        dom1.pv_console_gfn = Some(CONSOLE_GFN);
+        xen.create_domain(&dom1, &mut env).unwrap();
+        Self { xen, env }
+    }
+
+    fn call(&mut self, dom: DomId, vcpu: u32, nr: Hypercall, args: &[u64]) -> Outcome {
+        self.call_raw(dom, vcpu, nr.nr(), args)
+    }
+
+    fn call_raw(&mut self, dom: DomId, vcpu: u32, nr: u64, args: &[u64]) -> Outcome {
+        let mut a = [0u64; 5];
+        a[..args.len()].copy_from_slice(args);
+        let mut vmem = self.env.mems.get(&dom).cloned().unwrap_or_default();
+        let mut ctx = HypercallCtx {
+            xen: &mut self.xen,
+            caller: dom,
+            vcpu,
+            vmem: &mut vmem,
+            env: &mut self.env,
+        };
+        dispatch(&mut ctx, nr, a)
+    }
+
+    fn mem(&self, dom: DomId) -> SharedMem {
+        self.env.mems[&dom].clone()
+    }
+    fn put<T: Wire>(&self, dom: DomId, at: u64, v: &T) {
+        write_obj(&mut self.mem(dom), GuestPhysAddr::new(at), v).unwrap();
+    }
+    fn get<T: Wire>(&self, dom: DomId, at: u64) -> T {
+        read_obj(&self.mem(dom), GuestPhysAddr::new(at)).unwrap()
+    }
+
+    fn map_shared_info(&mut self, dom: DomId) {
+        let op = AddToPhysmap {
+            domid: DOMID_SELF,
+            space: XENMAPSPACE_SHARED_INFO,
+            gpfn: SHARED_GFN,
+            ..Default::default()
+        };
+        self.put(dom, ARG, &op);
+        let r = self.call(dom, 0, Hypercall::MemoryOp, &[XENMEM_ADD_TO_PHYSMAP, ARG]);
+        assert_eq!(r, Outcome::ret(0));
+    }
+
+    fn shared(&self, dom: DomId) -> SharedInfo {
+        self.get(dom, SHARED_GFN << 12)
+    }
+
+    /// Allocates an unbound port in `owner` for `remote`.
+    fn alloc_unbound(&mut self, owner: DomId, remote: DomId) -> u32 {
+        self.put(
+            owner,
+            ARG,
+            &EvtchnAllocUnbound {
+                dom: DOMID_SELF,
+                remote_dom: remote,
+                port: 0,
+            },
+        );
+        let r = self.call(
+            owner,
+            0,
+            Hypercall::EventChannelOp,
+            &[EVTCHNOP_ALLOC_UNBOUND, ARG],
+        );
+        assert_eq!(r.ret, 0);
+        self.get::<EvtchnAllocUnbound>(owner, ARG).port
+    }
+
+    fn bind_interdomain(&mut self, dom: DomId, remote: DomId, port: u32) -> Outcome {
+        self.put(
+            dom,
+            ARG,
+            &EvtchnBindInterdomain {
+                remote_dom: remote,
+                remote_port: port,
+                local_port: 0,
+            },
+        );
+        self.call(
+            dom,
+            0,
+            Hypercall::EventChannelOp,
+            &[EVTCHNOP_BIND_INTERDOMAIN, ARG],
+        )
+    }
+
+    fn evtchn_port_op(&mut self, dom: DomId, cmd: u64, port: u32) -> i64 {
+        self.put(dom, ARG2, &EvtchnPortArg { port });
+        self.call(dom, 0, Hypercall::EventChannelOp, &[cmd, ARG2])
+            .ret
+    }
+}
+
+fn neg(e: i32) -> i64 {
+    -i64::from(e)
+}
+
+#[test]
+fn unknown_and_toolstack_hypercalls_are_enosys() {
+    let mut w = World::new();
+    assert_eq!(w.call_raw(1, 0, 0, &[]).ret, neg(ENOSYS));
+    assert_eq!(w.call_raw(1, 0, 6, &[]).ret, neg(ENOSYS));
+    assert_eq!(w.call_raw(1, 0, u64::MAX, &[]).ret, neg(ENOSYS));
+    assert_eq!(w.call(0, 0, Hypercall::Domctl, &[ARG]).ret, neg(ENOSYS));
+    // An unknown caller is refused outright.
+    assert_eq!(w.call(9, 0, Hypercall::XenVersion, &[0]).ret, neg(ESRCH));
+}
+
+#[test]
+fn xen_version() {
+    let mut w = World::new();
+    assert_eq!(
+        w.call(1, 0, Hypercall::XenVersion, &[XENVER_VERSION]).ret,
+        0x4_0011
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::XenVersion, &[XENVER_PAGESIZE]).ret,
+        4096
+    );
+    w.put(1, ARG, &FeatureInfo::default());
+    assert_eq!(
+        w.call(1, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG])
+            .ret,
+        0
+    );
+    let domu = w.get::<FeatureInfo>(1, ARG).submap;
+    assert_eq!(domu, 0x1_4005);
+    w.put(0, ARG, &FeatureInfo::default());
+    w.call(0, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
+    assert_eq!(w.get::<FeatureInfo>(0, ARG).submap, 0x1_4805);
+    w.put(
+        1,
+        ARG,
+        &FeatureInfo {
+            submap_idx: 1,
+            submap: 0,
+        },
+    );
+    let r = w.call(1, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
+    assert_eq!(r.ret, neg(EINVAL));
+    let r = w.call(1, 0, Hypercall::XenVersion, &[XENVER_CAPABILITIES, ARG]);
+    assert_eq!(r.ret, 0);
+    let caps: [u8; 16] = w.get(1, ARG);
+    assert_eq!(&caps, b"xen-3.0-aarch64 ");
+    // Buffers that are not mapped fault; unknown sub-ops are ENOSYS.
+    let r = w.call(1, 0, Hypercall::XenVersion, &[XENVER_CAPABILITIES, 0x1000]);
+    assert_eq!(r.ret, neg(EFAULT));
+    assert_eq!(w.call(1, 0, Hypercall::XenVersion, &[99]).ret, neg(ENOSYS));
+    assert_eq!(
+        w.call(1, 0, Hypercall::XenVersion, &[XENVER_COMMANDLINE, ARG])
+            .ret,
+        neg(EPERM)
+    );
+}
+
+#[test]
+fn shared_info_mapping() {
+    let mut w = World::new();
+    let bad = AddToPhysmap {
+        domid: DOMID_SELF,
+        space: XENMAPSPACE_SHARED_INFO,
+        idx: 1,
+        gpfn: SHARED_GFN,
+        ..Default::default()
+    };
+    w.put(1, ARG, &bad);
+    assert_eq!(
+        w.call(1, 0, Hypercall::MemoryOp, &[XENMEM_ADD_TO_PHYSMAP, ARG])
+            .ret,
+        neg(EINVAL)
+    );
+    w.map_shared_info(1);
+    assert!(w
+        .env
+        .special
+        .contains(&(1, SpecialPage::SharedInfo, SHARED_GFN)));
+    let si = w.shared(1);
+    assert_eq!(si.wc_version % 2, 0);
+    assert_eq!((si.wc_sec, si.wc_sec_hi, si.wc_nsec), (0x2345_6789, 1, 500));
+    // Mapping it elsewhere while mapped: EBUSY.
+    let again = AddToPhysmap {
+        gpfn: SHARED_GFN + 1,
+        idx: 0,
+        ..bad
+    };
+    w.put(1, ARG, &again);
+    assert_eq!(
+        w.call(1, 0, Hypercall::MemoryOp, &[XENMEM_ADD_TO_PHYSMAP, ARG])
+            .ret,
+        neg(EBUSY)
+    );
+    // Another domain's physmap is not the caller's to change.
+    let other = AddToPhysmap { domid: 0, ..again };
+    w.put(1, ARG, &other);
+    assert_eq!(
+        w.call(1, 0, Hypercall::MemoryOp, &[XENMEM_ADD_TO_PHYSMAP, ARG])
+            .ret,
+        neg(EPERM)
+    );
+    // Ballooning and continuation bits are refused.
+    assert_eq!(
+        w.call(1, 0, Hypercall::MemoryOp, &[XENMEM_POPULATE_PHYSMAP, ARG])
+            .ret,
+        neg(ENOSYS)
+    );
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::MemoryOp,
+            &[XENMEM_ADD_TO_PHYSMAP | 1 << 6, ARG]
+        )
+        .ret,
+        neg(EINVAL)
+    );
+}
+
+#[test]
+fn add_to_physmap_batch_reports_per_entry_errors() {
+    let mut w = World::new();
+    let idxs = ARG2;
+    let gpfns = ARG2 + 0x100;
+    let errs = ARG2 + 0x200;
+    w.put(1, idxs, &[0u64, 5000, 1]);
+    w.put(1, gpfns, &[GNT_GFN, GNT_GFN + 1, GNT_GFN + 1]);
+    let op = AddToPhysmapBatch {
+        domid: DOMID_SELF,
+        space: XENMAPSPACE_GRANT_TABLE as u16,
+        size: 3,
+        idxs,
+        gpfns,
+        errs,
+        ..Default::default()
+    };
+    w.put(1, ARG, &op);
+    let r = w.call(
+        1,
+        0,
+        Hypercall::MemoryOp,
+        &[XENMEM_ADD_TO_PHYSMAP_BATCH, ARG],
+    );
+    assert_eq!(r.ret, 0);
+    assert_eq!(w.get::<[i32; 3]>(1, errs), [0, -EINVAL, 0]);
+    let t = &w.xen.domain(1).unwrap().gnttab;
+    assert_eq!(
+        (t.frame_gfn(0), t.frame_gfn(1)),
+        (Some(GNT_GFN), Some(GNT_GFN + 1))
+    );
+    assert_eq!(t.nr_frames(), 2);
+}
+
+#[test]
+fn vcpu_info_registration() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    // vCPU 0 has something pending in the legacy slot: it must be carried over.
+    let mut mem = w.mem(1);
+    write_u8(&mut mem, SHARED_GFN << 12, 1);
+    let reg = VcpuRegisterVcpuInfo {
+        mfn: RAM + 2,
+        offset: 0xfe0, // straddles into the next frame: accepted
+        rsvd: 0,
+    };
+    w.put(1, ARG, &reg);
+    let r = w.call(
+        1,
+        0,
+        Hypercall::VcpuOp,
+        &[VCPUOP_REGISTER_VCPU_INFO, 0, ARG],
+    );
+    assert_eq!(r.ret, 0);
+    let vi: VcpuInfo = w.get(1, ((RAM + 2) << 12) + 0xfe0);
+    assert_eq!(vi.evtchn_upcall_pending, 1);
+    assert_eq!(vi.evtchn_pending_sel, u64::MAX);
+    assert_eq!(w.env.upcalls, vec![(1, 0)]);
+    // Once only.
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_VCPU_INFO, 0, ARG]
+        )
+        .ret,
+        neg(EBUSY)
+    );
+    // Bad vCPU, misaligned, frame overflow.
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_VCPU_INFO, 2, ARG]
+        )
+        .ret,
+        neg(ENOENT)
+    );
+    w.put(1, ARG, &VcpuRegisterVcpuInfo { offset: 4, ..reg });
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG]
+        )
+        .ret,
+        neg(ENXIO)
+    );
+    w.put(
+        1,
+        ARG,
+        &VcpuRegisterVcpuInfo {
+            mfn: u64::MAX,
+            ..reg
+        },
+    );
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG]
+        )
+        .ret,
+        neg(EINVAL)
+    );
+    w.put(
+        1,
+        ARG,
+        &VcpuRegisterVcpuInfo {
+            offset: 0x1000,
+            ..reg
+        },
+    );
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG]
+        )
+        .ret,
+        neg(EINVAL)
+    );
+    // Runstate areas: recorded; other sub-ops refused as on Xen/Arm.
+    w.put(
+        1,
+        ARG,
+        &VcpuRegisterRunstateMemoryArea {
+            addr: 0xffff_8000_0000_0000,
+        },
+    );
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 1, ARG]
+        )
+        .ret,
+        0
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::VcpuOp, &[VCPUOP_IS_UP, 1, 0]).ret,
+        neg(EINVAL)
+    );
+}
+
+fn write_u8(mem: &mut SharedMem, at: u64, v: u8) {
+    mem.write(GuestPhysAddr::new(at), &[v]).unwrap();
+}
+
+#[test]
+fn hvm_params() {
+    let mut w = World::new();
+    let get = |w: &mut World, dom: DomId, domid: DomId, index: u32| {
+        w.put(
+            dom,
+            ARG,
+            &HvmParam {
+                domid,
+                pad: 0,
+                index,
+                value: 0,
+            },
+        );
+        let r = w.call(dom, 0, Hypercall::HvmOp, &[HVMOP_GET_PARAM, ARG]);
+        (r.ret, w.get::<HvmParam>(dom, ARG).value)
+    };
+    assert_eq!(
+        get(&mut w, 1, DOMID_SELF, HVM_PARAM_CONSOLE_PFN),
+        (0, CONSOLE_GFN)
+    );
+    let (rc, port) = get(&mut w, 1, DOMID_SELF, HVM_PARAM_CONSOLE_EVTCHN);
+    assert_eq!(
+        (rc, port),
+        (
+            0,
+            u64::from(w.xen.domain(1).unwrap().console_port().unwrap())
+        )
+    );
+    assert_eq!(
+        get(&mut w, 1, 1, HVM_PARAM_CALLBACK_IRQ),
+        (0, callback_irq_ppi(31))
+    );
+    assert_eq!(get(&mut w, 1, DOMID_SELF, HVM_PARAM_STORE_PFN), (0, 0));
+    assert!(w.xen.set_hvm_param(1, HVM_PARAM_STORE_PFN, 0x39001));
+    assert_eq!(
+        get(&mut w, 1, DOMID_SELF, HVM_PARAM_STORE_PFN),
+        (0, 0x39001)
+    );
+    assert_eq!(get(&mut w, 1, DOMID_SELF, 5).0, neg(EINVAL));
+    assert_eq!(get(&mut w, 1, DOMID_SELF, 1000).0, neg(EINVAL));
+    assert_eq!(get(&mut w, 1, 0, HVM_PARAM_STORE_PFN).0, neg(EPERM));
+    assert_eq!(get(&mut w, 0, 7, HVM_PARAM_STORE_PFN).0, neg(ESRCH));
+    w.put(
+        1,
+        ARG,
+        &HvmParam {
+            domid: DOMID_SELF,
+            pad: 0,
+            index: HVM_PARAM_STORE_PFN,
+            value: 1,
+        },
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::HvmOp, &[HVMOP_SET_PARAM, ARG]).ret,
+        neg(EPERM)
+    );
+    assert_eq!(w.call(1, 0, Hypercall::HvmOp, &[7, ARG]).ret, neg(ENOSYS));
+}
+
+#[test]
+fn interdomain_event_delivery_mask_unmask_close() {
+    let mut w = World::new();
+    w.map_shared_info(0);
+    w.map_shared_info(1);
+    w.env.upcalls.clear();
+    // dom1 offers a port to dom0 (a frontend), dom0 binds it (a backend).
+    let p1 = w.alloc_unbound(1, 0);
+    assert_eq!(w.bind_interdomain(0, 1, p1 + 100).ret, neg(EINVAL));
+    assert_eq!(w.bind_interdomain(0, 7, p1).ret, neg(ESRCH));
+    assert_eq!(w.bind_interdomain(0, 1, p1).ret, 0);
+    let p0 = w.get::<EvtchnBindInterdomain>(0, ARG).local_port;
+    // Binding marks the new local port pending.
+    assert_ne!(w.shared(0).evtchn_pending[0] & (1 << p0), 0);
+    assert_eq!(w.env.upcalls, vec![(0, 0)]);
+    // Only the named remote may bind: a second bind fails.
+    assert_eq!(w.bind_interdomain(0, 1, p1).ret, neg(EINVAL));
+
+    // dom0 -> dom1, unmasked: pending, selector, upcall.
+    assert_eq!(w.evtchn_port_op(0, EVTCHNOP_SEND, p0), 0);
+    let si = w.shared(1);
+    assert_ne!(si.evtchn_pending[0] & (1 << p1), 0);
+    assert_eq!(si.vcpu_info[0].evtchn_pending_sel, 1);
+    assert_eq!(si.vcpu_info[0].evtchn_upcall_pending, 1);
+    assert_eq!(w.env.upcalls.last(), Some(&(1, 0)));
+
+    // Guest consumes, then masks the port: a send sets pending but raises nothing.
+    let base = SHARED_GFN << 12;
+    w.put(1, base, &VcpuInfo::default());
+    w.put(1, base + SHARED_INFO_EVTCHN_PENDING as u64, &0u64);
+    w.put(1, base + SHARED_INFO_EVTCHN_MASK as u64, &(1u64 << p1));
+    let n = w.env.upcalls.len();
+    w.evtchn_port_op(0, EVTCHNOP_SEND, p0);
+    assert_eq!(w.env.upcalls.len(), n);
+    assert_eq!(w.shared(1).vcpu_info[0].evtchn_pending_sel, 0);
+    // Unmask re-delivers the pending event.
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_UNMASK, p1), 0);
+    assert_eq!(w.shared(1).evtchn_mask[0], 0);
+    assert_eq!(w.env.upcalls.len(), n + 1);
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_UNMASK, 0), neg(EINVAL));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_UNMASK, 5000), neg(EINVAL));
+
+    // Status from both sides.
+    w.put(
+        1,
+        ARG,
+        &EvtchnStatus {
+            dom: DOMID_SELF,
+            port: p1,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::EventChannelOp, &[EVTCHNOP_STATUS, ARG])
+            .ret,
+        0
+    );
+    let st: EvtchnStatus = w.get(1, ARG);
+    assert_eq!((st.status, st.u), (EVTCHNSTAT_INTERDOMAIN, [0, p0]));
+
+    // dom0 closes: dom1's port goes back to unbound (for dom0); sends are dropped.
+    assert_eq!(w.evtchn_port_op(0, EVTCHNOP_CLOSE, p0), 0);
+    assert_eq!(w.evtchn_port_op(0, EVTCHNOP_SEND, p0), neg(EINVAL));
+    w.put(
+        1,
+        ARG,
+        &EvtchnStatus {
+            dom: DOMID_SELF,
+            port: p1,
+            ..Default::default()
+        },
+    );
+    w.call(1, 0, Hypercall::EventChannelOp, &[EVTCHNOP_STATUS, ARG]);
+    let st: EvtchnStatus = w.get(1, ARG);
+    assert_eq!((st.status, st.u[0]), (EVTCHNSTAT_UNBOUND, 0));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, p1), 0);
+    // A domU may not query dom0's ports.
+    w.put(
+        1,
+        ARG,
+        &EvtchnStatus {
+            dom: 0,
+            port: 1,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::EventChannelOp, &[EVTCHNOP_STATUS, ARG])
+            .ret,
+        neg(EPERM)
+    );
+}
+
+#[test]
+fn virq_ipi_bind_vcpu_and_fifo_refusal() {
+    let mut w = World::new();
+    w.map_shared_info(0);
+    // Register vCPU 1's vcpu_info so it can receive.
+    w.put(
+        0,
+        ARG,
+        &VcpuRegisterVcpuInfo {
+            mfn: RAM + 3,
+            offset: 0,
+            rsvd: 0,
+        },
+    );
+    assert_eq!(
+        w.call(
+            0,
+            1,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG]
+        )
+        .ret,
+        0
+    );
+    w.put(0, (RAM + 3) << 12, &VcpuInfo::default());
+    w.env.upcalls.clear();
+
+    let bind_virq = |w: &mut World, virq: u32, vcpu: u32| {
+        w.put(
+            0,
+            ARG,
+            &EvtchnBindVirq {
+                virq,
+                vcpu,
+                port: 0,
+            },
+        );
+        let r = w.call(0, 0, Hypercall::EventChannelOp, &[EVTCHNOP_BIND_VIRQ, ARG]);
+        (r.ret, w.get::<EvtchnBindVirq>(0, ARG).port)
+    };
+    let (rc, console) = bind_virq(&mut w, VIRQ_CONSOLE, 0);
+    assert_eq!(rc, 0);
+    assert_eq!(bind_virq(&mut w, VIRQ_CONSOLE, 0).0, neg(EEXIST));
+    assert_eq!(bind_virq(&mut w, VIRQ_DOM_EXC, 1).0, neg(EINVAL));
+    assert_eq!(bind_virq(&mut w, NR_VIRQS, 0).0, neg(EINVAL));
+    assert_eq!(bind_virq(&mut w, VIRQ_TIMER, 2).0, neg(ENOENT));
+    assert_eq!(bind_virq(&mut w, VIRQ_TIMER, 1).0, 0);
+    // A VIRQ port cannot be sent on.
+    assert_eq!(w.evtchn_port_op(0, EVTCHNOP_SEND, console), neg(EINVAL));
+    w.xen.hwdom_console_input(b"hi", &mut w.env);
+    assert_eq!(w.env.upcalls, vec![(0, 0)]);
+
+    // IPI to vCPU 1.
+    w.put(0, ARG, &EvtchnBindIpi { vcpu: 1, port: 0 });
+    assert_eq!(
+        w.call(0, 0, Hypercall::EventChannelOp, &[EVTCHNOP_BIND_IPI, ARG])
+            .ret,
+        0
+    );
+    let ipi = w.get::<EvtchnBindIpi>(0, ARG).port;
+    w.evtchn_port_op(0, EVTCHNOP_SEND, ipi);
+    assert_eq!(w.env.upcalls.last(), Some(&(0, 1)));
+    let vi1: VcpuInfo = w.get(0, (RAM + 3) << 12);
+    assert_eq!(vi1.evtchn_upcall_pending, 1);
+
+    // bind_vcpu: IPIs stay; global VIRQs move; bad vCPU refused.
+    let bind_vcpu = |w: &mut World, port: u32, vcpu: u32| {
+        w.put(0, ARG, &EvtchnBindVcpu { port, vcpu });
+        w.call(0, 0, Hypercall::EventChannelOp, &[EVTCHNOP_BIND_VCPU, ARG])
+            .ret
+    };
+    assert_eq!(bind_vcpu(&mut w, ipi, 0), neg(EINVAL));
+    assert_eq!(bind_vcpu(&mut w, console, 5), neg(ENOENT));
+    assert_eq!(bind_vcpu(&mut w, console, 1), 0);
+    assert_eq!(
+        w.xen.domain(0).unwrap().evtchn.virq_port(VIRQ_CONSOLE, 1),
+        Some(console)
+    );
+
+    // FIFO is refused so Linux uses 2-level.
+    w.put(0, ARG, &EvtchnInitControl::default());
+    assert_eq!(
+        w.call(
+            0,
+            0,
+            Hypercall::EventChannelOp,
+            &[EVTCHNOP_INIT_CONTROL, ARG]
+        )
+        .ret,
+        neg(ENOSYS)
+    );
+    // Reset closes everything.
+    w.put(0, ARG, &EvtchnReset { dom: DOMID_SELF });
+    assert_eq!(
+        w.call(0, 0, Hypercall::EventChannelOp, &[EVTCHNOP_RESET, ARG])
+            .ret,
+        0
+    );
+    assert_eq!(w.evtchn_port_op(0, EVTCHNOP_SEND, ipi), neg(EINVAL));
+}
+
+#[test]
+fn ports_are_bounded() {
+    let mut w = World::new();
+    let mut last = 0;
+    for _ in 1..1024 {
+        last = w.alloc_unbound(0, 1);
+    }
+    assert_eq!(last, 1023);
+    w.put(
+        0,
+        ARG,
+        &EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 1,
+            port: 0,
+        },
+    );
+    assert_eq!(
+        w.call(
+            0,
+            0,
+            Hypercall::EventChannelOp,
+            &[EVTCHNOP_ALLOC_UNBOUND, ARG]
+        )
+        .ret,
+        neg(ENOSPC)
+    );
+    // Freed ports are reused, lowest first.
+    assert_eq!(w.evtchn_port_op(0, EVTCHNOP_CLOSE, 17), 0);
+    assert_eq!(w.alloc_unbound(0, 1), 17);
+}
+
+#[test]
+fn events_before_shared_info_are_replayed() {
+    let mut w = World::new();
+    let port = w.xen.domain(1).unwrap().console_port().unwrap();
+    w.xen.console_push_input(1, b"x", &mut w.env);
+    assert!(w.env.upcalls.is_empty());
+    w.map_shared_info(1);
+    assert_ne!(w.shared(1).evtchn_pending[0] & (1 << port), 0);
+    assert_eq!(w.env.upcalls, vec![(1, 0)]);
+}
+
+/// dom1 places grant frame 0 and grants `frame` to dom0 at `gref`.
+fn grant(w: &mut World, gref: u32, frame: u32, readonly: bool) {
+    if w.xen.domain(1).unwrap().gnttab.frame_gfn(0).is_none() {
+        let op = AddToPhysmap {
+            domid: DOMID_SELF,
+            space: XENMAPSPACE_GRANT_TABLE,
+            idx: 0,
+            gpfn: GNT_GFN,
+            ..Default::default()
+        };
+        w.put(1, ARG, &op);
+        assert_eq!(
+            w.call(1, 0, Hypercall::MemoryOp, &[XENMEM_ADD_TO_PHYSMAP, ARG])
+                .ret,
+            0
+        );
+    }
+    let flags = GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 };
+    w.put(
+        1,
+        (GNT_GFN << 12) + u64::from(gref) * 8,
+        &GrantEntryV1 {
+            flags,
+            domid: 0,
+            frame,
+        },
+    );
+}
+
+fn entry_flags(w: &World, gref: u32) -> u16 {
+    w.get::<GrantEntryV1>(1, (GNT_GFN << 12) + u64::from(gref) * 8)
+        .flags
+}
+
+fn map(w: &mut World, gref: u32, flags: u32, host_addr: u64) -> GnttabMapGrantRef {
+    let op = GnttabMapGrantRef {
+        host_addr,
+        flags,
+        ref_: gref,
+        dom: 1,
+        ..Default::default()
+    };
+    w.put(0, ARG, &op);
+    assert_eq!(
+        w.call(
+            0,
+            0,
+            Hypercall::GrantTableOp,
+            &[GNTTABOP_MAP_GRANT_REF, ARG, 1]
+        )
+        .ret,
+        0
+    );
+    w.get(0, ARG)
+}
+
+#[test]
+fn grant_map_pins_entry_until_unmap() {
+    let mut w = World::new();
+    grant(&mut w, 8, (RAM + 5) as u32, false);
+    let m = map(&mut w, 8, GNTMAP_HOST_MAP, 0x8000_0000);
+    assert_eq!(m.status, GNTST_OKAY);
+    assert_eq!(w.env.foreign, vec![(0, 0x80000, 1, RAM + 5, false)]);
+    assert_eq!(
+        entry_flags(&w, 8),
+        GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING
+    );
+    // The granter's revoke (cmpxchg from the flags it wrote) now fails.
+    let mut mem = w.mem(1);
+    let at = GuestPhysAddr::new((GNT_GFN << 12) + 64);
+    assert_ne!(
+        mem.cmpxchg_u16(at, GTF_PERMIT_ACCESS, 0).unwrap(),
+        GTF_PERMIT_ACCESS
+    );
+    // A second, read-only mapping keeps it pinned until both are gone.
+    let m2 = map(&mut w, 8, GNTMAP_HOST_MAP | GNTMAP_READONLY, 0x8000_1000);
+    assert_eq!(m2.status, GNTST_OKAY);
+    assert_ne!(m.handle, m2.handle);
+
+    let unmap = |w: &mut World, handle: u32, host_addr: u64| {
+        let op = GnttabUnmapGrantRef {
+            host_addr,
+            handle,
+            ..Default::default()
+        };
+        w.put(0, ARG, &op);
+        assert_eq!(
+            w.call(
+                0,
+                0,
+                Hypercall::GrantTableOp,
+                &[GNTTABOP_UNMAP_GRANT_REF, ARG, 1]
+            )
+            .ret,
+            0
+        );
+        w.get::<GnttabUnmapGrantRef>(0, ARG).status
+    };
+    assert_eq!(unmap(&mut w, m.handle, 0x1234_0000), GNTST_BAD_VIRT_ADDR);
+    assert_eq!(unmap(&mut w, m.handle, 0x8000_0000), GNTST_OKAY);
+    assert_eq!(entry_flags(&w, 8), GTF_PERMIT_ACCESS | GTF_READING);
+    assert_eq!(unmap(&mut w, m.handle, 0), GNTST_BAD_HANDLE);
+    assert_eq!(unmap(&mut w, 999, 0), GNTST_BAD_HANDLE);
+    assert_eq!(unmap(&mut w, m2.handle, 0), GNTST_OKAY);
+    assert_eq!(entry_flags(&w, 8), GTF_PERMIT_ACCESS);
+    assert!(w.env.foreign.is_empty());
+}
+
+#[test]
+fn grant_map_refusals() {
+    let mut w = World::new();
+    grant(&mut w, 8, (RAM + 5) as u32, true);
+    assert_eq!(
+        map(&mut w, 8, GNTMAP_HOST_MAP, 0x8000_0000).status,
+        GNTST_PERMISSION_DENIED
+    );
+    assert_eq!(
+        map(&mut w, 8, GNTMAP_HOST_MAP | GNTMAP_READONLY, 0x8000_0800).status,
+        GNTST_BAD_VIRT_ADDR
+    );
+    assert_eq!(
+        map(&mut w, 8, GNTMAP_DEVICE_MAP, 0x8000_0000).status,
+        GNTST_GENERAL_ERROR
+    );
+    assert_eq!(
+        map(&mut w, 9, GNTMAP_HOST_MAP | GNTMAP_READONLY, 0x8000_0000).status,
+        GNTST_GENERAL_ERROR
+    );
+    assert_eq!(
+        map(&mut w, 600, GNTMAP_HOST_MAP | GNTMAP_READONLY, 0x8000_0000).status,
+        GNTST_BAD_GNTREF
+    );
+    let op = GnttabMapGrantRef {
+        flags: GNTMAP_HOST_MAP,
+        ref_: 8,
+        dom: 55,
+        ..Default::default()
+    };
+    w.put(0, ARG, &op);
+    w.call(
+        0,
+        0,
+        Hypercall::GrantTableOp,
+        &[GNTTABOP_MAP_GRANT_REF, ARG, 1],
+    );
+    assert_eq!(w.get::<GnttabMapGrantRef>(0, ARG).status, GNTST_BAD_DOMAIN);
+    // The arch layer refusing the mapping leaves the entry unpinned.
+    w.env.refuse_foreign = true;
+    assert_eq!(
+        map(&mut w, 8, GNTMAP_HOST_MAP | GNTMAP_READONLY, 0x8000_0000).status,
+        GNTST_GENERAL_ERROR
+    );
+    assert_eq!(entry_flags(&w, 8), GTF_PERMIT_ACCESS | GTF_READONLY);
+    // Granted to dom0 only: dom1 mapping its own grant is refused.
+    let op = GnttabMapGrantRef {
+        flags: GNTMAP_HOST_MAP,
+        ref_: 8,
+        dom: DOMID_SELF,
+        ..Default::default()
+    };
+    w.put(1, ARG, &op);
+    w.call(
+        1,
+        0,
+        Hypercall::GrantTableOp,
+        &[GNTTABOP_MAP_GRANT_REF, ARG, 1],
+    );
+    assert_eq!(w.get::<GnttabMapGrantRef>(1, ARG).status, GNTST_BAD_DOMAIN);
+    // Too many ops in one call.
+    assert_eq!(
+        w.call(
+            0,
+            0,
+            Hypercall::GrantTableOp,
+            &[GNTTABOP_MAP_GRANT_REF, ARG, 100_000]
+        )
+        .ret,
+        neg(EINVAL)
+    );
+}
+
+#[test]
+fn grant_copy() {
+    let mut w = World::new();
+    grant(&mut w, 10, (RAM + 6) as u32, false);
+    w.put(1, ((RAM + 6) << 12) + 0x10, b"granted!");
+    let op = GnttabCopy {
+        source: GnttabCopyPtr {
+            u: 10,
+            domid: 1,
+            offset: 0x10,
+        },
+        dest: GnttabCopyPtr {
+            u: RAM + 7,
+            domid: DOMID_SELF,
+            offset: 0xff8,
+        },
+        len: 8,
+        flags: GNTCOPY_SOURCE_GREF,
+        status: 0,
+    };
+    w.put(0, ARG, &op);
+    assert_eq!(
+        w.call(0, 0, Hypercall::GrantTableOp, &[GNTTABOP_COPY, ARG, 1])
+            .ret,
+        0
+    );
+    assert_eq!(w.get::<GnttabCopy>(0, ARG).status, GNTST_OKAY);
+    assert_eq!(&w.get::<[u8; 8]>(0, ((RAM + 7) << 12) + 0xff8), b"granted!");
+    assert_eq!(entry_flags(&w, 10), GTF_PERMIT_ACCESS);
+    // Crossing the page end, copying from another domain without a grant.
+    let bad = GnttabCopy { len: 9, ..op };
+    w.put(0, ARG, &bad);
+    w.call(0, 0, Hypercall::GrantTableOp, &[GNTTABOP_COPY, ARG, 1]);
+    assert_eq!(w.get::<GnttabCopy>(0, ARG).status, GNTST_BAD_COPY_ARG);
+    let steal = GnttabCopy {
+        flags: 0,
+        source: GnttabCopyPtr {
+            u: RAM,
+            domid: 1,
+            offset: 0,
+        },
+        ..op
+    };
+    w.put(0, ARG, &steal);
+    w.call(0, 0, Hypercall::GrantTableOp, &[GNTTABOP_COPY, ARG, 1]);
+    assert_eq!(w.get::<GnttabCopy>(0, ARG).status, GNTST_PERMISSION_DENIED);
+    // Writing through a read-only grant is refused, and releases the source grant.
+    grant(&mut w, 11, (RAM + 6) as u32, true);
+    let ro = GnttabCopy {
+        source: GnttabCopyPtr {
+            u: 10,
+            domid: 1,
+            offset: 0,
+        },
+        dest: GnttabCopyPtr {
+            u: 11,
+            domid: 1,
+            offset: 0,
+        },
+        len: 4,
+        flags: GNTCOPY_SOURCE_GREF | GNTCOPY_DEST_GREF,
+        status: 0,
+    };
+    w.put(0, ARG, &ro);
+    w.call(0, 0, Hypercall::GrantTableOp, &[GNTTABOP_COPY, ARG, 1]);
+    assert_eq!(w.get::<GnttabCopy>(0, ARG).status, GNTST_PERMISSION_DENIED);
+    assert_eq!(entry_flags(&w, 10), GTF_PERMIT_ACCESS);
+}
+
+#[test]
+fn grant_size_and_version() {
+    let mut w = World::new();
+    w.put(
+        1,
+        ARG,
+        &GnttabQuerySize {
+            dom: DOMID_SELF,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::GrantTableOp,
+            &[GNTTABOP_QUERY_SIZE, ARG, 1]
+        )
+        .ret,
+        0
+    );
+    let q: GnttabQuerySize = w.get(1, ARG);
+    assert_eq!(
+        (q.nr_frames, q.max_nr_frames, q.status),
+        (1, 64, GNTST_OKAY)
+    );
+    w.put(
+        1,
+        ARG,
+        &GnttabQuerySize {
+            dom: 0,
+            ..Default::default()
+        },
+    );
+    w.call(
+        1,
+        0,
+        Hypercall::GrantTableOp,
+        &[GNTTABOP_QUERY_SIZE, ARG, 1],
+    );
+    assert_eq!(
+        w.get::<GnttabQuerySize>(1, ARG).status,
+        GNTST_PERMISSION_DENIED
+    );
+    w.put(1, ARG, &GnttabSetVersion { version: 2 });
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::GrantTableOp,
+            &[GNTTABOP_SET_VERSION, ARG, 1]
+        )
+        .ret,
+        neg(EOPNOTSUPP)
+    );
+    assert_eq!(w.get::<GnttabSetVersion>(1, ARG).version, 1);
+    w.put(1, ARG, &GnttabSetVersion { version: 1 });
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::GrantTableOp,
+            &[GNTTABOP_SET_VERSION, ARG, 1]
+        )
+        .ret,
+        0
+    );
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::GrantTableOp,
+            &[GNTTABOP_CACHE_FLUSH, ARG, 1]
+        )
+        .ret,
+        neg(ENOSYS)
+    );
+    // Status frames (v2) cannot be placed.
+    let op = AddToPhysmap {
+        domid: DOMID_SELF,
+        space: XENMAPSPACE_GRANT_TABLE,
+        idx: XENMAPIDX_GRANT_TABLE_STATUS,
+        gpfn: GNT_GFN,
+        ..Default::default()
+    };
+    w.put(1, ARG, &op);
+    assert_eq!(
+        w.call(1, 0, Hypercall::MemoryOp, &[XENMEM_ADD_TO_PHYSMAP, ARG])
+            .ret,
+        neg(EINVAL)
+    );
+}
+
+#[test]
+fn destroying_domains_tears_down_grants_and_channels() {
+    let mut w = World::new();
+    w.map_shared_info(0);
+    grant(&mut w, 8, (RAM + 5) as u32, false);
+    assert_eq!(
+        map(&mut w, 8, GNTMAP_HOST_MAP, 0x8000_0000).status,
+        GNTST_OKAY
+    );
+    let p1 = w.alloc_unbound(1, 0);
+    w.bind_interdomain(0, 1, p1);
+    let p0 = w.get::<EvtchnBindInterdomain>(0, ARG).local_port;
+    w.put(
+        0,
+        ARG,
+        &EvtchnBindVirq {
+            virq: VIRQ_DOM_EXC,
+            vcpu: 0,
+            port: 0,
+        },
+    );
+    w.call(0, 0, Hypercall::EventChannelOp, &[EVTCHNOP_BIND_VIRQ, ARG]);
+    let dom_exc = w.get::<EvtchnBindVirq>(0, ARG).port;
+
+    // The granter dies: the grantee's mapping is removed, the hwdom hears about it.
+    w.xen.destroy_domain(1, &mut w.env);
+    assert!(w.env.foreign.is_empty());
+    assert!(w.xen.domain(1).is_none());
+    let si = w.shared(0);
+    assert_ne!(si.evtchn_pending[0] & (1 << dom_exc), 0);
+    assert_ne!(si.evtchn_pending[0] & (1 << p0), 0);
+    w.put(
+        0,
+        ARG,
+        &EvtchnStatus {
+            dom: DOMID_SELF,
+            port: p0,
+            ..Default::default()
+        },
+    );
+    w.call(0, 0, Hypercall::EventChannelOp, &[EVTCHNOP_STATUS, ARG]);
+    assert_eq!(w.get::<EvtchnStatus>(0, ARG).status, EVTCHNSTAT_UNBOUND);
+    // Sending to the dead peer is harmless.
+    assert_eq!(w.evtchn_port_op(0, EVTCHNOP_SEND, p0), 0);
+    w.xen.destroy_domain(1, &mut w.env);
+    w.xen.destroy_domain(0, &mut w.env);
+    assert!(w.xen.domain(0).is_none());
+}
+
+#[test]
+fn grantee_death_unpins_granter_entries() {
+    let mut w = World::new();
+    grant(&mut w, 8, (RAM + 5) as u32, false);
+    map(&mut w, 8, GNTMAP_HOST_MAP, 0x8000_0000);
+    w.xen.destroy_domain(0, &mut w.env);
+    assert_eq!(entry_flags(&w, 8), GTF_PERMIT_ACCESS);
+    assert!(w.env.foreign.is_empty());
+}
+
+#[test]
+fn sched_ops() {
+    let mut w = World::new();
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_YIELD, 0]).after,
+        After::Yield
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_BLOCK, 0]).after,
+        After::Block
+    );
+    let shutdown = |w: &mut World, reason: u32| {
+        w.put(1, ARG, &SchedShutdown { reason });
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_SHUTDOWN, ARG])
+    };
+    assert_eq!(
+        shutdown(&mut w, SHUTDOWN_POWEROFF).after,
+        After::Shutdown(ShutdownReason::PowerOff)
+    );
+    assert_eq!(
+        shutdown(&mut w, SHUTDOWN_REBOOT).after,
+        After::Shutdown(ShutdownReason::Reboot)
+    );
+    assert_eq!(
+        shutdown(&mut w, SHUTDOWN_CRASH).after,
+        After::Shutdown(ShutdownReason::Crash)
+    );
+    assert_eq!(shutdown(&mut w, SHUTDOWN_SUSPEND), Outcome::err(EOPNOTSUPP));
+    assert_eq!(shutdown(&mut w, 77), Outcome::err(EINVAL));
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_SHUTDOWN, 0x10]),
+        Outcome::err(EFAULT)
+    );
+    w.put(
+        1,
+        ARG,
+        &SchedShutdown {
+            reason: SHUTDOWN_REBOOT,
+        },
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_SHUTDOWN_CODE, ARG]),
+        Outcome::ret(0)
+    );
+    assert_eq!(
+        w.xen.domain(1).unwrap().shutdown_code(),
+        Some(SHUTDOWN_REBOOT)
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_REMOTE_SHUTDOWN, ARG]),
+        Outcome::err(EPERM)
+    );
+
+    // Poll: nothing pending yields; a pending port returns at once; bad ports are refused.
+    w.map_shared_info(1);
+    let port = w.xen.domain(1).unwrap().console_port().unwrap();
+    w.put(1, ARG2, &port);
+    w.put(
+        1,
+        ARG,
+        &SchedPoll {
+            ports: ARG2,
+            nr_ports: 1,
+            timeout: 0,
+        },
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_POLL, ARG]).after,
+        After::Yield
+    );
+    w.xen.notify(1, port, &mut w.env);
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_POLL, ARG]),
+        Outcome::ret(0)
+    );
+    w.put(1, ARG2, &999u32);
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_POLL, ARG]),
+        Outcome::err(EINVAL)
+    );
+    w.put(
+        1,
+        ARG,
+        &SchedPoll {
+            ports: ARG2,
+            nr_ports: 100_000,
+            timeout: 0,
+        },
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_POLL, ARG]),
+        Outcome::err(EINVAL)
+    );
+}
+
+#[test]
+fn console_io_is_for_the_hardware_domain() {
+    let mut w = World::new();
+    w.put(0, ARG, b"hello");
+    assert_eq!(
+        w.call(0, 0, Hypercall::ConsoleIo, &[CONSOLEIO_WRITE, 5, ARG])
+            .ret,
+        0
+    );
+    assert_eq!(w.env.console, b"hello");
+    assert_eq!(
+        w.call(1, 0, Hypercall::ConsoleIo, &[CONSOLEIO_WRITE, 5, ARG])
+            .ret,
+        neg(EPERM)
+    );
+    assert_eq!(
+        w.call(0, 0, Hypercall::ConsoleIo, &[CONSOLEIO_WRITE, 1 << 20, ARG])
+            .ret,
+        neg(E2BIG)
+    );
+    assert_eq!(
+        w.call(0, 0, Hypercall::ConsoleIo, &[CONSOLEIO_WRITE, 5, 0x10])
+            .ret,
+        neg(EFAULT)
+    );
+    // Reads return what was queued, at most `count`.
+    assert_eq!(
+        w.call(0, 0, Hypercall::ConsoleIo, &[CONSOLEIO_READ, 16, ARG2])
+            .ret,
+        0
+    );
+    w.xen.hwdom_console_input(b"abc", &mut w.env);
+    assert_eq!(
+        w.call(0, 0, Hypercall::ConsoleIo, &[CONSOLEIO_READ, 2, ARG2])
+            .ret,
+        2
+    );
+    assert_eq!(&w.get::<[u8; 2]>(0, ARG2), b"ab");
+    assert_eq!(
+        w.call(0, 0, Hypercall::ConsoleIo, &[CONSOLEIO_READ, 16, ARG2])
+            .ret,
+        1
+    );
+    let big = vec![b'x'; 10_000];
+    assert_eq!(
+        w.xen.hwdom_console_input(&big, &mut w.env),
+        HWDOM_CONSOLE_INPUT_MAX
+    );
+}
+
+#[test]
+fn pv_console_ring() {
+    let mut w = World::new();
+    let ring = CONSOLE_GFN << 12;
+    let port = w.xen.domain(1).unwrap().console_port().unwrap();
+    // The guest writes "hi" and notifies.
+    w.put(1, ring + XENCONS_OUT as u64, b"hi");
+    w.put(1, ring + XENCONS_OUT_PROD as u64, &2u32);
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, port), 0);
+    assert_eq!(w.env.kicks, vec![(1, Backend::Console)]);
+    // The guest cannot close Mica's end.
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_CLOSE, port), neg(EINVAL));
+    let mut out = [0u8; 64];
+    assert_eq!(w.xen.console_poll_output(1, &mut out, &mut w.env), 2);
+    assert_eq!(&out[..2], b"hi");
+    assert_eq!(w.get::<u32>(1, ring + XENCONS_OUT_CONS as u64), 2);
+    assert_eq!(w.xen.console_poll_output(1, &mut out, &mut w.env), 0);
+    // Wrap-around: producer at 2048 + 3 with bytes at the ring's end and start.
+    w.put(1, ring + XENCONS_OUT as u64 + 2046, b"ab");
+    w.put(1, ring + XENCONS_OUT as u64, b"c");
+    w.put(1, ring + XENCONS_OUT_PROD as u64, &2049u32);
+    let mut w2 = [0u8; 4];
+    // The consumer is at 2: 2047 bytes available, only 4 fit.
+    assert_eq!(w.xen.console_poll_output(1, &mut w2, &mut w.env), 4);
+    // A hostile producer far ahead is skipped, not dumped.
+    w.put(1, ring + XENCONS_OUT_PROD as u64, &0x8000_0000u32);
+    assert_eq!(w.xen.console_poll_output(1, &mut out, &mut w.env), 0);
+    assert_eq!(w.get::<u32>(1, ring + XENCONS_OUT_CONS as u64), 0x8000_0000);
+    // The guest scribbling on out_cons does not matter: Mica keeps its own.
+    w.put(1, ring + XENCONS_OUT_CONS as u64, &7u32);
+    assert_eq!(w.xen.console_poll_output(1, &mut out, &mut w.env), 0);
+
+    // Input: fills at most the ring; a nonsense consumer means "full".
+    assert_eq!(w.xen.console_push_input(1, b"ls\n", &mut w.env), 3);
+    assert_eq!(&w.get::<[u8; 3]>(1, ring + XENCONS_IN as u64), b"ls\n");
+    assert_eq!(w.get::<u32>(1, ring + XENCONS_IN_PROD as u64), 3);
+    let big = vec![b'y'; 5000];
+    assert_eq!(w.xen.console_push_input(1, &big, &mut w.env), 1021);
+    assert_eq!(w.xen.console_push_input(1, b"z", &mut w.env), 0);
+    w.put(1, ring + XENCONS_IN_CONS as u64, &0xdead_beefu32);
+    assert_eq!(w.xen.console_push_input(1, b"z", &mut w.env), 0);
+    // Domains without a Mica console.
+    assert_eq!(w.xen.console_poll_output(0, &mut out, &mut w.env), 0);
+    assert_eq!(w.xen.console_push_input(9, b"z", &mut w.env), 0);
+}
+
+#[test]
+fn multicall_runs_entries_and_bounds_them() {
+    let mut w = World::new();
+    let entries = [
+        MulticallEntry {
+            op: Hypercall::XenVersion.nr(),
+            result: 0,
+            args: [XENVER_VERSION, 0, 0, 0, 0, 0],
+        },
+        MulticallEntry {
+            op: 9999,
+            result: 0,
+            args: [0; 6],
+        },
+        MulticallEntry {
+            op: Hypercall::Multicall.nr(),
+            result: 0,
+            args: [ARG, 1, 0, 0, 0, 0],
+        },
+        MulticallEntry {
+            op: Hypercall::SchedOp.nr(),
+            result: 0,
+            args: [SCHEDOP_YIELD, 0, 0, 0, 0, 0],
+        },
+        MulticallEntry {
+            op: Hypercall::XenVersion.nr(),
+            result: 0,
+            args: [XENVER_PAGESIZE, 0, 0, 0, 0, 0],
+        },
+    ];
+    w.put(1, ARG, &entries);
+    let r = w.call(1, 0, Hypercall::Multicall, &[ARG, 5]);
+    assert_eq!(
+        r,
+        Outcome {
+            ret: 0,
+            after: After::Yield
+        }
+    );
+    let back: [MulticallEntry; 5] = w.get(1, ARG);
+    assert_eq!(back[0].result, 0x4_0011);
+    assert_eq!(back[1].result as i64, neg(ENOSYS));
+    assert_eq!(back[2].result as i64, neg(EINVAL));
+    assert_eq!(back[3].result, 0);
+    assert_eq!(back[4].result, 0, "entries after a yield are not run");
+    assert_eq!(
+        w.call(1, 0, Hypercall::Multicall, &[ARG, 65]).ret,
+        neg(EINVAL)
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::Multicall, &[0x10, 1]).ret,
+        neg(EFAULT)
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::Multicall, &[u64::MAX - 8, 2]).ret,
+        neg(EFAULT)
+    );
+}
+
+#[test]
+fn vm_assist_physdev_platform() {
+    let mut w = World::new();
+    assert_eq!(
+        w.call(1, 0, Hypercall::VmAssist, &[VMASST_CMD_ENABLE, 5])
+            .ret,
+        0
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::VmAssist, &[VMASST_CMD_ENABLE, 2])
+            .ret,
+        neg(EINVAL)
+    );
+    assert_eq!(w.call(1, 0, Hypercall::VmAssist, &[7, 5]).ret, neg(ENOSYS));
+    assert_eq!(
+        w.call(0, 0, Hypercall::PhysdevOp, &[PHYSDEVOP_PCI_DEVICE_ADD, ARG])
+            .ret,
+        0
+    );
+    assert_eq!(
+        w.call(1, 0, Hypercall::PhysdevOp, &[PHYSDEVOP_PCI_DEVICE_ADD, ARG])
+            .ret,
+        neg(EPERM)
+    );
+    assert_eq!(
+        w.call(0, 0, Hypercall::PhysdevOp, &[PHYSDEVOP_MANAGE_PCI_ADD, ARG])
+            .ret,
+        neg(ENOSYS)
+    );
+    // settime64 from dom0 updates every mapped shared_info.
+    w.map_shared_info(1);
+    w.put(0, ARG, &[XENPF_SETTIME64, XENPF_INTERFACE_VERSION]);
+    w.put(0, ARG + 8, &[1_700_000_000u64, 250, 2_000_000_000]);
+    assert_eq!(w.call(0, 0, Hypercall::PlatformOp, &[ARG]).ret, 0);
+    let si = w.shared(1);
+    assert_eq!((si.wc_sec, si.wc_nsec), (1_699_999_998, 250));
+    assert_eq!(w.call(1, 0, Hypercall::PlatformOp, &[ARG]).ret, neg(EPERM));
+    w.put(0, ARG, &[XENPF_SETTIME64, 1]);
+    assert_eq!(w.call(0, 0, Hypercall::PlatformOp, &[ARG]).ret, neg(EACCES));
+}
+
+#[test]
+fn domain_creation_is_validated() {
+    let mut env = FakeEnv::default();
+    let mut xen = Xen::new();
+    assert_eq!(
+        xen.create_domain(&DomainConfig::domu(0x7FF0, 1), &mut env),
+        Err(XenError::BadDomid)
+    );
+    assert_eq!(
+        xen.create_domain(&DomainConfig::domu(1, 0), &mut env),
+        Err(XenError::BadConfig)
+    );
+    let mut c = DomainConfig::domu(1, 1);
+    c.max_grant_frames = 5000;
+    assert_eq!(xen.create_domain(&c, &mut env), Err(XenError::BadConfig));
+    c.max_grant_frames = 1;
+    c.pv_console_gfn = Some(0x39000);
+    // No memory for domain 1 in the env: the console page cannot be mapped.
+    assert_eq!(
+        xen.create_domain(&c, &mut env),
+        Err(XenError::MapFailed(ESRCH))
+    );
+    c.pv_console_gfn = None;
+    assert_eq!(xen.create_domain(&c, &mut env), Ok(()));
+    assert_eq!(xen.create_domain(&c, &mut env), Err(XenError::BadDomid));
+    let mut p = DomainConfig::domu(2, 1);
+    p.privileged = true;
+    assert_eq!(xen.create_domain(&p, &mut env), Ok(()));
+    p.domid = 3;
+    assert_eq!(xen.create_domain(&p, &mut env), Err(XenError::BadConfig));
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An argument: mostly pointers into the scratch page (so handlers get past the
+    /// first read), sometimes arbitrary numbers.
+    fn arg() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            4 => (0u64..0x1000).prop_map(|o| ARG + o),
+            2 => 0u64..4096,
+            1 => any::<u64>(),
+            1 => Just(u64::MAX),
+            1 => (RAM..RAM + 0x20).prop_map(|f| f << 12),
+        ]
+    }
+
+    fn nr() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            8 => proptest::sample::select(Hypercall::ALL.to_vec()).prop_map(Hypercall::nr),
+            1 => any::<u64>(),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct Call {
+        dom: DomId,
+        vcpu: u32,
+        nr: u64,
+        args: [u64; 5],
+        scratch: Vec<u8>,
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        (
+            0u16..3,
+            0u32..3,
+            nr(),
+            prop_oneof![0u64..16, any::<u64>()],
+            [arg(), arg(), arg(), arg()],
+            proptest::collection::vec(any::<u8>(), 0..256),
+        )
+            .prop_map(|(dom, vcpu, nr, cmd, a, scratch)| Call {
+                dom,
+                vcpu,
+                nr,
+                args: [cmd, a[0], a[1], a[2], a[3]],
+                scratch,
+            })
+    }
+
+    /// Small values that make structs in the scratch page look plausible (ports, refs,
+    /// domids, frame numbers), so deep paths get exercised.
+    fn plausible_words() -> impl Strategy<Value = Vec<u64>> {
+        proptest::collection::vec(
+            prop_oneof![
+                0u64..16,
+                Just(u64::from(DOMID_SELF)),
+                Just(GNT_GFN),
+                Just(SHARED_GFN),
+                RAM..RAM + 0x20,
+                any::<u64>()
+            ],
+            0..32,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn dispatch_never_panics(calls in proptest::collection::vec((call(), plausible_words()), 1..24)) {
+            let mut w = World::new();
+            for (c, words) in calls {
+                if let Some(m) = w.env.mems.get(&c.dom).cloned() {
+                    let mut m = m;
+                    let _ = m.write(GuestPhysAddr::new(ARG), &c.scratch);
+                    for (i, v) in words.iter().enumerate() {
+                        let _ = m.write(GuestPhysAddr::new(ARG + 0x100 + 8 * i as u64), &v.to_le_bytes());
+                    }
+                }
+                let out = w.call_raw(c.dom, c.vcpu, c.nr, &c.args);
+                // Results are a success value or a Xen errno, never garbage.
+                prop_assert!(out.ret >= 0 || out.ret >= -111, "ret {}", out.ret);
+                if c.dom == 2 {
+                    prop_assert_eq!(out.ret, neg(ESRCH));
+                }
+            }
+            // Mica's own entry points keep working on whatever state is left.
+            let mut buf = [0u8; 64];
+            w.xen.console_poll_output(1, &mut buf, &mut w.env);
+            w.xen.console_push_input(1, b"input", &mut w.env);
+            w.xen.hwdom_console_input(b"x", &mut w.env);
+            w.xen.destroy_domain(1, &mut w.env);
+            w.xen.destroy_domain(0, &mut w.env);
+            prop_assert!(w.env.foreign.is_empty());
+        }
+
+        #[test]
+        fn event_channel_ops_with_hostile_ports(ops in proptest::collection::vec((0u64..15, any::<u32>(), 0u16..2, prop_oneof![0u32..8, any::<u32>()]), 1..64)) {
+            let mut w = World::new();
+            w.map_shared_info(0);
+            w.map_shared_info(1);
+            for (cmd, port, dom, extra) in ops {
+                let port = if port % 2 == 0 { port % 8 } else { port };
+                // Every evtchn struct starts with a u16/u32 we control, then `extra`.
+                w.put(dom, ARG, &[port, extra, extra, 0, 0, 0]);
+                let r = w.call(dom, 0, Hypercall::EventChannelOp, &[cmd, ARG]);
+                prop_assert!(r.ret <= 0);
+                prop_assert!(r.ret >= -111);
+            }
+            // Channels stay consistent: every interdomain port's peer points back.
+            for d in [0u16, 1] {
+                let dom = w.xen.domain(d).unwrap();
+                for (p, s) in dom.evtchn.allocated() {
+                    if let evtchn::PortState::Interdomain { remote, remote_port } = s {
+                        let back = w.xen.domain(remote).and_then(|r| r.evtchn.state(remote_port));
+                        prop_assert_eq!(back, Some(evtchn::PortState::Interdomain { remote: d, remote_port: p }));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn grant_ops_with_hostile_entries(
+            entries in proptest::collection::vec((0u32..16, any::<u16>(), 0u16..3, any::<u32>()), 0..16),
+            ops in proptest::collection::vec((0u64..13, proptest::collection::vec(any::<u8>(), 40..80), 0u64..4), 1..32),
+        ) {
+            let mut w = World::new();
+            grant(&mut w, 8, (RAM + 5) as u32, false);
+            for (gref, flags, domid, frame) in entries {
+                w.put(1, (GNT_GFN << 12) + u64::from(gref) * 8, &GrantEntryV1 { flags: flags & !(GTF_READING | GTF_WRITING), domid, frame });
+            }
+            for (cmd, bytes, count) in ops {
+                let mut m = w.mem(0);
+                let _ = m.write(GuestPhysAddr::new(ARG), &bytes);
+                let r = w.call(0, 0, Hypercall::GrantTableOp, &[cmd, ARG, count]);
+                prop_assert!(r.ret <= 0 && r.ret >= -111);
+            }
+            // Tearing down the grantee leaves no mapping and no pinned entry behind.
+            w.xen.destroy_domain(0, &mut w.env);
+            prop_assert!(w.env.foreign.is_empty());
+            for gref in 0..16u32 {
+                prop_assert_eq!(entry_flags(&w, gref) & (GTF_READING | GTF_WRITING), 0);
+            }
+            let _ = read_u64(&w.mem(1), GuestPhysAddr::new(GNT_GFN << 12));
+        }
+    }
+}
