@@ -34,7 +34,9 @@ struct SplitTables(UnsafeCell<[Table; SPLIT_TABLES]>);
 // SAFETY: the tables are only written by `map_normal`, which holds `LOCK`.
 unsafe impl Sync for SplitTables {}
 
-static TABLES: SplitTables = SplitTables(UnsafeCell::new([const { Table([0; ENTRIES]) }; SPLIT_TABLES]));
+static TABLES: SplitTables = SplitTables(UnsafeCell::new(
+    [const { Table([0; ENTRIES]) }; SPLIT_TABLES],
+));
 static LOCK: spin::Mutex<usize> = spin::Mutex::new(0);
 
 extern "C" {
@@ -77,10 +79,10 @@ pub fn map_normal(base: usize, size: usize) -> Result<(), MapError> {
 fn map_chunk(chunk: usize, used: &mut usize) -> Result<(), MapError> {
     let l1_index = chunk >> BLOCK_1G_SHIFT;
     let l2_index = (chunk >> BLOCK_2M_SHIFT) % ENTRIES;
-    // SAFETY: the boot code's level-1 table is live and identity mapped; only this module
-    // changes it after boot, under LOCK. Raw pointer accesses avoid references to a static mut.
-    let l1_entry = unsafe { (&raw mut __page_table).cast::<u64>().add(l1_index) };
-    // SAFETY: as above.
+    // The boot code's level-1 table is live and identity mapped; only this module changes it
+    // after boot, under LOCK. Raw pointers avoid references to a static mut.
+    let l1_entry = (&raw mut __page_table).cast::<u64>().wrapping_add(l1_index);
+    // SAFETY: as above; l1_index < 512 (checked by map_normal).
     let entry = unsafe { l1_entry.read_volatile() };
     let wanted = chunk as u64 | NORMAL_DATA_BLOCK;
     match entry & DESCRIPTOR_TYPE {
@@ -109,7 +111,7 @@ fn map_chunk(chunk: usize, used: &mut usize) -> Result<(), MapError> {
             let table = (entry & TABLE_ADDRESS) as *mut u64;
             // SAFETY: the table was installed by this module (the boot code only writes blocks);
             // l2_index < 512.
-            let l2_entry = unsafe { table.add(l2_index) };
+            let l2_entry = table.wrapping_add(l2_index);
             // SAFETY: as above.
             if unsafe { l2_entry.read_volatile() } != wanted {
                 // SAFETY: break-before-make as above.
@@ -127,14 +129,22 @@ fn map_chunk(chunk: usize, used: &mut usize) -> Result<(), MapError> {
 /// `entry` must point at a descriptor of the live identity map, and nothing may access the
 /// memory it maps until this returns.
 unsafe fn replace_entry(entry: *mut u64, value: u64) {
-    // SAFETY: the caller guarantees `entry` is a live descriptor; the barriers and the TLB
-    // invalidation are what the architecture requires between the two writes.
+    // SAFETY: the caller guarantees `entry` is a live descriptor that may be invalidated.
+    unsafe { entry.write_volatile(0) };
+    // SAFETY: barriers and TLB invalidation only; required between the two writes.
     unsafe {
-        entry.write_volatile(0);
-        asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack));
-        entry.write_volatile(value);
-        asm!("dsb ishst", "isb", options(nostack));
-    }
+        asm!(
+            "dsb ishst",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
+    // SAFETY: as for the first write; `value` is a valid descriptor built by the caller.
+    unsafe { entry.write_volatile(value) };
+    // SAFETY: barriers only, so the walker sees the new descriptor before we continue.
+    unsafe { asm!("dsb ishst", "isb", options(nostack)) };
 }
 
 fn mask_interrupts() -> u64 {

@@ -232,12 +232,11 @@ fn check_shared_info(context: &mut Context) -> Result<(), Outcome> {
     // The last mask word (ports 4032..4095) is unused: it must read back what we write.
     let probe = (address + 560 + 63 * 8) as *mut u64;
     // SAFETY: `probe` is inside the mapped shared_info page (offset 1064 < 1088), 8-aligned.
-    let readback = unsafe {
-        probe.write_volatile(0x5a5a_a5a5_0f0f_f0f0);
-        let value = probe.read_volatile();
-        probe.write_volatile(0);
-        value
-    };
+    unsafe { probe.write_volatile(0x5a5a_a5a5_0f0f_f0f0) };
+    // SAFETY: as above.
+    let readback = unsafe { probe.read_volatile() };
+    // SAFETY: as above.
+    unsafe { probe.write_volatile(0) };
     context.measure(readback);
     if readback != 0x5a5a_a5a5_0f0f_f0f0 {
         bail!("shared_info does not read back: {readback:#x}");
@@ -352,7 +351,10 @@ fn check_evtchn_loopback(context: &mut Context) -> Result<(), Outcome> {
     if !wait_until(WAIT_LIMIT_MS, || FIRED_B.load(Ordering::Acquire) > before) {
         bail!("no upcall for port {b} after send on {a}");
     }
-    context.measure(u64::from(FIRED_A.load(Ordering::Acquire)) << 32 | u64::from(FIRED_B.load(Ordering::Acquire)));
+    context.measure(
+        u64::from(FIRED_A.load(Ordering::Acquire)) << 32
+            | u64::from(FIRED_B.load(Ordering::Acquire)),
+    );
 
     for port in [b, a] {
         let _ = evtchn::set_handler(port, None);
@@ -379,13 +381,15 @@ static SOURCE: Page = Page(UnsafeCell::new([0; 4096]));
 static DEST: Page = Page(UnsafeCell::new([0; 4096]));
 
 fn page_byte(page: &Page, index: usize) -> u8 {
-    // SAFETY: index < 4096 (callers iterate over the page); volatile because Xen writes it.
-    unsafe { page.0.get().cast::<u8>().add(index % 4096).read_volatile() }
+    let byte = page.0.get().cast::<u8>().wrapping_add(index % 4096);
+    // SAFETY: `byte` is inside the page; volatile because Xen writes it.
+    unsafe { byte.read_volatile() }
 }
 
 fn set_page_byte(page: &Page, index: usize, value: u8) {
-    // SAFETY: as in `page_byte`.
-    unsafe { page.0.get().cast::<u8>().add(index % 4096).write_volatile(value) }
+    let byte = page.0.get().cast::<u8>().wrapping_add(index % 4096);
+    // SAFETY: `byte` is inside the page.
+    unsafe { byte.write_volatile(value) }
 }
 
 fn gfn(page: &Page) -> u64 {

@@ -2,7 +2,8 @@
 //! the shared ring page plus event channel (HVM_PARAM_CONSOLE_PFN / _EVTCHN) for other domains.
 
 use super::abi::{ConsoleInterface, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
-use super::{hypercall, XenError, PAGE_SIZE};
+use super::{field_ptr, hypercall, XenError, PAGE_SIZE};
+use core::mem::offset_of;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// Where console output goes.
@@ -116,21 +117,23 @@ struct RingIndexes {
 
 fn ring_indexes(ring: usize) -> RingIndexes {
     let ring = ring as *mut ConsoleInterface;
+    let cons = field_ptr(ring, offset_of!(ConsoleInterface, out_cons));
+    let prod = field_ptr(ring, offset_of!(ConsoleInterface, out_prod));
     // SAFETY: `ring` is the mapped console page (use_ring); the indexes are 4-aligned u32s
     // shared with the backend and accessed atomically.
-    unsafe {
-        RingIndexes {
-            out_cons: AtomicU32::from_ptr(&raw mut (*ring).out_cons),
-            out_prod: AtomicU32::from_ptr(&raw mut (*ring).out_prod),
-        }
-    }
+    let out_cons = unsafe { AtomicU32::from_ptr(cons) };
+    // SAFETY: as above.
+    let out_prod = unsafe { AtomicU32::from_ptr(prod) };
+    RingIndexes { out_cons, out_prod }
 }
 
 /// Copies `bytes` into the output ring, notifying the backend; waits (yielding) for space a
 /// bounded number of times.
 pub fn write_ring(ring: usize, port: u32, bytes: &[u8]) -> usize {
     let indexes = ring_indexes(ring);
-    let out = (ring as *mut ConsoleInterface).cast::<u8>().wrapping_add(1024);
+    let out = (ring as *mut ConsoleInterface)
+        .cast::<u8>()
+        .wrapping_add(1024);
     let size = 2048u32;
     let mut written = 0;
     let mut waits = 0;
@@ -153,8 +156,9 @@ pub fn write_ring(ring: usize, port: u32, bytes: &[u8]) -> usize {
         }
         let chunk = (room as usize).min(bytes.len() - written);
         for &byte in &bytes[written..written + chunk] {
-            // SAFETY: the index is masked into the 2048-byte output array of the ring page.
-            unsafe { out.add((prod & (size - 1)) as usize).write_volatile(byte) };
+            let slot = out.wrapping_add((prod & (size - 1)) as usize);
+            // SAFETY: `slot` is inside the 2048-byte output array of the mapped ring page.
+            unsafe { slot.write_volatile(byte) };
             prod = prod.wrapping_add(1);
         }
         indexes.out_prod.store(prod, Ordering::Release);

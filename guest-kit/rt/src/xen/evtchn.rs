@@ -5,9 +5,11 @@
 //! `evtchn_pending_sel` and `evtchn_upcall_pending`, then raises the upcall PPI. The guest
 //! clears what it handles; Xen never clears pending bits.
 
-use super::abi::{EVTCHN_2L_NR_CHANNELS, DomId};
-use super::{shared_info, vcpu_info, XenError};
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use super::abi::{DomId, EVTCHN_2L_NR_CHANNELS};
+use super::abi::{SharedInfo, VcpuInfo};
+use super::{field_ptr, shared_info, vcpu_info, XenError};
+use core::mem::offset_of;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 pub use super::abi::{EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_UNBOUND};
 pub use super::hypercall::{
@@ -45,9 +47,10 @@ fn pending_word(word: usize) -> Option<&'static AtomicU64> {
     if word >= WORDS {
         return None;
     }
+    let field = field_ptr(shared, offset_of!(SharedInfo, evtchn_pending) + word * 8);
     // SAFETY: shared_info is mapped for the guest's lifetime; the pending bitmap is an
     // 8-aligned u64 array shared with Xen and only accessed atomically.
-    Some(unsafe { AtomicU64::from_ptr((&raw mut (*shared).evtchn_pending).cast::<u64>().add(word)) })
+    Some(unsafe { AtomicU64::from_ptr(field) })
 }
 
 fn mask_word(word: usize) -> Option<&'static AtomicU64> {
@@ -55,8 +58,9 @@ fn mask_word(word: usize) -> Option<&'static AtomicU64> {
     if word >= WORDS {
         return None;
     }
+    let field = field_ptr(shared, offset_of!(SharedInfo, evtchn_mask) + word * 8);
     // SAFETY: as in `pending_word`, for the mask bitmap.
-    Some(unsafe { AtomicU64::from_ptr((&raw mut (*shared).evtchn_mask).cast::<u64>().add(word)) })
+    Some(unsafe { AtomicU64::from_ptr(field) })
 }
 
 fn split(port: u32) -> Option<(usize, u64)> {
@@ -106,14 +110,13 @@ pub fn handle_irq(intid: u32) -> bool {
 pub fn handle_upcall() {
     let Some(vcpu) = vcpu_info() else { return };
     UPCALLS.fetch_add(1, Ordering::Relaxed);
+    let pending = field_ptr(vcpu, offset_of!(VcpuInfo, evtchn_upcall_pending));
+    let sel = field_ptr(vcpu, offset_of!(VcpuInfo, evtchn_pending_sel));
     // SAFETY: vcpu_info lives in shared_info or the registered page for the guest's lifetime;
-    // its first byte and the selector at offset 8 are shared with Xen and accessed atomically.
-    let (upcall_pending, selector) = unsafe {
-        (
-            AtomicU8::from_ptr(&raw mut (*vcpu).evtchn_upcall_pending),
-            AtomicU64::from_ptr(&raw mut (*vcpu).evtchn_pending_sel),
-        )
-    };
+    // its first byte is shared with Xen and accessed atomically.
+    let upcall_pending = unsafe { AtomicU8::from_ptr(pending) };
+    // SAFETY: as above, for the 8-aligned selector word.
+    let selector = unsafe { AtomicU64::from_ptr(sel) };
     // Bounded: a port that keeps firing must not wedge the guest in its handler.
     for _ in 0..16 {
         upcall_pending.store(0, Ordering::SeqCst);

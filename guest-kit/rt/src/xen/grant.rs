@@ -3,10 +3,11 @@
 //! and GNTTABOP_copy copies through grants.
 
 use super::abi::{
-    DomId, GrantEntryV1, GNTTAB_NR_RESERVED_ENTRIES, GTF_PERMIT_ACCESS, GTF_READING,
-    GTF_READONLY, GTF_WRITING, XENMAPSPACE_GRANT_TABLE,
+    DomId, GrantEntryV1, GNTTAB_NR_RESERVED_ENTRIES, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY,
+    GTF_WRITING, XENMAPSPACE_GRANT_TABLE,
 };
-use super::{hypercall, XenError, PAGE_SIZE};
+use super::{field_ptr, hypercall, XenError, PAGE_SIZE};
+use core::mem::offset_of;
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering};
 
 pub use super::hypercall::{gnttab_copy as copy, gnttab_query_size as query_size, CopyEnd};
@@ -75,9 +76,10 @@ fn entry(gref: u32) -> Option<*mut GrantEntryV1> {
 }
 
 fn flags_of(entry: *mut GrantEntryV1) -> &'static AtomicU16 {
+    let flags = field_ptr(entry, offset_of!(GrantEntryV1, flags));
     // SAFETY: `entry` is inside the mapped grant table (checked by `entry`), which stays mapped;
     // flags is a 2-aligned u16 shared with the hypervisor and accessed atomically.
-    unsafe { AtomicU16::from_ptr(&raw mut (*entry).flags) }
+    unsafe { AtomicU16::from_ptr(flags) }
 }
 
 /// Takes an unused grant reference (never reused in this simple allocator).
@@ -91,12 +93,13 @@ pub fn alloc_ref() -> Result<u32, GrantError> {
 pub fn grant_access(gref: u32, domid: DomId, gfn: u64, readonly: bool) -> Result<(), GrantError> {
     let entry = entry(gref).ok_or(GrantError::NoEntry)?;
     let frame = u32::try_from(gfn).map_err(|_| GrantError::NoEntry)?;
+    let domid_field = field_ptr::<GrantEntryV1, DomId>(entry, offset_of!(GrantEntryV1, domid));
+    let frame_field = field_ptr::<GrantEntryV1, u32>(entry, offset_of!(GrantEntryV1, frame));
     // SAFETY: `entry` is inside the mapped table; the entry is not live (flags 0) until the
     // release store below publishes it.
-    unsafe {
-        (&raw mut (*entry).domid).write_volatile(domid);
-        (&raw mut (*entry).frame).write_volatile(frame);
-    }
+    unsafe { domid_field.write_volatile(domid) };
+    // SAFETY: as above.
+    unsafe { frame_field.write_volatile(frame) };
     let flags = GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 };
     flags_of(entry).store(flags, Ordering::Release);
     Ok(())

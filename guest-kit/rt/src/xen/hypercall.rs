@@ -229,7 +229,11 @@ pub fn evtchn_alloc_unbound(remote: DomId) -> Result<u32, XenError> {
         remote_dom: remote,
         port: 0,
     };
-    with_struct(HYPERVISOR_EVENT_CHANNEL_OP, EVTCHNOP_ALLOC_UNBOUND, &mut arg)?;
+    with_struct(
+        HYPERVISOR_EVENT_CHANNEL_OP,
+        EVTCHNOP_ALLOC_UNBOUND,
+        &mut arg,
+    )?;
     Ok(arg.port)
 }
 
@@ -240,7 +244,11 @@ pub fn evtchn_bind_interdomain(remote: DomId, remote_port: u32) -> Result<u32, X
         remote_port,
         local_port: 0,
     };
-    with_struct(HYPERVISOR_EVENT_CHANNEL_OP, EVTCHNOP_BIND_INTERDOMAIN, &mut arg)?;
+    with_struct(
+        HYPERVISOR_EVENT_CHANNEL_OP,
+        EVTCHNOP_BIND_INTERDOMAIN,
+        &mut arg,
+    )?;
     Ok(arg.local_port)
 }
 
@@ -339,7 +347,11 @@ pub fn gnttab_query_size() -> Result<(u32, u32), XenError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CopyEnd {
     /// A grant reference of `domid`.
-    Grant { domid: DomId, gref: u32, offset: u16 },
+    Grant {
+        domid: DomId,
+        gref: u32,
+        offset: u16,
+    },
     /// A frame of `domid` (the caller's own with DOMID_SELF).
     Frame { domid: DomId, gfn: u64, offset: u16 },
 }

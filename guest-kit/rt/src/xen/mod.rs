@@ -17,6 +17,7 @@ pub use hypercall::{ShutdownReason, XenError};
 use crate::devtree;
 use abi::{SharedInfo, VcpuInfo};
 use core::cell::UnsafeCell;
+use core::mem::offset_of;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use fdt::Fdt;
 
@@ -57,7 +58,9 @@ pub fn find_node(fdt: &Fdt<'static>) -> Option<HypervisorNode> {
 /// Decodes a 3-cell GIC interrupt specifier (type, number, flags) naming a PPI.
 fn ppi_from_cells(bytes: &[u8]) -> Option<u32> {
     let cell = |i: usize| -> Option<u32> {
-        Some(u32::from_be_bytes(bytes.get(i * 4..i * 4 + 4)?.try_into().ok()?))
+        Some(u32::from_be_bytes(
+            bytes.get(i * 4..i * 4 + 4)?.try_into().ok()?,
+        ))
     };
     if bytes.len() != 12 || cell(0)? != 1 {
         return None;
@@ -106,6 +109,18 @@ pub fn is_direct_mapped() -> bool {
 /// Whether XENFEAT_auto_translated_physmap is set (required on Arm).
 pub fn is_auto_translated() -> bool {
     has_feature(abi::XENFEAT_AUTO_TRANSLATED_PHYSMAP)
+}
+
+/// Pointer to the `F` at `offset` bytes into `*base`; computing it accesses nothing.
+pub(crate) fn field_ptr<T, F>(base: *mut T, offset: usize) -> *mut F {
+    base.cast::<u8>().wrapping_add(offset).cast::<F>()
+}
+
+/// Volatile read of a u32 field of shared_info.
+fn read_shared_u32(shared: *mut SharedInfo, offset: usize) -> u32 {
+    let field = field_ptr::<SharedInfo, u32>(shared, offset);
+    // SAFETY: callers pass offsets of u32 fields inside the mapped shared_info page.
+    unsafe { field.read_volatile() }
 }
 
 /// One 4 KiB page of our own RAM, handed to Xen.
@@ -172,17 +187,14 @@ pub(crate) fn shared_info() -> Option<*mut SharedInfo> {
 pub fn wallclock() -> Option<(u64, u32)> {
     let shared = shared_info()?;
     for _ in 0..1000 {
-        // SAFETY: shared_info is mapped; the fields are plain u32s Xen updates under a
-        // sequence count, read with volatile loads.
-        let (v1, sec, nsec, sec_hi, v2) = unsafe {
-            let v1 = (&raw const (*shared).wc_version).read_volatile();
-            core::sync::atomic::fence(Ordering::Acquire);
-            let sec = (&raw const (*shared).wc_sec).read_volatile();
-            let nsec = (&raw const (*shared).wc_nsec).read_volatile();
-            let sec_hi = (&raw const (*shared).wc_sec_hi).read_volatile();
-            core::sync::atomic::fence(Ordering::Acquire);
-            (v1, sec, nsec, sec_hi, (&raw const (*shared).wc_version).read_volatile())
-        };
+        // Xen updates the fields under the wc_version sequence count.
+        let v1 = read_shared_u32(shared, offset_of!(SharedInfo, wc_version));
+        core::sync::atomic::fence(Ordering::Acquire);
+        let sec = read_shared_u32(shared, offset_of!(SharedInfo, wc_sec));
+        let nsec = read_shared_u32(shared, offset_of!(SharedInfo, wc_nsec));
+        let sec_hi = read_shared_u32(shared, offset_of!(SharedInfo, wc_sec_hi));
+        core::sync::atomic::fence(Ordering::Acquire);
+        let v2 = read_shared_u32(shared, offset_of!(SharedInfo, wc_version));
         if v1 == v2 && v1 & 1 == 0 {
             return Some(((u64::from(sec_hi) << 32) | u64::from(sec), nsec));
         }
@@ -229,9 +241,18 @@ mod tests {
 
     #[test]
     fn ppi_cells() {
-        assert_eq!(ppi_from_cells(&[0, 0, 0, 1, 0, 0, 0, 15, 0, 0, 0xf, 8]), Some(31));
-        assert_eq!(ppi_from_cells(&[0, 0, 0, 0, 0, 0, 0, 15, 0, 0, 0xf, 8]), None);
-        assert_eq!(ppi_from_cells(&[0, 0, 0, 1, 0, 0, 0, 16, 0, 0, 0xf, 8]), None);
+        assert_eq!(
+            ppi_from_cells(&[0, 0, 0, 1, 0, 0, 0, 15, 0, 0, 0xf, 8]),
+            Some(31)
+        );
+        assert_eq!(
+            ppi_from_cells(&[0, 0, 0, 0, 0, 0, 0, 15, 0, 0, 0xf, 8]),
+            None
+        );
+        assert_eq!(
+            ppi_from_cells(&[0, 0, 0, 1, 0, 0, 0, 16, 0, 0, 0xf, 8]),
+            None
+        );
         assert_eq!(ppi_from_cells(&[0, 0, 0, 1]), None);
     }
 }
