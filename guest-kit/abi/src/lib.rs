@@ -8,3 +8,4 @@ pub mod gicv3;
 pub mod image;
 pub mod layout;
 pub mod psci;
+pub mod xen;
