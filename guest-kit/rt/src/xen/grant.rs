@@ -12,12 +12,7 @@ use core::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering};
 
 pub use super::hypercall::{gnttab_copy as copy, gnttab_query_size as query_size, CopyEnd};
 
-/// GNTST_okay.
-pub const GNTST_OKAY: i16 = 0;
-/// GNTST_bad_gntref.
-pub const GNTST_BAD_GNTREF: i16 = -3;
-/// GNTST_permission_denied.
-pub const GNTST_PERMISSION_DENIED: i16 = -8;
+pub use mica_guest_abi::xen::gnttab::{GNTST_BAD_GNTREF, GNTST_OKAY, GNTST_PERMISSION_DENIED};
 
 const ENTRIES_PER_FRAME: u32 = (PAGE_SIZE / core::mem::size_of::<GrantEntryV1>()) as u32;
 
