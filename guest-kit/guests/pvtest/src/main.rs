@@ -12,7 +12,18 @@
 //! (FNV-1a 32 over the deterministic measured values), then shuts down with SCHEDOP_shutdown:
 //! poweroff if everything passed, crash otherwise (set with SCHEDOP_shutdown_code first).
 //!
-//! Whether it runs as the initial domain or a domU is automatic (XENFEAT_dom0).
+//! Whether it runs as the initial domain or a domU is automatic (XENFEAT_dom0). As the
+//! initial domain (no UART in its device tree) all output goes through CONSOLEIO_write. As a
+//! domU, output goes to the vPL011 if the device tree has one, else to the console ring; the
+//! `console` check writes a line into the ring and waits for the backend to consume it. On
+//! Xen 4.17 a dom0less `xen,enhanced` domU has no console ring without xenconsoled in dom0
+//! (HVM_PARAM_CONSOLE_PFN is 0), so that check prints `skip` there.
+//!
+//! The result hash covers: the version, features submap 0, the get_features(1) result, the
+//! shared_info read-back, own domid, the two loopback ports, the upcall counts, the closed-port
+//! send error, max grant frames, the copied data's checksum and the statuses of the denied
+//! and revoked copies, and the console byte count. So it is stable across runs of one
+//! hypervisor and role, and differs between hypervisors that answer differently.
 #![no_std]
 #![no_main]
 // Failure reasons are formatted into a fixed buffer returned by value: no allocator here, and

@@ -234,25 +234,3 @@ pub fn shutdown(reason: ShutdownReason) -> ! {
     crate::console::emergency_print(format_args!("xen: SCHEDOP_shutdown failed: {error}\n"));
     crate::psci::system_off()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ppi_cells() {
-        assert_eq!(
-            ppi_from_cells(&[0, 0, 0, 1, 0, 0, 0, 15, 0, 0, 0xf, 8]),
-            Some(31)
-        );
-        assert_eq!(
-            ppi_from_cells(&[0, 0, 0, 0, 0, 0, 0, 15, 0, 0, 0xf, 8]),
-            None
-        );
-        assert_eq!(
-            ppi_from_cells(&[0, 0, 0, 1, 0, 0, 0, 16, 0, 0, 0xf, 8]),
-            None
-        );
-        assert_eq!(ppi_from_cells(&[0, 0, 0, 1]), None);
-    }
-}
