@@ -41,10 +41,10 @@ const IMAGE_FLAGS: u64 = image::FLAG_PAGE_SIZE_4K | image::FLAG_PLACE_ANYWHERE;
 
 /// Level-1 block descriptor for Device-nGnRnE memory (AttrIndx 0), access flag set, never
 /// executable (PXN, UXN).
-const DEVICE_BLOCK: u64 = (1 << 54) | (1 << 53) | (1 << 10) | 0b01;
+pub(crate) const DEVICE_BLOCK: u64 = (1 << 54) | (1 << 53) | (1 << 10) | 0b01;
 /// Level-1 block descriptor for Normal write-back memory (AttrIndx 1), inner shareable, access
 /// flag set, executable.
-const NORMAL_BLOCK: u64 = (1 << 10) | (0b11 << 8) | (1 << 2) | 0b01;
+pub(crate) const NORMAL_BLOCK: u64 = (1 << 10) | (0b11 << 8) | (1 << 2) | 0b01;
 /// MAIR_EL1: attribute 0 Device-nGnRnE, attribute 1 Normal write-back read/write-allocate.
 const MAIR: u64 = 0xff << 8;
 /// TCR_EL1 without IPS: T0SZ = 25 (39-bit VA, the walk starts at level 1 with 4 KiB pages),

@@ -1,7 +1,9 @@
-//! Console on a PL011 / SBSA UART, and the `print!` / `println!` macros.
+//! Console on a PL011 / SBSA UART, or else Xen's PV console, and the `print!` / `println!`
+//! macros.
 //!
 //! Only the data register (DR) and flag register (FR) are used, with 32-bit accesses, which is
-//! all an SBSA generic UART (Xen's and Mica's vPL011) has to provide.
+//! all an SBSA generic UART (Xen's and Mica's vPL011) has to provide. A Xen initial domain has
+//! no UART in its device tree; then output goes through [`crate::xen::console`].
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -66,21 +68,66 @@ impl Write for Uart {
     }
 }
 
+/// Collects text for the Xen PV console and hands it over in chunks (one hypercall or ring
+/// notification per chunk rather than per byte).
+struct XenConsole {
+    buffer: [u8; 128],
+    len: usize,
+}
+
+impl XenConsole {
+    fn new() -> Self {
+        Self {
+            buffer: [0; 128],
+            len: 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        crate::xen::console::write(&self.buffer[..self.len]);
+        self.len = 0;
+    }
+}
+
+impl Write for XenConsole {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for byte in s.bytes() {
+            if self.len == self.buffer.len() {
+                self.flush();
+            }
+            self.buffer[self.len] = byte;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
+fn write_any(args: fmt::Arguments<'_>) {
+    if let Some(base) = base() {
+        let _ = Uart(base).write_fmt(args);
+    } else if crate::xen::console::backend().is_some() {
+        let mut console = XenConsole::new();
+        let _ = console.write_fmt(args);
+        console.flush();
+    }
+}
+
+/// Whether output goes anywhere (a UART or the Xen PV console).
+pub fn present() -> bool {
+    base().is_some() || crate::xen::console::backend().is_some()
+}
+
 /// Writes formatted text to the console; lines from different CPUs do not interleave within a
 /// call. Does nothing without a console.
 pub fn print(args: fmt::Arguments<'_>) {
-    if let Some(base) = base() {
-        let _guard = LOCK.lock();
-        let _ = Uart(base).write_fmt(args);
-    }
+    let _guard = LOCK.lock();
+    write_any(args);
 }
 
 /// Writes without taking the console lock: for exception and panic reports, which may
 /// interrupt a CPU that holds it.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
-    if let Some(base) = base() {
-        let _ = Uart(base).write_fmt(args);
-    }
+    write_any(args);
 }
 
 /// Prints to the guest console.

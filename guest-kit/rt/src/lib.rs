@@ -14,8 +14,8 @@
 //!
 //! Before `main` runs, the runtime has relocated the image, cleared .bss, turned on the MMU with
 //! an identity map (see [`boot`]), installed the exception vectors, and read the device tree for
-//! the console UART, the PSCI conduit and the GICv3. When `main` returns the runtime calls PSCI
-//! SYSTEM_OFF.
+//! the console UART (or, without one, Xen's PV console, see [`xen`]), the PSCI conduit and the
+//! GICv3. When `main` returns the runtime calls PSCI SYSTEM_OFF.
 #![no_std]
 
 pub mod boot;
@@ -24,8 +24,10 @@ pub mod cpu;
 pub mod devtree;
 pub mod exceptions;
 pub mod gic;
+pub mod mmu;
 pub mod psci;
 pub mod timer;
+pub mod xen;
 
 pub use fdt;
 
@@ -51,6 +53,9 @@ extern "C" fn primary_main(dtb: usize) -> ! {
     if let Some(fdt) = devtree::get() {
         if let Some(uart) = devtree::console_uart(&fdt) {
             console::init(uart);
+        } else if xen::detect().is_some() {
+            // No UART (a Xen initial domain has none): print through the PV console.
+            let _ = xen::console::init();
         }
         if let Some(conduit) = devtree::psci_conduit(&fdt) {
             psci::set_conduit(conduit);

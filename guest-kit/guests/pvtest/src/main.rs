@@ -1,0 +1,534 @@
+//! Checks the Xen PV interfaces a hypervisor offers a guest, in order:
+//! `detect` (the DT `hypervisor` node, XENVER_version = 4.17), `features` (submap 0 has
+//! auto_translated_physmap), `shared-info` (XENMEM_add_to_physmap of shared_info reads back,
+//! VCPUOP_register_vcpu_info), `evtchn-loopback` (alloc_unbound + bind_interdomain to itself,
+//! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising), `grant-copy` (a read-only
+//! grant of our own page, GNTTABOP_copy from it, read-only enforced) and `console`
+//! (CONSOLEIO_write as the initial domain, else the console ring + event channel).
+//!
+//! Prints `pvtest: ok <check>` / `pvtest: FAIL <check>: <why>` (and `pvtest: skip <check>:
+//! <why>` for a console a hypervisor does not offer a domU), `pvtest: note ...` lines with
+//! measured values, then `pvtest: done <P> passed, <F> failed` and `pvtest: result <hash>`
+//! (FNV-1a 32 over the deterministic measured values), then shuts down with SCHEDOP_shutdown:
+//! poweroff if everything passed, crash otherwise (set with SCHEDOP_shutdown_code first).
+//!
+//! Whether it runs as the initial domain or a domU is automatic (XENFEAT_dom0). As the
+//! initial domain (no UART in its device tree) all output goes through CONSOLEIO_write. As a
+//! domU, output goes to the vPL011 if the device tree has one, else to the console ring; the
+//! `console` check writes a line into the ring and waits for the backend to consume it. On
+//! Xen 4.17 a dom0less `xen,enhanced` domU has no console ring without xenconsoled in dom0
+//! (HVM_PARAM_CONSOLE_PFN is 0), so that check prints `skip` there.
+//!
+//! The result hash covers: the version, features submap 0, the get_features(1) result, the
+//! shared_info read-back, own domid, the two loopback ports, the upcall counts, the closed-port
+//! send error, max grant frames, the copied data's checksum and the statuses of the denied
+//! and revoked copies, and the console byte count. So it is stable across runs of one
+//! hypervisor and role, and differs between hypervisors that answer differently.
+#![no_std]
+#![no_main]
+// Failure reasons are formatted into a fixed buffer returned by value: no allocator here, and
+// the checks run once.
+#![allow(clippy::result_large_err)]
+
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+use mica_guest_rt::xen::{self, evtchn, grant, hypercall, HypervisorNode, DOMID_SELF};
+use mica_guest_rt::{println, timer};
+
+mica_guest_rt::entry!(main);
+
+/// How long any wait may take, in milliseconds of counter time.
+const WAIT_LIMIT_MS: u64 = 2000;
+/// How long to watch for an upcall that must not come.
+const QUIET_MS: u64 = 50;
+
+/// What the checks found, shared between them.
+struct Context {
+    node: Option<HypervisorNode>,
+    own_domid: Option<u16>,
+    hash: u32,
+}
+
+impl Context {
+    /// Folds a measured value into the result hash (FNV-1a over its little-endian bytes).
+    fn measure(&mut self, value: u64) {
+        for byte in value.to_le_bytes() {
+            self.hash ^= u32::from(byte);
+            self.hash = self.hash.wrapping_mul(0x0100_0193);
+        }
+    }
+}
+
+/// Runs checks and counts results.
+struct Report {
+    passed: u32,
+    failed: u32,
+}
+
+enum Outcome {
+    Fail(ReasonBuf),
+    Skip(ReasonBuf),
+}
+
+impl From<ReasonBuf> for Outcome {
+    fn from(reason: ReasonBuf) -> Self {
+        Self::Fail(reason)
+    }
+}
+
+impl Report {
+    fn check(
+        &mut self,
+        name: &str,
+        context: &mut Context,
+        run: impl FnOnce(&mut Context) -> Result<(), Outcome>,
+    ) {
+        match run(context) {
+            Ok(()) => {
+                self.passed += 1;
+                println!("pvtest: ok {name}");
+            }
+            Err(Outcome::Fail(reason)) => {
+                self.failed += 1;
+                println!("pvtest: FAIL {name}: {}", reason.as_str());
+            }
+            Err(Outcome::Skip(reason)) => println!("pvtest: skip {name}: {}", reason.as_str()),
+        }
+    }
+}
+
+/// A failure reason, formatted into a fixed buffer (no allocator in this guest).
+struct ReasonBuf {
+    bytes: [u8; 160],
+    len: usize,
+}
+
+impl ReasonBuf {
+    fn new(args: fmt::Arguments<'_>) -> Self {
+        let mut buf = Self {
+            bytes: [0; 160],
+            len: 0,
+        };
+        let _ = fmt::Write::write_fmt(&mut buf, args);
+        buf
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("<reason not UTF-8>")
+    }
+}
+
+impl fmt::Write for ReasonBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for ch in s.chars() {
+            let mut utf8 = [0; 4];
+            let encoded = ch.encode_utf8(&mut utf8).as_bytes();
+            let end = self.len + encoded.len();
+            if end > self.bytes.len() {
+                break;
+            }
+            self.bytes[self.len..end].copy_from_slice(encoded);
+            self.len = end;
+        }
+        Ok(())
+    }
+}
+
+/// Returns early from a check with a formatted reason.
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(ReasonBuf::new(format_args!($($arg)*)).into()) };
+}
+
+fn main() {
+    let mut context = Context {
+        node: None,
+        own_domid: None,
+        hash: 0x811c_9dc5,
+    };
+    let mut report = Report {
+        passed: 0,
+        failed: 0,
+    };
+    report.check("detect", &mut context, check_detect);
+    report.check("features", &mut context, check_features);
+    report.check("shared-info", &mut context, check_shared_info);
+    report.check("evtchn-loopback", &mut context, check_evtchn_loopback);
+    report.check("grant-copy", &mut context, check_grant_copy);
+    report.check("console", &mut context, check_console);
+    println!(
+        "pvtest: done {} passed, {} failed",
+        report.passed, report.failed
+    );
+    println!("pvtest: result {:08x}", context.hash);
+    let reason = if report.failed == 0 {
+        xen::ShutdownReason::Poweroff
+    } else {
+        xen::ShutdownReason::Crash
+    };
+    xen::shutdown(reason)
+}
+
+/// Waits until `done()` or `limit_ms` have passed; returns whether `done()` held.
+fn wait_until(limit_ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    let end = timer::counter().saturating_add(timer::ms_to_ticks(limit_ms));
+    loop {
+        if done() {
+            return true;
+        }
+        if timer::counter() >= end {
+            return done();
+        }
+        core::hint::spin_loop();
+    }
+}
+
+fn check_detect(context: &mut Context) -> Result<(), Outcome> {
+    let Some(node) = xen::detect() else {
+        bail!("no /hypervisor node compatible with \"xen,xen\"");
+    };
+    context.node = Some(node);
+    let (major, minor) = match hypercall::xen_version() {
+        Ok(version) => version,
+        Err(e) => bail!("XENVER_version: {e}"),
+    };
+    let role = if xen::is_initial_domain() {
+        "initial domain"
+    } else {
+        "domU"
+    };
+    println!(
+        "pvtest: note xen {major}.{minor}, DT \"xen,xen-{}\", {role}, grant region {:x?}, upcall INTID {:?}",
+        node.version, node.grant_region, node.upcall_intid
+    );
+    context.measure(u64::from(major) << 16 | u64::from(minor));
+    if (major, minor) != (4, 17) {
+        bail!("XENVER_version says {major}.{minor}, want 4.17");
+    }
+    Ok(())
+}
+
+fn check_features(context: &mut Context) -> Result<(), Outcome> {
+    let features = match hypercall::get_features(0) {
+        Ok(features) => features,
+        Err(e) => bail!("XENVER_get_features(0): {e}"),
+    };
+    println!("pvtest: note features[0] = {features:#x}");
+    context.measure(u64::from(features));
+    if features != xen::features() {
+        bail!(
+            "submap 0 changed: {features:#x}, at detection {:#x}",
+            xen::features()
+        );
+    }
+    if !xen::is_auto_translated() {
+        bail!("auto_translated_physmap (bit 2) is clear in {features:#x}");
+    }
+    // Submap 1 does not exist: Xen answers -EINVAL.
+    let beyond = hypercall::get_features(1);
+    context.measure(beyond.map_or_else(|e| e.0 as u64, u64::from));
+    Ok(())
+}
+
+fn check_shared_info(context: &mut Context) -> Result<(), Outcome> {
+    let address = match xen::map_shared_info() {
+        Ok(address) => address,
+        Err(e) => bail!("XENMEM_add_to_physmap(shared_info): {e}"),
+    };
+    let wallclock = xen::wallclock();
+    println!("pvtest: note shared_info at {address:#x}, wallclock {wallclock:?}");
+    if wallclock.is_none() {
+        bail!("wc_version never stable and even");
+    }
+    // The last mask word (ports 4032..4095) is unused: it must read back what we write.
+    let probe = (address + 560 + 63 * 8) as *mut u64;
+    // SAFETY: `probe` is inside the mapped shared_info page (offset 1064 < 1088), 8-aligned.
+    unsafe { probe.write_volatile(0x5a5a_a5a5_0f0f_f0f0) };
+    // SAFETY: as above.
+    let readback = unsafe { probe.read_volatile() };
+    // SAFETY: as above.
+    unsafe { probe.write_volatile(0) };
+    context.measure(readback);
+    if readback != 0x5a5a_a5a5_0f0f_f0f0 {
+        bail!("shared_info does not read back: {readback:#x}");
+    }
+    if let Err(e) = xen::register_vcpu_info() {
+        bail!("VCPUOP_register_vcpu_info: {e}");
+    }
+    context.measure(1);
+    Ok(())
+}
+
+static PORT_A: AtomicU32 = AtomicU32::new(0);
+static FIRED_A: AtomicU32 = AtomicU32::new(0);
+static FIRED_B: AtomicU32 = AtomicU32::new(0);
+
+fn record(port: u32) {
+    if port == PORT_A.load(Ordering::Acquire) {
+        FIRED_A.fetch_add(1, Ordering::AcqRel);
+    } else {
+        FIRED_B.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+fn check_evtchn_loopback(context: &mut Context) -> Result<(), Outcome> {
+    let Some(node) = context.node else {
+        bail!("no hypervisor node");
+    };
+    if let Err(e) = evtchn::init(node.upcall_intid) {
+        bail!("event-channel set-up: {e:?}");
+    }
+    mica_guest_rt::enable_irqs();
+    let a = match evtchn::alloc_unbound(DOMID_SELF) {
+        Ok(port) => port,
+        Err(e) => bail!("EVTCHNOP_alloc_unbound(DOMID_SELF): {e}"),
+    };
+    let unbound = match evtchn::status(a) {
+        Ok(status) => status,
+        Err(e) => bail!("EVTCHNOP_status({a}): {e}"),
+    };
+    if unbound.status != evtchn::EVTCHNSTAT_UNBOUND {
+        bail!("port {a} status {} after alloc_unbound", unbound.status);
+    }
+    context.own_domid = Some(unbound.peer_domain);
+    let b = match evtchn::bind_interdomain(DOMID_SELF, a) {
+        Ok(port) => port,
+        Err(e) => bail!("EVTCHNOP_bind_interdomain(DOMID_SELF, {a}): {e}"),
+    };
+    let bound = match evtchn::status(b) {
+        Ok(status) => status,
+        Err(e) => bail!("EVTCHNOP_status({b}): {e}"),
+    };
+    println!(
+        "pvtest: note own domid {}, ports {a} <-> {b}, port {b} status {} peer {}:{}",
+        unbound.peer_domain, bound.status, bound.peer_domain, bound.peer_port
+    );
+    context.measure(u64::from(unbound.peer_domain));
+    context.measure(u64::from(a) << 32 | u64::from(b));
+    if bound.status != evtchn::EVTCHNSTAT_INTERDOMAIN || bound.peer_port != a {
+        bail!("port {b} is not bound to {a}: {bound:?}");
+    }
+    PORT_A.store(a, Ordering::Release);
+    for port in [a, b] {
+        if evtchn::set_handler(port, Some(record)).is_err() {
+            bail!("no handler slot for port {port}");
+        }
+        if let Err(e) = evtchn::unmask(port) {
+            bail!("EVTCHNOP_unmask({port}): {e}");
+        }
+    }
+
+    // b -> a: the upcall fires and the handler sees port a.
+    let before = FIRED_A.load(Ordering::Acquire);
+    if let Err(e) = evtchn::send(b) {
+        bail!("EVTCHNOP_send({b}): {e}");
+    }
+    if !wait_until(WAIT_LIMIT_MS, || FIRED_A.load(Ordering::Acquire) > before) {
+        bail!(
+            "no upcall for port {a} after send on {b} (pending {}, upcalls {})",
+            evtchn::is_pending(a),
+            evtchn::upcall_count()
+        );
+    }
+    if evtchn::is_pending(a) {
+        bail!("port {a} still pending after its handler ran");
+    }
+
+    // Masked: the event becomes pending but raises no upcall, until EVTCHNOP_unmask.
+    evtchn::mask(a);
+    let before = FIRED_A.load(Ordering::Acquire);
+    if let Err(e) = evtchn::send(b) {
+        bail!("EVTCHNOP_send({b}) while masked: {e}");
+    }
+    let leaked = wait_until(QUIET_MS, || FIRED_A.load(Ordering::Acquire) != before);
+    if leaked {
+        bail!("masked port {a} raised an upcall");
+    }
+    if !evtchn::is_pending(a) {
+        bail!("masked port {a} did not become pending");
+    }
+    if let Err(e) = evtchn::unmask(a) {
+        bail!("EVTCHNOP_unmask({a}) while pending: {e}");
+    }
+    if !wait_until(WAIT_LIMIT_MS, || FIRED_A.load(Ordering::Acquire) > before) {
+        bail!("EVTCHNOP_unmask of pending port {a} raised no upcall");
+    }
+
+    // a -> b: the other direction.
+    let before = FIRED_B.load(Ordering::Acquire);
+    if let Err(e) = evtchn::send(a) {
+        bail!("EVTCHNOP_send({a}): {e}");
+    }
+    if !wait_until(WAIT_LIMIT_MS, || FIRED_B.load(Ordering::Acquire) > before) {
+        bail!("no upcall for port {b} after send on {a}");
+    }
+    context.measure(
+        u64::from(FIRED_A.load(Ordering::Acquire)) << 32
+            | u64::from(FIRED_B.load(Ordering::Acquire)),
+    );
+
+    for port in [b, a] {
+        let _ = evtchn::set_handler(port, None);
+        if let Err(e) = evtchn::close(port) {
+            bail!("EVTCHNOP_close({port}): {e}");
+        }
+    }
+    // A closed port cannot be used.
+    match evtchn::send(a) {
+        Ok(()) => bail!("EVTCHNOP_send on closed port {a} succeeded"),
+        Err(e) => context.measure(e.0 as u64),
+    }
+    Ok(())
+}
+
+/// A page-aligned page of our RAM for grant tests.
+#[repr(C, align(4096))]
+struct Page(UnsafeCell<[u8; 4096]>);
+
+// SAFETY: only the boot CPU touches these pages, through raw pointers.
+unsafe impl Sync for Page {}
+
+static SOURCE: Page = Page(UnsafeCell::new([0; 4096]));
+static DEST: Page = Page(UnsafeCell::new([0; 4096]));
+
+fn page_byte(page: &Page, index: usize) -> u8 {
+    let byte = page.0.get().cast::<u8>().wrapping_add(index % 4096);
+    // SAFETY: `byte` is inside the page; volatile because Xen writes it.
+    unsafe { byte.read_volatile() }
+}
+
+fn set_page_byte(page: &Page, index: usize, value: u8) {
+    let byte = page.0.get().cast::<u8>().wrapping_add(index % 4096);
+    // SAFETY: `byte` is inside the page.
+    unsafe { byte.write_volatile(value) }
+}
+
+fn gfn(page: &Page) -> u64 {
+    page.0.get() as u64 / 4096
+}
+
+fn check_grant_copy(context: &mut Context) -> Result<(), Outcome> {
+    let Some(node) = context.node else {
+        bail!("no hypervisor node");
+    };
+    let Some(domid) = context.own_domid.or_else(|| evtchn::own_domid().ok()) else {
+        bail!("own domain id unknown (EVTCHNOP_status failed)");
+    };
+    let (frames, max_frames) = match grant::init(node.grant_region) {
+        Ok(sizes) => sizes,
+        Err(e) => bail!("grant-table set-up: {e:?}"),
+    };
+    println!("pvtest: note grant table {frames}/{max_frames} frames before mapping frame 0");
+    context.measure(u64::from(max_frames));
+    for i in 0..4096 {
+        set_page_byte(&SOURCE, i, (i as u8).wrapping_mul(31).wrapping_add(7));
+        set_page_byte(&DEST, i, 0);
+    }
+    let gref = match grant::alloc_ref() {
+        Ok(gref) => gref,
+        Err(e) => bail!("no grant reference: {e:?}"),
+    };
+    if let Err(e) = grant::grant_access(gref, domid, gfn(&SOURCE), true) {
+        bail!("granting ref {gref}: {e:?}");
+    }
+    let from_grant = grant::CopyEnd::Grant {
+        domid: DOMID_SELF,
+        gref,
+        offset: 0,
+    };
+    let to_dest = grant::CopyEnd::Frame {
+        domid: DOMID_SELF,
+        gfn: gfn(&DEST),
+        offset: 0,
+    };
+    // SAFETY: DEST is only accessed through raw pointers, never borrowed.
+    let status = match unsafe { grant::copy(from_grant, to_dest, 4096) } {
+        Ok(status) => status,
+        Err(e) => bail!("GNTTABOP_copy: {e}"),
+    };
+    if status != grant::GNTST_OKAY {
+        bail!("GNTTABOP_copy from ref {gref} (domid {domid}): status {status}");
+    }
+    let mut sum = 0u64;
+    for i in 0..4096 {
+        let (want, got) = (page_byte(&SOURCE, i), page_byte(&DEST, i));
+        if want != got {
+            bail!("byte {i} copied as {got:#x}, want {want:#x}");
+        }
+        sum = sum.wrapping_mul(31).wrapping_add(u64::from(got));
+    }
+    context.measure(sum);
+
+    // The grant is read-only: copying into it must fail and leave the page alone.
+    let from_dest = grant::CopyEnd::Frame {
+        domid: DOMID_SELF,
+        gfn: gfn(&DEST),
+        offset: 0,
+    };
+    set_page_byte(&DEST, 0, !page_byte(&SOURCE, 0));
+    // SAFETY: the destination is SOURCE through the grant, only accessed through raw pointers.
+    let denied = match unsafe { grant::copy(from_dest, from_grant, 64) } {
+        Ok(status) => status,
+        Err(e) => bail!("GNTTABOP_copy into the read-only grant: {e}"),
+    };
+    context.measure(denied as u64);
+    if denied == grant::GNTST_OKAY || page_byte(&SOURCE, 0) != 7 {
+        bail!("copy into read-only ref {gref} was allowed (status {denied})");
+    }
+    match grant::entry_flags(gref) {
+        Some(flags) if flags & 0x18 == 0 => {}
+        flags => bail!("ref {gref} flags {flags:?} still show the copy in progress"),
+    }
+    if let Err(e) = grant::revoke(gref) {
+        bail!("revoking ref {gref}: {e:?}");
+    }
+    // SAFETY: as for the first copy.
+    let revoked = match unsafe { grant::copy(from_grant, to_dest, 16) } {
+        Ok(status) => status,
+        Err(e) => bail!("GNTTABOP_copy after revoke: {e}"),
+    };
+    context.measure(revoked as u64);
+    if revoked == grant::GNTST_OKAY {
+        bail!("copy through revoked ref {gref} succeeded");
+    }
+    Ok(())
+}
+
+fn check_console(context: &mut Context) -> Result<(), Outcome> {
+    let line = b"pvtest: console line through the PV console\n";
+    if xen::is_initial_domain() {
+        let written = match hypercall::console_write(line) {
+            Ok(written) => written,
+            Err(e) => bail!("CONSOLEIO_write: {e}"),
+        };
+        context.measure(line.len() as u64);
+        if written != 0 && written != line.len() {
+            bail!("CONSOLEIO_write took {written} of {} bytes", line.len());
+        }
+        return Ok(());
+    }
+    let (ring, port) = match xen::console::find_ring() {
+        Ok(found) => found,
+        Err(xen::console::ConsoleError::NoRing) => {
+            return Err(Outcome::Skip(ReasonBuf::new(format_args!(
+                "no console ring (HVM_PARAM_CONSOLE_PFN/EVTCHN unset: no backend)"
+            ))))
+        }
+        Err(e) => bail!("reading the console parameters: {e:?}"),
+    };
+    if let Err(e) = xen::console::use_ring(ring, port) {
+        bail!("console ring at {ring:#x}: {e:?}");
+    }
+    let written = xen::console::write(b"pvtest: console line through the PV console\r\n");
+    context.measure(written as u64);
+    if written != line.len() + 1 {
+        bail!("console ring took {written} bytes");
+    }
+    if !wait_until(WAIT_LIMIT_MS, || xen::console::ring_unconsumed() == Some(0)) {
+        bail!(
+            "backend left {:?} bytes unconsumed in the ring (port {port})",
+            xen::console::ring_unconsumed()
+        );
+    }
+    Ok(())
+}
