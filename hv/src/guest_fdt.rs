@@ -89,8 +89,8 @@ pub struct DomuFdt<'a> {
     pub bootargs: Option<&'a str>,
     /// Where the initrd was loaded.
     pub initrd: Option<GuestRange>,
-    /// Whether to emit Xen's `hypervisor` node (not supported yet: must be false).
-    pub hypervisor_node: bool,
+    /// Xen's `hypervisor` node, for guests that use the Xen interface.
+    pub hypervisor: Option<HypervisorNode>,
 }
 
 fn reg_cells(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<u64> {
@@ -140,12 +140,37 @@ fn write_chosen(
     Ok(())
 }
 
+/// Xen's `hypervisor` node: how a guest finds the Xen interface (see
+/// `docs/misc/arm/device-tree/guest.txt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HypervisorNode {
+    /// Guest-physical space for grant-table frames (outside RAM).
+    pub grant_region: GuestRange,
+    /// INTID of the event-channel upcall (a PPI).
+    pub upcall_intid: u32,
+}
+
+/// Writes `/hypervisor` (named exactly so: Linux matches the name without a unit address).
+fn write_hypervisor(w: &mut FdtWriter, h: &HypervisorNode, gic_phandle: u32) -> Result<()> {
+    if !(16..32).contains(&h.upcall_intid) || h.grant_region.size == 0 {
+        return Err(FdtBuildError::BadInput("bad hypervisor node"));
+    }
+    let n = w.begin_node("hypervisor")?;
+    w.property_string_list(
+        "compatible",
+        ["xen,xen-4.17", "xen,xen"].map(String::from).to_vec(),
+    )?;
+    w.property_array_u64("reg", &[h.grant_region.start.raw(), h.grant_region.size])?;
+    // Level, active low (0xf08), as Xen writes it.
+    w.property_array_u32("interrupts", &interrupt_cells(h.upcall_intid, 0xf08)?)?;
+    w.property_u32("interrupt-parent", gic_phandle)?;
+    w.end_node(n)?;
+    Ok(())
+}
+
 /// Builds a dom0less domU's device tree.
 pub fn build_domu_fdt(spec: &DomuFdt<'_>) -> Result<Vec<u8>> {
     let bad = FdtBuildError::BadInput;
-    if spec.hypervisor_node {
-        return Err(bad("the hypervisor node is not supported yet"));
-    }
     if spec.ram.is_empty() || spec.ram.iter().any(|r| r.size == 0) {
         return Err(bad("no RAM, or an empty RAM bank"));
     }
@@ -238,6 +263,10 @@ pub fn build_domu_fdt(spec: &DomuFdt<'_>) -> Result<Vec<u8>> {
     w.property_array_u32("interrupts", &cells)?;
     w.end_node(n)?;
 
+    if let Some(h) = &spec.hypervisor {
+        write_hypervisor(&mut w, h, GUEST_PHANDLE_GIC)?;
+    }
+
     if let (Some((r, intid)), Some(path)) = (spec.vpl011, &uart_path) {
         if !(32..=1019).contains(&intid) {
             return Err(bad("the vPL011 interrupt must be an SPI"));
@@ -271,6 +300,8 @@ pub struct Dom0Fdt<'a> {
     pub uart_path: Option<&'a str>,
     /// Paths of host devices passed through to dom0 (left enabled).
     pub keep_devices: &'a [&'a str],
+    /// Xen's `hypervisor` node (dom0 always uses the Xen interface on Xen).
+    pub hypervisor: Option<HypervisorNode>,
 }
 
 /// Encodes `value` in `cells` 32-bit cells (1 or 2).
@@ -443,6 +474,13 @@ impl Dom0Writer<'_, '_, '_> {
             self.copy(c)?;
         }
         if i == 0 {
+            if let Some(h) = &self.spec.hypervisor {
+                let gic = (0..t.nodes.len())
+                    .find(|&g| self.is_gic(g))
+                    .and_then(|g| t.phandle(g))
+                    .ok_or(FdtBuildError::BadInput("the host GIC has no phandle"))?;
+                write_hypervisor(&mut self.w, h, gic)?;
+            }
             // A host tree without memory or /chosen nodes still gets dom0's.
             self.write_memory()?;
             if t.find("/chosen").is_none() {
@@ -550,7 +588,7 @@ mod tests {
             )),
             bootargs: Some("console=ttyAMA0"),
             initrd: Some(gr(0x4800_0000, 0x1000)),
-            hypervisor_node: false,
+            hypervisor: None,
         }
     }
 
@@ -702,11 +740,32 @@ mod tests {
             Err(FdtBuildError::BadInput(_))
         ));
         let mut s = domu_spec();
-        s.hypervisor_node = true;
+        s.hypervisor = Some(HypervisorNode {
+            grant_region: gr(0x3800_0000, 0x100_0000),
+            upcall_intid: 40,
+        });
         assert!(matches!(
             build_domu_fdt(&s),
             Err(FdtBuildError::BadInput(_))
         ));
+        let mut s = domu_spec();
+        s.hypervisor = Some(HypervisorNode {
+            grant_region: gr(0x3800_0000, 0x100_0000),
+            upcall_intid: layout::EVTCHN_PPI,
+        });
+        let dtb = build_domu_fdt(&s).unwrap();
+        let fdt = Fdt::new(&dtb).unwrap();
+        let h = fdt.find_node("/hypervisor").unwrap();
+        assert_eq!(
+            h.compatible().unwrap().all().collect::<Vec<_>>(),
+            ["xen,xen-4.17", "xen,xen"]
+        );
+        let reg = h.reg().unwrap().next().unwrap();
+        assert_eq!((reg.starting_address as u64, reg.size), (0x3800_0000, Some(0x100_0000)));
+        assert_eq!(
+            h.property("interrupts").unwrap().value,
+            [0, 0, 0, 1, 0, 0, 0, 15, 0, 0, 0xf, 0x8]
+        );
         let mut s = domu_spec();
         s.bootargs = Some("nul\0inside");
         assert!(matches!(build_domu_fdt(&s), Err(FdtBuildError::Writer(_))));
@@ -720,6 +779,7 @@ mod tests {
             initrd: Some(hr(0x4c00_0000, 987884)),
             uart_path: Some("/pl011@9000000"),
             keep_devices: &["/virtio_mmio@a000000"],
+            hypervisor: None,
         }
     }
 

@@ -223,6 +223,89 @@ impl PageTable {
         unreachable!("level 3 always maps a page")
     }
 
+    /// Points the 4 KiB page at `input` to `output` with `attrs`, or unmaps it (`None`),
+    /// splitting a block mapping that covers it into smaller ones with the same attributes.
+    /// Returns whether a valid translation changed, in which case the caller must invalidate
+    /// the TLB entries for `input` (and, after a split, for the whole block) before relying
+    /// on the change.
+    pub fn set_page(
+        &mut self,
+        mem: &mut impl TableMemory,
+        input: u64,
+        output: Option<(u64, Descriptor)>,
+    ) -> Result<bool, MapError> {
+        if !input.is_multiple_of(PAGE) || output.is_some_and(|(o, _)| !o.is_multiple_of(PAGE)) {
+            return Err(MapError::Unaligned);
+        }
+        if input >= 1 << INPUT_BITS {
+            return Err(MapError::OutOfRange);
+        }
+        let mut table = self.root;
+        let mut changed = false;
+        for (level, &shift) in LEVEL_SHIFT.iter().enumerate().skip(1) {
+            let index = ((input >> shift) & (ENTRIES as u64 - 1)) as usize;
+            // SAFETY: `table` belongs to this tree; `&mut self` makes access exclusive.
+            let entries = unsafe { mem.table(table) };
+            let entry = Descriptor::new(entries[index]);
+            if level == 3 {
+                changed = entry.is_set(DESC::VALID);
+                entries[index] = match output {
+                    Some((oa, attrs)) => with(
+                        attrs,
+                        DESC::VALID::SET + DESC::TABLE_OR_PAGE::SET + DESC::OUTPUT_ADDR.val(oa >> 12),
+                    )
+                    .get(),
+                    None => 0,
+                };
+                return Ok(changed);
+            }
+            if !entry.is_set(DESC::VALID) {
+                if output.is_none() {
+                    return Ok(false);
+                }
+                let next = mem.alloc_table().ok_or(MapError::OutOfTables)?;
+                // SAFETY: as above.
+                let entries = unsafe { mem.table(table) };
+                entries[index] = with(
+                    Descriptor::new(0),
+                    DESC::VALID::SET + DESC::TABLE_OR_PAGE::SET + DESC::OUTPUT_ADDR.val(next >> 12),
+                )
+                .get();
+                table = next;
+            } else if !entry.is_set(DESC::TABLE_OR_PAGE) {
+                // A block: replace it by a table of the next level mapping the same range.
+                let next = mem.alloc_table().ok_or(MapError::OutOfTables)?;
+                let base = entry.read(DESC::OUTPUT_ADDR) << 12;
+                let child_size = 1u64 << LEVEL_SHIFT[level + 1];
+                let mut attrs = entry;
+                attrs.modify(DESC::VALID::CLEAR + DESC::TABLE_OR_PAGE::CLEAR + DESC::OUTPUT_ADDR.val(0));
+                let kind = if level + 1 == 3 {
+                    DESC::TABLE_OR_PAGE::SET
+                } else {
+                    DESC::TABLE_OR_PAGE::CLEAR
+                };
+                // SAFETY: the new table is not linked yet; nothing else can reach it.
+                let child = unsafe { mem.table(next) };
+                for (k, e) in child.iter_mut().enumerate() {
+                    let oa = base + k as u64 * child_size;
+                    *e = with(attrs, DESC::VALID::SET + kind + DESC::OUTPUT_ADDR.val(oa >> 12)).get();
+                }
+                // SAFETY: as above.
+                let entries = unsafe { mem.table(table) };
+                entries[index] = with(
+                    Descriptor::new(0),
+                    DESC::VALID::SET + DESC::TABLE_OR_PAGE::SET + DESC::OUTPUT_ADDR.val(next >> 12),
+                )
+                .get();
+                changed = true;
+                table = next;
+            } else {
+                table = entry.read(DESC::OUTPUT_ADDR) << 12;
+            }
+        }
+        Ok(changed)
+    }
+
     /// The output address `input` translates to, if mapped.
     pub fn translate(&self, mem: &mut impl TableMemory, input: u64) -> Option<u64> {
         if input >= 1 << INPUT_BITS {
@@ -326,6 +409,40 @@ mod tests {
         assert_eq!(pt.translate(&mut mem, 0x4040_3000), None);
         // root + L2 + L3
         assert_eq!(mem.tables.len(), 3);
+        pt.destroy(&mut mem);
+        assert!(mem.tables.is_empty());
+    }
+
+    #[test]
+    fn set_page_splits_blocks_and_unmaps() {
+        let mut mem = HostTables::default();
+        let mut pt = PageTable::new(&mut mem).unwrap();
+        pt.map(&mut mem, 0x4000_0000, 0x8000_0000, 0x4000_0000, stage2_ram())
+            .unwrap();
+        // Replace one page inside the 1 GiB block: L1 block -> L2 table -> L3 table.
+        let changed = pt
+            .set_page(&mut mem, 0x4020_3000, Some((0x1_2345_6000, stage2_device())))
+            .unwrap();
+        assert!(changed);
+        assert_eq!(pt.translate(&mut mem, 0x4020_3010), Some(0x1_2345_6010));
+        // Neighbours keep their old translation.
+        assert_eq!(pt.translate(&mut mem, 0x4020_2000), Some(0x8020_2000));
+        assert_eq!(pt.translate(&mut mem, 0x4020_4000), Some(0x8020_4000));
+        assert_eq!(pt.translate(&mut mem, 0x7fff_f000), Some(0xbfff_f000));
+        assert_eq!(mem.tables.len(), 3);
+        assert!(pt.set_page(&mut mem, 0x4020_3000, None).unwrap());
+        assert_eq!(pt.translate(&mut mem, 0x4020_3000), None);
+        // Unmapping an unmapped page changes nothing and allocates nothing.
+        assert!(!pt.set_page(&mut mem, 0x10_0000, None).unwrap());
+        assert_eq!(mem.tables.len(), 3);
+        assert_eq!(
+            pt.set_page(&mut mem, 0x123, None),
+            Err(MapError::Unaligned)
+        );
+        assert_eq!(
+            pt.set_page(&mut mem, 1 << 40, None),
+            Err(MapError::OutOfRange)
+        );
         pt.destroy(&mut mem);
         assert!(mem.tables.is_empty());
     }

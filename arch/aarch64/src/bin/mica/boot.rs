@@ -16,6 +16,8 @@ use spin::Once;
 use tock_registers::interfaces::{Readable, Writeable};
 
 const MIB2: u64 = 2 << 20;
+/// Guest frame of the PV console ring of a Xen-aware domU (Xen's `GUEST_MAGIC_BASE`).
+const XEN_CONSOLE_GFN: u64 = 0x39000;
 /// Heap Mica takes from RAM once it knows the memory map.
 const HEAP_GROWTH: u64 = 8 << 20;
 /// Round-robin time slice.
@@ -143,6 +145,7 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
     consoles::init(info.cmdline.console_timestamps, uart_intid);
     report_boot_notes(info);
 
+    crate::xen::init();
     start_secondaries(info);
     create_domains(info, dtb_bytes);
     release_boot_modules(info);
@@ -243,6 +246,7 @@ pub fn secondary(cpu: usize) -> ! {
 fn create_domains(info: &HostInfo, dtb: &[u8]) {
     let mut next_domu = 1u16;
     let mut built = Vec::new();
+    let mut pending_xen = Vec::new();
     for spec in &info.domains {
         let spec = match spec {
             Ok(s) => s,
@@ -262,6 +266,17 @@ fn create_domains(info: &HostInfo, dtb: &[u8]) {
         };
         match domain::build(id, spec, info, dtb) {
             Ok(dom) => {
+                if dom.initial || spec.enhanced {
+                    let mut cfg = mica_hv::xen::DomainConfig::domu(id, spec.vcpus);
+                    cfg.privileged = dom.initial;
+                    cfg.console_io = dom.initial;
+                    cfg.direct_mapped = dom.initial;
+                    if !dom.initial {
+                        // Mica serves the PV console itself: no toolstack needed.
+                        cfg.pv_console_gfn = Some(XEN_CONSOLE_GFN);
+                    }
+                    pending_xen.push(cfg);
+                }
                 info!(
                     "DOM{id}: {} created: {} MiB, {} vCPU{}{}",
                     spec.name,
@@ -295,6 +310,12 @@ fn create_domains(info: &HostInfo, dtb: &[u8]) {
         table[id] = Some(Arc::clone(&dom));
     }
     drop(table);
+    // The Xen layer reaches domains through the table, so register them now.
+    for cfg in pending_xen {
+        if let Err(e) = crate::xen::create_domain(&cfg) {
+            info!("DOM{}: Xen interface not available: {e:?}", cfg.domid);
+        }
+    }
     // Wake every CPU that got work.
     for (cpu, p) in PCPUS.iter().enumerate() {
         if cpu != 0 && p.online.load(Ordering::Acquire) {

@@ -77,6 +77,9 @@ pub fn input(byte: u8) {
         None => return,
     };
     if let InputAction::Deliver { dom, bytes } = action {
+        if crate::xen::console_input(dom, bytes.as_slice()) {
+            return;
+        }
         if let Some(d) = world::domain(dom) {
             let line = {
                 let mut uart = d.uart.model.lock();

@@ -13,7 +13,7 @@ use mica_aarch64::pagetable::{stage2_device, stage2_ram, PageTable, INPUT_BITS};
 use mica_guest_abi::layout;
 use mica_hv::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
 use mica_hv::bootcfg::{self, DomainKind, DomainSpec, HostDevice, HostInfo};
-use mica_hv::guest_fdt::{self, Dom0Fdt, DomuFdt, GuestGic};
+use mica_hv::guest_fdt::{self, Dom0Fdt, DomuFdt, GuestGic, HypervisorNode};
 use mica_hv::ratelimit::RateLimiter;
 use mica_hv::bootcfg::GicVersion;
 use mica_hv::vgic::{Vgic, VgicConfig, VgicV2Config, DIST_V2_SIZE, MAX_VCPUS_V2};
@@ -318,6 +318,7 @@ pub fn build(
         vcpus,
         dying: AtomicBool::new(false),
         log_limit: Mutex::new(RateLimiter::new(10, 2)),
+        overlays: Mutex::new(Vec::new()),
     };
     // From here on, dropping `dom` frees its memory and tables.
 
@@ -358,6 +359,10 @@ pub fn build(
                 initrd: initrd_host,
                 uart_path: host.uart.as_ref().map(|u| u.path.as_str()),
                 keep_devices: &keep,
+                hypervisor: Some(HypervisorNode {
+                    grant_region: dom0_grant_region(host),
+                    upcall_intid: layout::EVTCHN_PPI,
+                }),
             },
         )
     } else {
@@ -369,7 +374,13 @@ pub fn build(
             vpl011: Some((dom.uart.range, dom.uart.intid)),
             bootargs,
             initrd,
-            hypervisor_node: false,
+            hypervisor: spec.enhanced.then(|| HypervisorNode {
+                grant_region: GuestRange {
+                    start: GuestPhysAddr::new(XEN_GRANT_BASE),
+                    size: XEN_GRANT_SIZE,
+                },
+                upcall_intid: layout::EVTCHN_PPI,
+            }),
         })
     }
     .map_err(|e| fail(format!("building its device tree: {e:?}")))?;
@@ -536,6 +547,21 @@ fn virtual_gic(
             };
             Ok((vgic, guest))
         }
+    }
+}
+
+/// A domU's grant-table space (Xen's `GUEST_GNTTAB_BASE`, 16 MiB).
+pub const XEN_GRANT_BASE: u64 = 0x3800_0000;
+/// Size of the grant-table space.
+pub const XEN_GRANT_SIZE: u64 = 0x100_0000;
+
+/// The initial domain's grant-table space: direct-mapped, so it must be a hole in the host's
+/// physical map. Mica takes the 16 MiB just above the end of RAM.
+pub fn dom0_grant_region(host: &HostInfo) -> GuestRange {
+    let ram_end = host.memory.iter().map(|r| r.end().raw()).max().unwrap_or(0);
+    GuestRange {
+        start: GuestPhysAddr::new(align_up(ram_end, MIB2)),
+        size: XEN_GRANT_SIZE,
     }
 }
 

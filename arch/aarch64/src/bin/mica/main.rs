@@ -25,6 +25,7 @@ mod sysreg;
 mod timer;
 mod vcpu;
 mod world;
+mod xen;
 
 use mica_aarch64::esr;
 

@@ -18,8 +18,6 @@ use tock_registers::interfaces::{Readable, Writeable};
 
 /// The Xen hypercall immediate (`HVC #0xEA1`).
 const XEN_HYPERCALL_IMM: u16 = 0xEA1;
-/// -ENOSYS, for hypercalls not implemented yet.
-const ENOSYS: i64 = -38;
 /// Longest Mica sleeps without looking at its timers and consoles, in microseconds.
 const HOUSEKEEPING_US: u64 = 10_000;
 
@@ -146,11 +144,14 @@ pub fn run(cpu: usize) -> ! {
         loaded: None,
         timers: Vec::new(),
     };
+    let mut next_housekeeping = 0;
     loop {
         let now = timer::now();
         fire_timers(&mut local, now);
-        if cpu == 0 {
+        if cpu == 0 && now >= next_housekeeping {
             consoles::flush_idle(now);
+            crate::xen::poll_consoles();
+            next_housekeeping = now + timer::us_to_ticks(HOUSEKEEPING_US);
         }
         if local
             .loaded
@@ -426,10 +427,18 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
         }
         Exit::Hvc {
             imm: XEN_HYPERCALL_IMM,
-            ..
-        } => Action::ResumeWith {
-            regs: [Some(ENOSYS as u64), None, None, None],
-        },
+            args,
+        } => {
+            let nr = ctx.regs.x[16];
+            let out = crate::xen::hypercall(dom, index, nr, [args[0], args[1], args[2], args[3], args[4]]);
+            ctx.regs.x[0] = out.ret as u64;
+            match out.after {
+                mica_hv::xen::After::Resume => Action::Resume,
+                mica_hv::xen::After::Yield => Action::Yield,
+                mica_hv::xen::After::Block => Action::Block,
+                mica_hv::xen::After::Shutdown(reason) => Action::ShutdownDomain(reason),
+            }
+        }
         Exit::Hvc { imm, .. } | Exit::Smc { imm, .. } => {
             guest_log(dom, format_args!("unknown HVC/SMC immediate {imm:#x}"));
             Action::InjectUndefined
@@ -807,6 +816,8 @@ pub fn destroy(dom: &Arc<Domain>, reason: ShutdownReason) {
     };
     consoles::remove_domain(dom.id);
     crate::passthrough::release(dom.id);
+    // Event channels and grants go before the memory (while the domain is still listed).
+    crate::xen::destroy_domain(dom.id);
     crate::info!("DOM{} ({}) {how}; domain destroyed", dom.id, dom.name);
     if let Some(slot) = DOMAINS.write().get_mut(usize::from(dom.id)) {
         *slot = None;

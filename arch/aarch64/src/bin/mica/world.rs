@@ -132,6 +132,8 @@ pub struct Domain {
     pub dying: AtomicBool,
     /// Limits the log lines this guest can cause.
     pub log_limit: Mutex<RateLimiter>,
+    /// Pages of its physmap that are not its RAM (Xen shared_info, grant frames, grants).
+    pub overlays: Mutex<Vec<crate::xen::Overlay>>,
 }
 
 impl Domain {
@@ -181,6 +183,9 @@ impl Drop for Domain {
             if let Some(table) = self.stage2.lock().take() {
                 crate::stage2::flush_vmid(self.vttbr);
                 table.destroy(&mut FrameTables(frames));
+            }
+            for page in crate::xen::special_pages(&self.overlays.lock()) {
+                let _ = frames.free(page);
             }
             for &(_, host) in &self.ram {
                 // Scrub, so the next owner never sees this guest's data.

@@ -1,0 +1,464 @@
+//! The Xen guest interface on AArch64: the glue between `mica_hv::xen` (portable state and
+//! hypercall handlers) and this CPU's stage-2 tables, address translation and vGIC.
+//!
+//! Lock order: [`XEN`] first, then the frame allocator, then a domain's stage-2 table, then
+//! vGIC, scheduler and console locks. Nothing takes [`XEN`] while holding one of those.
+
+use crate::world::{self, Domain, FrameTables, FRAMES};
+use crate::{consoles, run};
+use aarch64_cpu::registers::PAR_EL1;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
+use mica_aarch64::pagetable::{stage2_ram, with, DESC};
+use mica_guest_abi::layout::EVTCHN_PPI;
+use mica_guest_abi::xen::{errno, DomId};
+use mica_hv::addr::{GuestPhysAddr, HostPhysAddr, HostRange, PAGE_SIZE};
+use mica_hv::xen::env::{Backend, SpecialPage, XenEnv};
+use mica_hv::xen::mem::{GuestMemError, GuestMemory, GuestVirtMemory};
+use mica_hv::xen::{dispatch, DomainConfig, HypercallCtx, Outcome, Xen};
+use spin::Mutex;
+use tock_registers::interfaces::{Readable, Writeable};
+
+/// Every Xen-aware domain's Xen state.
+pub static XEN: Mutex<Option<Xen>> = Mutex::new(None);
+
+/// A page of a domain's physmap that is not its own RAM.
+#[derive(Clone, Copy, Debug)]
+pub struct Overlay {
+    /// Guest frame it appears at (None: allocated, currently not placed).
+    pub gfn: Option<u64>,
+    /// Host frame behind it.
+    pub hpa: u64,
+    /// What it is.
+    pub kind: OverlayKind,
+}
+
+/// Kinds of [`Overlay`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverlayKind {
+    /// A hypervisor page (shared_info, grant frame, console ring), owned by the domain
+    /// and freed with it.
+    Special(SpecialPage),
+    /// Another domain's frame, mapped through a grant.
+    Foreign {
+        /// Mapped read-only.
+        readonly: bool,
+    },
+}
+
+/// Starts the Xen layer.
+pub fn init() {
+    *XEN.lock() = Some(Xen::new());
+}
+
+/// Registers a domain with the Xen layer.
+pub fn create_domain(cfg: &DomainConfig) -> Result<(), mica_hv::xen::XenError> {
+    let mut guard = XEN.lock();
+    let xen = guard.as_mut().ok_or(mica_hv::xen::XenError::BadConfig)?;
+    xen.create_domain(cfg, &mut ArchEnv::default())
+}
+
+/// Removes a domain's event channels and grants (before its memory goes).
+pub fn destroy_domain(id: u16) {
+    let mut guard = XEN.lock();
+    if let Some(xen) = guard.as_mut() {
+        if xen.domain(id).is_some() {
+            xen.destroy_domain(id, &mut ArchEnv::default());
+        }
+    }
+}
+
+
+/// Handles `HVC #0xEA1` from vCPU `vcpu` of `dom`.
+pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Outcome {
+    let mut guard = XEN.lock();
+    let Some(xen) = guard.as_mut() else {
+        return Outcome::err(errno::ENOSYS);
+    };
+    if xen.domain(dom.id).is_none() {
+        // Not a Xen-aware domain: no hypercalls, as on a bare machine.
+        return Outcome::err(errno::ENOSYS);
+    }
+    let mut env = ArchEnv::default();
+    let mut vmem = VcpuVirtMemory;
+    let outcome = {
+        let mut ctx = HypercallCtx {
+            xen,
+            caller: dom.id,
+            vcpu: vcpu as u32,
+            vmem: &mut vmem,
+            env: &mut env,
+        };
+        dispatch(&mut ctx, nr, args)
+    };
+    let dirty = core::mem::take(&mut env.console_dirty);
+    for d in dirty {
+        drain_console(xen, d, &mut env);
+    }
+    outcome
+}
+
+fn drain_console(xen: &mut Xen, dom: DomId, env: &mut ArchEnv) {
+    let mut buf = [0u8; 256];
+    loop {
+        let n = xen.console_poll_output(dom, &mut buf, env);
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            consoles::guest_byte(dom, b);
+        }
+    }
+}
+
+/// Housekeeping: drains every PV console ring (output a guest wrote without notifying).
+pub fn poll_consoles() {
+    let Some(mut guard) = XEN.try_lock() else {
+        return;
+    };
+    let Some(xen) = guard.as_mut() else {
+        return;
+    };
+    let ids: Vec<u16> = world::DOMAINS
+        .read()
+        .iter()
+        .flatten()
+        .map(|d| d.id)
+        .collect();
+    let mut env = ArchEnv::default();
+    for id in ids {
+        if xen.domain(id).is_some_and(|d| d.console_port().is_some()) {
+            drain_console(xen, id, &mut env);
+        }
+    }
+}
+
+/// Keyboard input for a Xen-aware domain. Returns false if the domain takes its input
+/// through its emulated UART instead.
+pub fn console_input(dom: u16, bytes: &[u8]) -> bool {
+    let mut guard = XEN.lock();
+    let Some(xen) = guard.as_mut() else {
+        return false;
+    };
+    let Some(d) = xen.domain(dom) else {
+        return false;
+    };
+    let mut env = ArchEnv::default();
+    if d.console_port().is_some() {
+        xen.console_push_input(dom, bytes, &mut env);
+        true
+    } else if dom == 0 {
+        xen.hwdom_console_input(bytes, &mut env);
+        // dom0 may also read its emulated UART: give it both.
+        false
+    } else {
+        false
+    }
+}
+
+/// One domain's memory as the Xen layer sees it.
+struct DomainMemory {
+    dom: Arc<Domain>,
+}
+
+impl DomainMemory {
+    /// Host address of `gpa` and the bytes left in its page.
+    fn host(&self, gpa: GuestPhysAddr) -> Result<(u64, usize), GuestMemError> {
+        let page = gpa.align_down(PAGE_SIZE).raw();
+        let off = gpa.raw() - page;
+        let left = (PAGE_SIZE - off) as usize;
+        if let Some(o) = self
+            .dom
+            .overlays
+            .lock()
+            .iter()
+            .find(|o| o.gfn == Some(page >> 12))
+        {
+            return Ok((o.hpa + off, left));
+        }
+        let (host, avail) = self.dom.ram_to_host(gpa).ok_or(GuestMemError::Unmapped)?;
+        Ok((host.raw(), left.min(avail as usize)))
+    }
+
+    fn atomic_ptr(&self, gpa: GuestPhysAddr, align: u64) -> Result<u64, GuestMemError> {
+        if !gpa.is_aligned(align) {
+            return Err(GuestMemError::Misaligned);
+        }
+        Ok(self.host(gpa)?.0)
+    }
+}
+
+impl GuestMemory for DomainMemory {
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = gpa.checked_add(done as u64).ok_or(GuestMemError::OutOfRange)?;
+            let (host, left) = self.host(at)?;
+            let n = left.min(buf.len() - done);
+            // SAFETY: `host..host+n` is RAM of this domain (or a page it was given), identity
+            // mapped; the guest may change it concurrently, which only affects the values.
+            unsafe {
+                core::ptr::copy_nonoverlapping(host as *const u8, buf[done..].as_mut_ptr(), n)
+            };
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = gpa.checked_add(done as u64).ok_or(GuestMemError::OutOfRange)?;
+            let (host, left) = self.host(at)?;
+            let n = left.min(data.len() - done);
+            // SAFETY: as for `read`; the page belongs to this domain.
+            unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), host as *mut u8, n) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn barrier(&self) {
+        aarch64_cpu::asm::barrier::dmb(aarch64_cpu::asm::barrier::ISH);
+    }
+
+    fn fetch_or_u64(&mut self, gpa: GuestPhysAddr, bits: u64) -> Result<u64, GuestMemError> {
+        let p = self.atomic_ptr(gpa, 8)?;
+        // SAFETY: an 8-byte aligned word of this domain's RAM, identity-mapped as normal
+        // memory; the guest uses it atomically too.
+        Ok(unsafe { AtomicU64::from_ptr(p as *mut u64) }.fetch_or(bits, Ordering::AcqRel))
+    }
+
+    fn fetch_and_u64(&mut self, gpa: GuestPhysAddr, bits: u64) -> Result<u64, GuestMemError> {
+        let p = self.atomic_ptr(gpa, 8)?;
+        // SAFETY: as for `fetch_or_u64`.
+        Ok(unsafe { AtomicU64::from_ptr(p as *mut u64) }.fetch_and(bits, Ordering::AcqRel))
+    }
+
+    fn swap_u8(&mut self, gpa: GuestPhysAddr, value: u8) -> Result<u8, GuestMemError> {
+        let p = self.atomic_ptr(gpa, 1)?;
+        // SAFETY: a byte of this domain's RAM, identity-mapped as normal memory.
+        Ok(unsafe { AtomicU8::from_ptr(p as *mut u8) }.swap(value, Ordering::AcqRel))
+    }
+
+    fn cmpxchg_u16(&mut self, gpa: GuestPhysAddr, expected: u16, new: u16) -> Result<u16, GuestMemError> {
+        let p = self.atomic_ptr(gpa, 2)?;
+        // SAFETY: a 2-byte aligned half-word of this domain's RAM, identity-mapped.
+        let a = unsafe { AtomicU16::from_ptr(p as *mut u16) };
+        Ok(match a.compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(v) | Err(v) => v,
+        })
+    }
+}
+
+/// The calling vCPU's virtual address space, through the MMU's own translation
+/// (`AT S12E1R/W`), so hypercall buffers are found exactly as the guest sees them.
+struct VcpuVirtMemory;
+
+impl VcpuVirtMemory {
+    /// Host address of guest virtual `gva` for a read or write, and the bytes left in its page.
+    fn translate(gva: u64, write: bool) -> Result<(u64, usize), GuestMemError> {
+        let saved = PAR_EL1.get();
+        // SAFETY: address translation instructions only update PAR_EL1, which is restored.
+        unsafe {
+            if write {
+                core::arch::asm!("at s12e1w, {}", "isb", in(reg) gva, options(nostack));
+            } else {
+                core::arch::asm!("at s12e1r, {}", "isb", in(reg) gva, options(nostack));
+            }
+        }
+        let par = PAR_EL1.get();
+        PAR_EL1.set(saved);
+        if par & 1 != 0 {
+            return Err(GuestMemError::Unmapped);
+        }
+        let off = gva & (PAGE_SIZE - 1);
+        let pa = (par & 0x0000_ffff_ffff_f000) | off;
+        Ok((pa, (PAGE_SIZE - off) as usize))
+    }
+}
+
+impl GuestVirtMemory for VcpuVirtMemory {
+    fn read_virt(&self, gva: u64, buf: &mut [u8]) -> Result<(), GuestMemError> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = gva.checked_add(done as u64).ok_or(GuestMemError::OutOfRange)?;
+            let (pa, left) = Self::translate(at, false)?;
+            let n = left.min(buf.len() - done);
+            // SAFETY: the MMU translated the guest address to this host address through the
+            // guest's own stage 2, so it is memory the guest may read; identity-mapped here.
+            unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf[done..].as_mut_ptr(), n) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_virt(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestMemError> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = gva.checked_add(done as u64).ok_or(GuestMemError::OutOfRange)?;
+            let (pa, left) = Self::translate(at, true)?;
+            let n = left.min(data.len() - done);
+            // SAFETY: as for `read_virt`, translated for writing.
+            unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), pa as *mut u8, n) };
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// The arch layer's services for one Xen operation.
+#[derive(Default)]
+struct ArchEnv {
+    mems: Vec<(DomId, DomainMemory)>,
+    console_dirty: Vec<DomId>,
+}
+
+fn any_domain(id: DomId) -> Option<Arc<Domain>> {
+    world::DOMAINS.read().get(usize::from(id)).and_then(|d| d.clone())
+}
+
+/// Points `gfn` of `dom` at host frame `hpa` (or unmaps it) and drops stale translations.
+fn set_stage2_page(dom: &Domain, gfn: u64, target: Option<(u64, bool)>) -> Result<(), i32> {
+    let mut frames = FRAMES.lock();
+    let frames = frames.as_mut().ok_or(errno::ENOMEM)?;
+    let mut table = dom.stage2.lock();
+    let table = table.as_mut().ok_or(errno::ESRCH)?;
+    let output = target.map(|(hpa, readonly)| {
+        let mut attrs = stage2_ram();
+        if readonly {
+            attrs = with(attrs, DESC::S2AP::ReadOnly);
+        }
+        (hpa, attrs)
+    });
+    let gpa = gfn.checked_mul(PAGE_SIZE).ok_or(errno::EINVAL)?;
+    table
+        .set_page(&mut FrameTables(frames), gpa, output)
+        .map_err(|_| errno::EINVAL)?;
+    crate::stage2::flush_vmid(dom.vttbr);
+    Ok(())
+}
+
+impl XenEnv for ArchEnv {
+    fn memory(&mut self, dom: DomId) -> Option<&mut dyn GuestMemory> {
+        let pos = match self.mems.iter().position(|(id, _)| *id == dom) {
+            Some(p) => p,
+            None => {
+                let d = any_domain(dom)?;
+                self.mems.push((dom, DomainMemory { dom: d }));
+                self.mems.len() - 1
+            }
+        };
+        Some(&mut self.mems[pos].1)
+    }
+
+    fn map_special_page(&mut self, dom: DomId, page: SpecialPage, gfn: u64) -> Result<(), i32> {
+        let d = any_domain(dom).ok_or(errno::ESRCH)?;
+        let existing = d
+            .overlays
+            .lock()
+            .iter()
+            .find(|o| o.kind == OverlayKind::Special(page))
+            .copied();
+        let hpa = match existing {
+            Some(o) => {
+                if let Some(old) = o.gfn {
+                    set_stage2_page(&d, old, None)?;
+                }
+                o.hpa
+            }
+            None => {
+                let mut frames = FRAMES.lock();
+                let frames = frames.as_mut().ok_or(errno::ENOMEM)?;
+                let hpa = frames.alloc(PAGE_SIZE, PAGE_SIZE).ok_or(errno::ENOMEM)?.raw();
+                // SAFETY: a fresh, identity-mapped page nobody else uses.
+                unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, PAGE_SIZE as usize) };
+                hpa
+            }
+        };
+        set_stage2_page(&d, gfn, Some((hpa, false)))?;
+        let mut overlays = d.overlays.lock();
+        overlays.retain(|o| o.kind != OverlayKind::Special(page) && o.gfn != Some(gfn));
+        overlays.push(Overlay {
+            gfn: Some(gfn),
+            hpa,
+            kind: OverlayKind::Special(page),
+        });
+        self.mems.retain(|(id, _)| *id != dom);
+        Ok(())
+    }
+
+    fn unmap_special_page(&mut self, dom: DomId, page: SpecialPage, gfn: u64) {
+        let Some(d) = any_domain(dom) else {
+            return;
+        };
+        let _ = set_stage2_page(&d, gfn, None);
+        for o in d.overlays.lock().iter_mut() {
+            if o.kind == OverlayKind::Special(page) && o.gfn == Some(gfn) {
+                o.gfn = None;
+            }
+        }
+    }
+
+    fn map_foreign(
+        &mut self,
+        grantee: DomId,
+        gfn: u64,
+        granter: DomId,
+        granter_gfn: u64,
+        readonly: bool,
+    ) -> Result<(), i32> {
+        let src = any_domain(granter).ok_or(errno::ESRCH)?;
+        let dst = any_domain(grantee).ok_or(errno::ESRCH)?;
+        let gpa = GuestPhysAddr::new(granter_gfn.checked_mul(PAGE_SIZE).ok_or(errno::EINVAL)?);
+        let (hpa, _) = DomainMemory { dom: src }.host(gpa).map_err(|_| errno::EINVAL)?;
+        set_stage2_page(&dst, gfn, Some((hpa, readonly)))?;
+        let mut overlays = dst.overlays.lock();
+        overlays.retain(|o| o.gfn != Some(gfn));
+        overlays.push(Overlay {
+            gfn: Some(gfn),
+            hpa,
+            kind: OverlayKind::Foreign { readonly },
+        });
+        self.mems.retain(|(id, _)| *id != grantee);
+        Ok(())
+    }
+
+    fn unmap_foreign(&mut self, grantee: DomId, gfn: u64) {
+        let Some(d) = any_domain(grantee) else {
+            return;
+        };
+        let _ = set_stage2_page(&d, gfn, None);
+        d.overlays
+            .lock()
+            .retain(|o| !(o.gfn == Some(gfn) && matches!(o.kind, OverlayKind::Foreign { .. })));
+    }
+
+    fn raise_upcall(&mut self, dom: DomId, vcpu: u32) {
+        if let Some(d) = any_domain(dom) {
+            let set = d.vgic.inject(vcpu as usize, EVTCHN_PPI);
+            run::kick(&d, set);
+        }
+    }
+
+    fn console_write(&mut self, dom: DomId, bytes: &[u8]) {
+        for &b in bytes {
+            consoles::guest_byte(dom, b);
+        }
+    }
+
+    fn backend_notify(&mut self, dom: DomId, backend: Backend) {
+        if backend == Backend::Console && !self.console_dirty.contains(&dom) {
+            self.console_dirty.push(dom);
+        }
+    }
+}
+
+/// Hypervisor pages a dead domain leaves behind, to give back.
+pub fn special_pages(overlays: &[Overlay]) -> impl Iterator<Item = HostRange> + '_ {
+    overlays
+        .iter()
+        .filter(|o| matches!(o.kind, OverlayKind::Special(_)))
+        .filter_map(|o| HostRange::new(HostPhysAddr::new(o.hpa), PAGE_SIZE))
+}
