@@ -128,7 +128,7 @@ fn parse_kernel_dependency(text: &str) -> Option<String> {
 
 /// Downloads `package` with apt into `target/guests/debs` and unpacks it under
 /// `target/guests/x/<name>`; returns the unpacked directory.
-fn fetch_deb(package: &str, what: &str) -> Result<PathBuf, String> {
+pub fn fetch_deb(package: &str, what: &str) -> Result<PathBuf, String> {
     let name = package.split(':').next().unwrap_or(package);
     let debs = guests_dir().join("debs");
     let unpacked = guests_dir().join("x").join(name);
