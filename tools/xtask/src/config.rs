@@ -183,9 +183,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// Sizes for messages: `512 MiB`, `1.5 GiB`, `4096 bytes`.
 fn show_size(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
-    } else if bytes % MIB == 0 {
+    } else if bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{bytes} bytes")
@@ -235,7 +235,7 @@ impl Checker<'_> {
             )
         };
         let bytes = bytes.ok_or_else(bad)?;
-        if bytes == 0 || bytes % 4096 != 0 {
+        if bytes == 0 || !bytes.is_multiple_of(4096) {
             return Err(self.error(
                 value.span(),
                 field,
@@ -323,7 +323,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError>
         }
         if let Some(size) = &m.memory {
             let bytes = check.size(size, "machine.memory")?;
-            if bytes % (1 << 20) != 0 || bytes < 256 << 20 {
+            if !bytes.is_multiple_of(1 << 20) || bytes < 256 << 20 {
                 return Err(check.error(
                     size.span(),
                     "machine.memory",
@@ -541,7 +541,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError>
 
     if let Some(dom0) = domains.iter().find(|d| d.initial) {
         let mem = dom0.memory_bytes;
-        let mem_arg = if mem % (1 << 20) == 0 {
+        let mem_arg = if mem.is_multiple_of(1 << 20) {
             format!("{}M", mem >> 20)
         } else {
             format!("{}K", mem >> 10)
@@ -677,13 +677,11 @@ impl Config {
             };
             let explicit = !matches!(d.sched, Sched::RoundRobin);
             if d.initial && explicit {
-                {
-                    s.chosen_properties.extend(
-                        sched_properties
-                            .iter()
-                            .map(|p| p.replacen("mica,", "mica,dom0-", 1)),
-                    );
-                }
+                s.chosen_properties.extend(
+                    sched_properties
+                        .iter()
+                        .map(|p| p.replacen("mica,", "mica,dom0-", 1)),
+                );
             }
             for (path, _) in &d.passthrough {
                 s.dts_appendix

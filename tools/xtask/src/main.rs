@@ -304,7 +304,7 @@ fn image(
         .join(format!("image-{stem}"));
     let (_, scenario) =
         config::load_scenario(config_path, platform, util::file_size(&hypervisor)?, &work)?;
-    let written = uboot::write_image_dir(&scenario, &hypervisor, &out)?;
+    let written = uboot::write_image_dir(&scenario, &hypervisor, &out, &work)?;
     let plan = &written.plan;
     for load in std::iter::once(&plan.hypervisor)
         .chain(std::iter::once(&plan.dtb))

@@ -199,17 +199,18 @@ pub struct ImageDir {
 
 /// Writes the image directory `out`: mica.bin, mica.dtb, the modules, boot.cmd and (with
 /// mkimage) boot.scr.
+/// Work files (QEMU's board tree, the generated source) go to `work`.
 pub fn write_image_dir(
     scenario: &Scenario,
     hypervisor: &Path,
     out: &Path,
+    work: &Path,
 ) -> Result<ImageDir, String> {
     let hypervisor_size = file_size(hypervisor)?;
     let layout = scenario.layout(hypervisor_size, file_size)?;
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    let work = out.with_extension("work");
-    let dtb = scenario.write_dtb(&layout, &work)?;
+    let dtb = scenario.write_dtb(&layout, work)?;
     let names = module_names(&layout);
     let plan = plan(scenario, &layout, hypervisor_size, file_size(&dtb)?, &names)?;
     copy(hypervisor, &out.join("mica.bin"))?;
@@ -349,7 +350,7 @@ pub fn qemu_args(scenario: &Scenario, uboot: &Path, disk: &Path) -> Vec<String> 
 /// Everything for a U-Boot boot of `scenario` under `work`: image directory, disk, QEMU args.
 pub fn prepare(scenario: &Scenario, hypervisor: &Path, work: &Path) -> Result<Vec<String>, String> {
     let uboot = ensure_uboot()?;
-    let image = write_image_dir(scenario, hypervisor, &work.join("image"))?;
+    let image = write_image_dir(scenario, hypervisor, &work.join("image"), work)?;
     if image.script.is_none() {
         return Err("mkimage (u-boot-tools) is needed to make boot.scr for the disk".into());
     }
@@ -443,7 +444,7 @@ mod tests {
         let mut small = scenario();
         small.mem_mib = 256;
         let err = plan(&small, &layout, 1 << 20, 0x2000, &names).unwrap_err();
-        assert!(err.contains("overlaps U-Boot"), "{err}");
+        assert!(err.contains("U-Boot") && err.contains("overlaps"), "{err}");
         assert!(
             check_regions(&[("x".into(), 0x3000_0000, 1)], 0x4000_0000, 0x8000_0000)
                 .unwrap_err()
