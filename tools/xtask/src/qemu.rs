@@ -135,7 +135,7 @@ pub fn run_interactive(args: &[String], timeout: Option<Duration>) -> Result<Exi
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
-                "timed out after {} s; QEMU stopped",
+                "the machine had not powered off after {} s (--timeout); QEMU stopped",
                 timeout.as_secs()
             ));
         }
