@@ -288,6 +288,10 @@ fn boot_uboot(
 }
 
 fn require_clean_exit(captured: &Captured) -> Result<(), String> {
+    // QEMU stopped from outside (SIGTERM) also exits with status 0.
+    if captured.log.contains("terminating on signal") {
+        return Err(failure(captured, "QEMU was killed from outside"));
+    }
     match &captured.ending {
         Ending::Exited(status) if status.success() => Ok(()),
         Ending::Exited(status) => Err(failure(captured, &format!("QEMU exited with {status}"))),

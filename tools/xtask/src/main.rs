@@ -139,6 +139,12 @@ fn main() -> ExitCode {
     let args = Args {
         rest: argv.collect(),
     };
+    // `cargo xtask run --help` and the like show the help too.
+    let command = if args.rest.iter().any(|a| a == "--help" || a == "-h") {
+        "help".to_string()
+    } else {
+        command
+    };
     match dispatch(&command, args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
