@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the host packages Mica's build and QEMU tests need on a Debian bookworm machine:
-# QEMU, dtc, and the arm64 architecture in apt (for the Debian guest packages xtask fetches).
+# QEMU, dtc, the U-Boot flow's tools (mkimage, mkfs.vfat, mcopy), and the arm64 architecture in apt (for the Debian guest packages xtask fetches).
 # Idempotent and quiet: does nothing when everything is there.
 # qemu-utils on this machine kind comes from bookworm-backports, so qemu-system-arm must too.
 set -euo pipefail
@@ -27,4 +27,12 @@ command -v qemu-system-aarch64 >/dev/null || pkgs+=(qemu-system-arm)
 command -v dtc >/dev/null || pkgs+=(device-tree-compiler)
 if [ ${#pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "${pkgs[@]}" >/dev/null
+fi
+# `cargo xtask image` and the uboot-linux test: boot.scr, and the FAT disk U-Boot reads.
+uboot_pkgs=()
+command -v mkimage >/dev/null || uboot_pkgs+=(u-boot-tools)
+command -v mkfs.vfat >/dev/null || [ -x /usr/sbin/mkfs.vfat ] || uboot_pkgs+=(dosfstools)
+command -v mcopy >/dev/null || uboot_pkgs+=(mtools)
+if [ ${#uboot_pkgs[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${uboot_pkgs[@]}" >/dev/null
 fi

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::host::{ensure_host_tools, ensure_linux_guest, GuestFiles};
 use crate::images::{build_guest, Platform};
-use crate::qemu::{run_captured, Captured, Ending};
+use crate::qemu::{run_captured, run_program, Captured, Ending};
 use crate::suites::{self, find_line, hello, Dom0Mode, Hypervisor};
 use crate::util::{cargo, repo_root, say, target_dir};
 
@@ -29,7 +29,18 @@ pub struct TestOptions {
     pub timeout: Option<Duration>,
 }
 
-const TESTS: &[&str] = &["unit", "linux-dom0less", "trapcheck"];
+/// U-Boot adds its own start-up and the disk loads to the linux-dom0less boot.
+pub const UBOOT_LINUX_TIMEOUT: Duration = Duration::from_secs(600);
+/// One Linux domain.
+pub const CONFIG_MINIMAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+const TESTS: &[&str] = &[
+    "unit",
+    "linux-dom0less",
+    "trapcheck",
+    "uboot-linux",
+    "config-minimal",
+];
 
 /// Runs the selected tests; returns whether all passed. Prints `PASS name` / `FAIL name: why`
 /// per test and a final `N passed, M failed` line.
@@ -57,6 +68,8 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             "unit" => unit_tests(),
             "linux-dom0less" => context.linux_dom0less(),
             "trapcheck" => context.trapcheck(),
+            "uboot-linux" => context.uboot_linux(),
+            "config-minimal" => context.config_minimal(),
             _ => unreachable!("TESTS lists only known tests"),
         };
         match result {
@@ -119,6 +132,52 @@ impl Context<'_> {
     }
 
     fn linux_dom0less(&mut self) -> Result<(), String> {
+        self.linux_dom0less_via(false)
+    }
+
+    /// The linux-dom0less scenario and assertions, booted by U-Boot from a virtio disk.
+    fn uboot_linux(&mut self) -> Result<(), String> {
+        self.linux_dom0less_via(true)
+    }
+
+    /// `cargo xtask run --config examples/minimal.toml --timeout S`, as a user types it; its
+    /// console output must show dom0's init and the command must succeed.
+    fn config_minimal(&mut self) -> Result<(), String> {
+        self.hypervisor()?;
+        self.linux_files()?;
+        let timeout = self.options.timeout.unwrap_or(CONFIG_MINIMAL_TIMEOUT);
+        let log = target_dir().join("test-logs").join("config-minimal.log");
+        let xtask = std::env::current_exe().map_err(|e| format!("finding xtask: {e}"))?;
+        let mut args: Vec<String> = [
+            "run",
+            "--config",
+            "examples/minimal.toml",
+            "--timeout",
+            &timeout.as_secs().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        if self.options.release {
+            args.push("--release".into());
+        }
+        say(format!(
+            "running xtask {} (log {})",
+            args.join(" "),
+            log.display()
+        ));
+        // The command enforces the timeout itself; the margin covers building and fetching.
+        let captured = run_program(&xtask, &args, &log, timeout + Duration::from_secs(120))?;
+        let hello = hello("dom0", 2);
+        if find_line(&captured.log, Some("(MICA)"), Some(0), &hello).is_none() {
+            return Err(failure(
+                &captured,
+                &format!("missing `(MICA) DOM0: {hello}`"),
+            ));
+        }
+        require_clean_exit(&captured)
+    }
+
+    fn linux_dom0less_via(&mut self, uboot: bool) -> Result<(), String> {
         let hv = self.options.hypervisor;
         let image = self.hypervisor()?;
         let files = self.linux_files()?;
@@ -139,8 +198,17 @@ impl Context<'_> {
             (Some(hv.tag()), Some(1), hello("domU1", 1)),
             (Some(hv.tag()), Some(2), hello("domU2", 2)),
         ];
-        let timeout = self.options.timeout.unwrap_or(LINUX_DOM0LESS_TIMEOUT);
-        let captured = boot("linux-dom0less", &scenario, &image, timeout)?;
+        let (name, timeout) = if uboot {
+            ("uboot-linux", UBOOT_LINUX_TIMEOUT)
+        } else {
+            ("linux-dom0less", LINUX_DOM0LESS_TIMEOUT)
+        };
+        let timeout = self.options.timeout.unwrap_or(timeout);
+        let captured = if uboot {
+            boot_uboot(name, &scenario, &image, timeout)?
+        } else {
+            boot(name, &scenario, &image, timeout)?
+        };
         let missing: Vec<String> = expected
             .iter()
             .filter(|(tag, dom, message)| find_line(&captured.log, *tag, *dom, message).is_none())
@@ -195,7 +263,35 @@ fn boot(
     Ok(captured)
 }
 
+/// Boots `scenario` through U-Boot from a disk image, logging to `target/test-logs/<name>.log`.
+fn boot_uboot(
+    name: &str,
+    scenario: &crate::scenario::Scenario,
+    image: &std::path::Path,
+    timeout: Duration,
+) -> Result<Captured, String> {
+    let work = target_dir().join("scenarios").join(name);
+    let args = crate::uboot::prepare(scenario, image, &work)?;
+    let log = target_dir().join("test-logs").join(format!("{name}.log"));
+    say(format!(
+        "booting {name} through U-Boot (timeout {} s, disk {}, log {})",
+        timeout.as_secs(),
+        work.join("disk.img").display(),
+        log.display()
+    ));
+    let captured = run_captured(&args, &log, timeout, &|_| false)?;
+    say(format!(
+        "{name}: QEMU ran {:.1} s",
+        captured.elapsed.as_secs_f64()
+    ));
+    Ok(captured)
+}
+
 fn require_clean_exit(captured: &Captured) -> Result<(), String> {
+    // QEMU stopped from outside (SIGTERM) also exits with status 0.
+    if captured.log.contains("terminating on signal") {
+        return Err(failure(captured, "QEMU was killed from outside"));
+    }
     match &captured.ending {
         Ending::Exited(status) if status.success() => Ok(()),
         Ending::Exited(status) => Err(failure(captured, &format!("QEMU exited with {status}"))),

@@ -7,7 +7,8 @@ use std::process::Command;
 use crate::util::{is_root, on_path, output, repo_root, run, say, target_dir};
 
 const INSTALL_HINT: &str =
-    "install qemu-system-arm (from bookworm-backports) and device-tree-compiler, \
+    "install qemu-system-arm (from bookworm-backports), device-tree-compiler, u-boot-tools, \
+     dosfstools and mtools, \
      and enable the arm64 architecture (dpkg --add-architecture arm64; apt-get update), \
      or run `sudo bash .ci/install-host-deps.sh`";
 
@@ -26,7 +27,14 @@ pub fn guests_dir() -> PathBuf {
 /// Makes sure `qemu-system-aarch64` and `dtc` exist and apt knows arm64 packages, installing
 /// them when we are root, or stopping with one line saying what to install.
 pub fn ensure_host_tools() -> Result<(), String> {
-    let ready = || on_path("qemu-system-aarch64") && on_path("dtc") && arm64_enabled();
+    let ready = || {
+        on_path("qemu-system-aarch64")
+            && on_path("dtc")
+            && on_path("mkimage")
+            && on_path("mcopy")
+            && (on_path("mkfs.vfat") || Path::new("/usr/sbin/mkfs.vfat").exists())
+            && arm64_enabled()
+    };
     if ready() {
         return Ok(());
     }
@@ -34,6 +42,12 @@ pub fn ensure_host_tools() -> Result<(), String> {
         let missing: Vec<&str> = [
             ("qemu-system-aarch64", on_path("qemu-system-aarch64")),
             ("dtc", on_path("dtc")),
+            ("mkimage", on_path("mkimage")),
+            ("mcopy", on_path("mcopy")),
+            (
+                "mkfs.vfat",
+                on_path("mkfs.vfat") || Path::new("/usr/sbin/mkfs.vfat").exists(),
+            ),
         ]
         .iter()
         .filter(|(_, found)| !found)
@@ -128,7 +142,7 @@ fn parse_kernel_dependency(text: &str) -> Option<String> {
 
 /// Downloads `package` with apt into `target/guests/debs` and unpacks it under
 /// `target/guests/x/<name>`; returns the unpacked directory.
-fn fetch_deb(package: &str, what: &str) -> Result<PathBuf, String> {
+pub fn fetch_deb(package: &str, what: &str) -> Result<PathBuf, String> {
     let name = package.split(':').next().unwrap_or(package);
     let debs = guests_dir().join("debs");
     let unpacked = guests_dir().join("x").join(name);

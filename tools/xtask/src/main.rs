@@ -6,6 +6,7 @@
 
 mod bench;
 mod boot_tests;
+mod config;
 mod cpio;
 mod elf_image;
 mod host;
@@ -14,8 +15,10 @@ mod initrd;
 mod qemu;
 mod scenario;
 mod suites;
+mod uboot;
 mod util;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,20 +32,35 @@ Commands:
   build  [--platform P] [--release]
       Build Mica and convert it to a flat image; prints its path last:
       target/aarch64-unknown-none-softfloat/<debug|release>/mica.bin
-  run    [--platform P] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
-      Boot an initial domain with a busybox shell plus two dom0less domUs in QEMU, with
-      the terminal on the serial console. Fetches guests and installs host tools as needed.
+  run    [--platform P] [--config FILE.toml [--uboot]] [--gic 2|3] [--release]
+         [--timeout S] [--hypervisor mica|xen]
+      Boot Mica in QEMU with the terminal on the serial console. Without --config: an
+      initial domain with a busybox shell plus two dom0less domUs (examples/three-domains.toml).
+      With --config: the domains FILE.toml describes (docs/config.md), checked first; errors
+      name the field and its line. --uboot boots through U-Boot from a virtio disk instead of
+      QEMU's loader (the `image` directory on a FAT partition). --timeout S: stop QEMU and fail
+      if the machine has not powered off after S seconds (it powers off when the initial
+      domain does; without one, when QEMU exits by itself). Fetches guests and installs host
+      tools as needed. --gic applies without --config ([machine] gic otherwise).
+  image  [--platform P] --config FILE.toml [--out DIR] [--release]
+      Write a boot directory for U-Boot (default target/images/<FILE stem>/): mica.bin,
+      mica.dtb (QEMU's board tree with the dom0less /chosen), the kernels and ramdisks,
+      boot.cmd and boot.scr (needs mkimage from u-boot-tools) which loads each file at its
+      computed address and runs `booti`. Copy the directory to a FAT partition U-Boot reads.
   test   [--filter NAME] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
-      Host unit tests (unit: mica-hv, mica-guest-abi, xtask), then QEMU boot tests
-      (linux-dom0less: 600 s, trapcheck: 120 s; --timeout overrides) with serial logs in
-      target/test-logs/<test>.log. Ends with the line `N passed, M failed`.
+      Host unit tests (unit: mica-hv, mica-guest-abi, xtask), then QEMU boot tests with
+      serial logs in target/test-logs/<test>.log: linux-dom0less (600 s), trapcheck (120 s),
+      uboot-linux (the linux-dom0less scenario booted through U-Boot, 600 s), config-minimal
+      (`run --config examples/minimal.toml`, 300 s); --timeout overrides.
+      Ends with the line `N passed, M failed`.
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
       writes the `## Boot` section of docs/benchmarks.md.
-  help   This text.
+  help   This text (also --help, -h).
 
 Options:
   --platform P     board to build for (default qemu-virt; known: qemu-virt)
+  --config FILE    a TOML description of the domains (docs/config.md; examples/*.toml)
   --gic 2|3        GIC version of the QEMU machine (default 3)
   --release        build Mica with the release profile
   --hypervisor H   boot Xen 4.17 instead of Mica (to compare behaviour; default mica)
@@ -121,6 +139,12 @@ fn main() -> ExitCode {
     let args = Args {
         rest: argv.collect(),
     };
+    // `cargo xtask run --help` and the like show the help too.
+    let command = if args.rest.iter().any(|a| a == "--help" || a == "-h") {
+        "help".to_string()
+    } else {
+        command
+    };
     match dispatch(&command, args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -147,8 +171,25 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
             let release = args.flag("--release");
             let timeout = args.number::<u64>("--timeout")?.map(Duration::from_secs);
             let hv = args.hypervisor()?;
+            let config = args.value("--config")?.map(PathBuf::from);
+            let uboot = args.flag("--uboot");
             args.finish()?;
-            run(platform, gic, release, timeout, hv)
+            match config {
+                Some(config) => run_config(platform, &config, uboot, release, timeout, hv),
+                None if uboot => Err("--uboot needs --config FILE.toml".into()),
+                None => run(platform, gic, release, timeout, hv),
+            }
+        }
+        "image" => {
+            let platform = args.platform()?;
+            let release = args.flag("--release");
+            let config = args
+                .value("--config")?
+                .map(PathBuf::from)
+                .ok_or("image needs --config FILE.toml")?;
+            let out = args.value("--out")?.map(PathBuf::from);
+            args.finish()?;
+            image(platform, &config, out, release)
         }
         "test" => {
             let options = boot_tests::TestOptions {
@@ -181,7 +222,7 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
             Ok(true)
         }
         other => Err(format!(
-            "unknown command `{other}`; commands: build, run, test, bench, help"
+            "unknown command `{other}`; commands: build, run, image, test, bench, help"
         )),
     }
 }
@@ -204,6 +245,86 @@ fn run(
     );
     let status = qemu::run_interactive(&prepared.qemu_args, timeout)?;
     Ok(status.success())
+}
+
+/// `run --config`: boots the scenario a TOML file describes, directly or through U-Boot.
+fn run_config(
+    platform: images::Platform,
+    config: &Path,
+    uboot: bool,
+    release: bool,
+    timeout: Option<Duration>,
+    hv: Hypervisor,
+) -> Result<bool, String> {
+    host::ensure_host_tools()?;
+    let image = hv.image(&platform, release)?;
+    let (args, has_initial) = config_qemu_args(platform, config, uboot, &image)?;
+    if !has_initial {
+        util::say("no initial domain: the run ends when QEMU exits by itself");
+    }
+    println!("Console: QEMU's escape is Ctrl-] (Ctrl-] x quits, Ctrl-] c the QEMU monitor).");
+    let status = qemu::run_interactive(&args, timeout)?;
+    Ok(status.success())
+}
+
+/// QEMU arguments for a configuration file, and whether it has an initial domain.
+pub fn config_qemu_args(
+    platform: images::Platform,
+    config: &Path,
+    uboot: bool,
+    hypervisor: &Path,
+) -> Result<(Vec<String>, bool), String> {
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let work = util::target_dir()
+        .join("scenarios")
+        .join(format!("config-{stem}"));
+    let (config, scenario) =
+        config::load_scenario(config, platform, util::file_size(hypervisor)?, &work)?;
+    let args = if uboot {
+        uboot::prepare(&scenario, hypervisor, &work)?
+    } else {
+        scenario.prepare(hypervisor, &work)?.qemu_args
+    };
+    Ok((args, config.has_initial()))
+}
+
+/// `image`: the U-Boot boot directory for a configuration file.
+fn image(
+    platform: images::Platform,
+    config_path: &Path,
+    out: Option<PathBuf>,
+    release: bool,
+) -> Result<bool, String> {
+    host::ensure_host_tools()?;
+    let hypervisor = images::build_mica(&platform, release)?;
+    let stem = config_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let out = out.unwrap_or_else(|| util::target_dir().join("images").join(&stem));
+    let work = util::target_dir()
+        .join("scenarios")
+        .join(format!("image-{stem}"));
+    let (_, scenario) =
+        config::load_scenario(config_path, platform, util::file_size(&hypervisor)?, &work)?;
+    let written = uboot::write_image_dir(&scenario, &hypervisor, &out, &work)?;
+    let plan = &written.plan;
+    for load in std::iter::once(&plan.hypervisor)
+        .chain(std::iter::once(&plan.dtb))
+        .chain(&plan.modules)
+    {
+        println!("  {:#012x}  {:>10}  {}", load.addr, load.size, load.name);
+    }
+    if written.script.is_none() {
+        println!(
+            "boot.scr was not made (no mkimage; install u-boot-tools):              U-Boot can run boot.cmd's lines typed at its prompt"
+        );
+    }
+    println!("{}", written.dir.display());
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -40,6 +40,32 @@ pub fn run_captured(
     timeout: Duration,
     stop_when: &dyn Fn(&str) -> bool,
 ) -> Result<Captured, String> {
+    capture(
+        Path::new("qemu-system-aarch64"),
+        args,
+        log_path,
+        timeout,
+        stop_when,
+    )
+}
+
+/// Runs `program args` (e.g. xtask itself) like [`run_captured`], with no stop condition.
+pub fn run_program(
+    program: &Path,
+    args: &[String],
+    log_path: &Path,
+    timeout: Duration,
+) -> Result<Captured, String> {
+    capture(program, args, log_path, timeout, &|_| false)
+}
+
+fn capture(
+    program: &Path,
+    args: &[String],
+    log_path: &Path,
+    timeout: Duration,
+    stop_when: &dyn Fn(&str) -> bool,
+) -> Result<Captured, String> {
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
@@ -49,13 +75,14 @@ pub fn run_captured(
         .try_clone()
         .map_err(|e| format!("{}: {e}", log_path.display()))?;
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-aarch64")
+    let mut child = Command::new(program)
         .args(args)
+        .current_dir(crate::util::repo_root())
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err)
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let read_log =
         || String::from_utf8_lossy(&std::fs::read(log_path).unwrap_or_default()).replace('\r', "");
     let ending = loop {
@@ -108,7 +135,7 @@ pub fn run_interactive(args: &[String], timeout: Option<Duration>) -> Result<Exi
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
-                "timed out after {} s; QEMU stopped",
+                "the machine had not powered off after {} s (--timeout); QEMU stopped",
                 timeout.as_secs()
             ));
         }

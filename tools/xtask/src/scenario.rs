@@ -29,6 +29,10 @@ pub struct Domain {
     pub vpl011: bool,
     /// The initial (hardware) domain, whose modules sit directly under /chosen.
     pub initial: bool,
+    /// Extra property lines for a domU's node (e.g. `mica,sched-period-us = <10000>;`).
+    pub extra_properties: Vec<String>,
+    /// A partial device tree for the domain (`multiboot,device-tree`: passthrough devices).
+    pub device_tree: Option<PathBuf>,
 }
 
 /// A whole machine: hypervisor options, QEMU machine shape and the domains.
@@ -42,6 +46,10 @@ pub struct Scenario {
     pub cpu: String,
     pub smp: u32,
     pub mem_mib: u64,
+    /// Extra property lines for /chosen.
+    pub chosen_properties: Vec<String>,
+    /// Device-tree source appended after the root node, e.g. `&{/pl061@9030000} { ... };`.
+    pub dts_appendix: String,
 }
 
 /// Where one boot module is loaded.
@@ -57,6 +65,16 @@ pub struct Placement {
 pub struct DomainModules {
     pub kernel: Placement,
     pub initrd: Option<Placement>,
+    pub device_tree: Option<Placement>,
+}
+
+impl DomainModules {
+    /// Kernel, ramdisk, device tree: the order they are placed in.
+    pub fn all(&self) -> impl Iterator<Item = &Placement> {
+        std::iter::once(&self.kernel)
+            .chain(&self.initrd)
+            .chain(&self.device_tree)
+    }
 }
 
 /// Everything needed to start QEMU for a scenario.
@@ -77,6 +95,8 @@ impl Scenario {
             cpu: "cortex-a57".into(),
             smp: 2,
             mem_mib: 2048,
+            chosen_properties: Vec::new(),
+            dts_appendix: String::new(),
         }
     }
 
@@ -199,7 +219,12 @@ impl Scenario {
             let domain = &self.domains[i];
             let kernel = place(&domain.kernel)?;
             let initrd = domain.initrd.as_deref().map(&mut place).transpose()?;
-            placed[i] = Some(DomainModules { kernel, initrd });
+            let device_tree = domain.device_tree.as_deref().map(&mut place).transpose()?;
+            placed[i] = Some(DomainModules {
+                kernel,
+                initrd,
+                device_tree,
+            });
         }
         Ok(placed.into_iter().flatten().collect())
     }
@@ -216,6 +241,9 @@ impl Scenario {
             "\t\txen,xen-bootargs = \"{}\";\n",
             self.hypervisor_bootargs
         ));
+        for line in &self.chosen_properties {
+            dts.push_str(&format!("\t\t{line}\n"));
+        }
         for (domain, modules) in self.domains.iter().zip(layout).filter(|(d, _)| d.initial) {
             push_modules(&mut dts, "\t\t", domain, modules, 2);
         }
@@ -231,6 +259,9 @@ impl Scenario {
             if domain.vpl011 {
                 dts.push_str("\t\t\tvpl011;\n");
             }
+            for line in &domain.extra_properties {
+                dts.push_str(&format!("\t\t\t{line}\n"));
+            }
             push_modules(&mut dts, "\t\t\t", domain, modules, 1);
             dts.push_str("\t\t};\n");
         }
@@ -242,17 +273,30 @@ impl Scenario {
     /// `hypervisor` with it (without console options, which depend on how QEMU is run).
     pub fn prepare(&self, hypervisor: &Path, work_dir: &Path) -> Result<PreparedBoot, String> {
         let layout = self.layout(file_size(hypervisor)?, file_size)?;
-        // domU modules use one address cell and one size cell.
-        for (domain, modules) in self.domains.iter().zip(&layout).filter(|(d, _)| !d.initial) {
-            for m in std::iter::once(&modules.kernel).chain(&modules.initrd) {
-                if m.addr + m.size > u32::MAX as u64 {
-                    return Err(format!(
-                        "domain `{}`: module above 4 GiB cannot be described",
-                        domain.name
-                    ));
-                }
+        let dtb = self.write_dtb(&layout, work_dir)?;
+        let mut args = self.machine_args();
+        args.extend(["-nographic", "-no-reboot", "-dtb"].map(String::from));
+        args.push(dtb.display().to_string());
+        args.push("-kernel".into());
+        args.push(hypervisor.display().to_string());
+        for modules in &layout {
+            for m in modules.all() {
+                args.push("-device".into());
+                args.push(format!(
+                    "loader,file={},addr={:#x},force-raw=on",
+                    qemu_escape(&m.path),
+                    m.addr
+                ));
             }
         }
+        Ok(PreparedBoot {
+            dtb,
+            qemu_args: args,
+        })
+    }
+
+    /// QEMU's own device tree for this machine shape, as a blob (`work_dir/base.dtb`).
+    pub fn board_dtb(&self, work_dir: &Path) -> Result<Vec<u8>, String> {
         std::fs::create_dir_all(work_dir)
             .map_err(|e| format!("creating {}: {e}", work_dir.display()))?;
         let base_dtb = work_dir.join("base.dtb");
@@ -269,12 +313,30 @@ impl Scenario {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         run(&mut dump)?;
+        read_file(&base_dtb)
+    }
+
+    /// Writes `work_dir/scenario.dtb`: QEMU's device tree with our /chosen for `layout`.
+    pub fn write_dtb(&self, layout: &[DomainModules], work_dir: &Path) -> Result<PathBuf, String> {
+        // domU modules use one address cell and one size cell.
+        for (domain, modules) in self.domains.iter().zip(layout).filter(|(d, _)| !d.initial) {
+            for m in modules.all() {
+                if m.addr + m.size > u32::MAX as u64 {
+                    return Err(format!(
+                        "domain `{}`: module above 4 GiB cannot be described",
+                        domain.name
+                    ));
+                }
+            }
+        }
+        self.board_dtb(work_dir)?;
         let base_dts = output(
             Command::new("dtc")
                 .args(["-q", "-I", "dtb", "-O", "dts"])
-                .arg(&base_dtb),
+                .arg(work_dir.join("base.dtb")),
         )?;
-        let dts = replace_chosen(&base_dts, &self.chosen_node(&layout))?;
+        let mut dts = replace_chosen(&base_dts, &self.chosen_node(layout))?;
+        dts.push_str(&self.dts_appendix);
         let dts_path = work_dir.join("scenario.dts");
         let dtb = work_dir.join("scenario.dtb");
         write_file(&dts_path, dts.as_bytes())?;
@@ -286,26 +348,7 @@ impl Scenario {
         if read_file(&dtb)?.len() < 64 {
             return Err(format!("dtc produced a truncated {}", dtb.display()));
         }
-
-        let mut args = self.machine_args();
-        args.extend(["-nographic", "-no-reboot", "-dtb"].map(String::from));
-        args.push(dtb.display().to_string());
-        args.push("-kernel".into());
-        args.push(hypervisor.display().to_string());
-        for modules in &layout {
-            for m in std::iter::once(&modules.kernel).chain(&modules.initrd) {
-                args.push("-device".into());
-                args.push(format!(
-                    "loader,file={},addr={:#x},force-raw=on",
-                    qemu_escape(&m.path),
-                    m.addr
-                ));
-            }
-        }
-        Ok(PreparedBoot {
-            dtb,
-            qemu_args: args,
-        })
+        Ok(dtb)
     }
 }
 
@@ -334,6 +377,17 @@ fn push_modules(
     cells_per_value: usize,
 ) {
     let kernel = &modules.kernel;
+    if let Some(tree) = &modules.device_tree {
+        dts.push_str(&format!("\n{indent}module@{:x} {{\n", tree.addr));
+        dts.push_str(&format!(
+            "{indent}\tcompatible = \"multiboot,device-tree\", \"multiboot,module\";\n"
+        ));
+        dts.push_str(&format!(
+            "{indent}\treg = <{} {}>;\n{indent}}};\n",
+            cells(tree.addr, cells_per_value),
+            cells(tree.size, cells_per_value)
+        ));
+    }
     dts.push_str(&format!("\n{indent}module@{:x} {{\n", kernel.addr));
     dts.push_str(&format!(
         "{indent}\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n"
@@ -425,6 +479,8 @@ mod tests {
             cpus: 1,
             vpl011: true,
             initial,
+            extra_properties: Vec::new(),
+            device_tree: None,
         }
     }
 
@@ -462,10 +518,7 @@ mod tests {
         );
         assert_eq!(layout[1].initrd.as_ref().unwrap().addr, 0x4ac0_0000);
         assert_eq!(layout[0].kernel.addr, 0x4ae0_0000);
-        let mut all: Vec<&Placement> = layout
-            .iter()
-            .flat_map(|d| std::iter::once(&d.kernel).chain(&d.initrd))
-            .collect();
+        let mut all: Vec<&Placement> = layout.iter().flat_map(|d| d.all()).collect();
         all.sort_by_key(|p| p.addr);
         for pair in all.windows(2) {
             assert_eq!(pair[0].addr % MODULE_ALIGN, 0);

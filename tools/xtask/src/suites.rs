@@ -96,6 +96,8 @@ pub fn linux_dom0less(
         cpus,
         vpl011: !initial,
         initial,
+        extra_properties: Vec::new(),
+        device_tree: None,
     };
     scenario.domains = vec![
         linux("dom0", dom0_args, 512, scenario.smp, true),
@@ -133,6 +135,8 @@ pub fn trapcheck(platform: Platform, gic: u8, image: PathBuf) -> Scenario {
         cpus: 2,
         vpl011: true,
         initial: false,
+        extra_properties: Vec::new(),
+        device_tree: None,
     }];
     scenario
 }
