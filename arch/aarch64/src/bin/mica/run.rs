@@ -325,11 +325,21 @@ fn handle_irqs(local: &mut Local) -> bool {
             }
             VIRT_TIMER_PPI => {
                 // The loaded vCPU's timer fired: mask it (the guest unmasks it when it
-                // programs the next deadline) and pass the interrupt on.
-                CNTV_CTL_EL0.set(CNTV_CTL_EL0.get() | timer_ctl::IMASK);
-                if let Some((dom, index)) = &local.loaded {
-                    let set = dom.vgic.inject(*index, VIRT_TIMER_PPI);
-                    kick(dom, set);
+                // programs the next deadline) and pass the interrupt on. The GIC may still
+                // hold a stale assertion from before a vCPU switch or a reprogramming: only
+                // a timer whose condition is met right now is the loaded vCPU's. Masking a
+                // timer that has not fired would silence it for good (the guest sees no
+                // ISTATUS, so it never reprograms it).
+                let ctl = CNTV_CTL_EL0.get();
+                let fired = ctl & timer_ctl::ENABLE != 0
+                    && ctl & timer_ctl::ISTATUS != 0
+                    && ctl & timer_ctl::IMASK == 0;
+                if fired {
+                    CNTV_CTL_EL0.set(ctl | timer_ctl::IMASK);
+                    if let Some((dom, index)) = &local.loaded {
+                        let set = dom.vgic.inject(*index, VIRT_TIMER_PPI);
+                        kick(dom, set);
+                    }
                 }
             }
             m if m == gic::maintenance_intid() => gic::clear_maintenance(),
