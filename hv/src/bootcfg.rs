@@ -751,7 +751,10 @@ pub enum Unassignable {
 impl fmt::Display for Unassignable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::AboveLimit(end) => write!(f, "its registers end at {end:#x}, above the guest address space"),
+            Self::AboveLimit(end) => write!(
+                f,
+                "its registers end at {end:#x}, above the guest address space"
+            ),
             Self::Interrupts => f.write_str("its interrupts are not GIC SPIs Mica can route"),
             Self::PciHostBridge => f.write_str("PCI host bridges are not passed through yet"),
         }
@@ -788,8 +791,10 @@ pub fn host_devices(
             refused.push((path.to_string(), Unassignable::PciHostBridge));
             continue;
         }
-        let special = matches!(name, "memory" | "cpus" | "chosen" | "aliases" | "reserved-memory")
-            || t.has(i, "interrupt-controller")
+        let special = matches!(
+            name,
+            "memory" | "cpus" | "chosen" | "aliases" | "reserved-memory"
+        ) || t.has(i, "interrupt-controller")
             || exclude.contains(&path);
         if !on_bus || disabled || special || !t.has(i, "reg") {
             continue;
@@ -1548,10 +1553,19 @@ mod tests {
         let (devs, refused) = host_devices(dtb, &["/pl011@9000000"], 1 << 39).unwrap();
         let paths: Vec<&str> = devs.iter().map(|d| d.path.as_str()).collect();
         assert!(paths.contains(&"/virtio_mmio@a000000"), "{paths:?}");
-        assert!(!paths.iter().any(|p| p.starts_with("/pl011")), "Mica's UART is excluded");
-        assert!(!paths.iter().any(|p| p.starts_with("/intc")), "the GIC is Mica's");
+        assert!(
+            !paths.iter().any(|p| p.starts_with("/pl011")),
+            "Mica's UART is excluded"
+        );
+        assert!(
+            !paths.iter().any(|p| p.starts_with("/intc")),
+            "the GIC is Mica's"
+        );
         assert!(!paths.iter().any(|p| p.starts_with("/memory")));
-        let virtio = devs.iter().find(|d| d.path == "/virtio_mmio@a000000").unwrap();
+        let virtio = devs
+            .iter()
+            .find(|d| d.path == "/virtio_mmio@a000000")
+            .unwrap();
         assert_eq!(virtio.regs[0].start.raw(), 0xa00_0000);
         assert_eq!(virtio.spis, vec![(32 + 16, true)]);
         assert!(refused

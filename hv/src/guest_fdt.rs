@@ -432,8 +432,7 @@ impl Dom0Writer<'_, '_, '_> {
         }
         let is_msi_frame =
             t.is_compatible(i, "arm,gic-v3-its") || t.is_compatible(i, "arm,gic-v2m-frame");
-        if is_msi_frame && t.nodes[i].parent.is_some_and(|p| self.is_gic(p))
-        {
+        if is_msi_frame && t.nodes[i].parent.is_some_and(|p| self.is_gic(p)) {
             return Ok(());
         }
 
@@ -761,7 +760,10 @@ mod tests {
             ["xen,xen-4.17", "xen,xen"]
         );
         let reg = h.reg().unwrap().next().unwrap();
-        assert_eq!((reg.starting_address as u64, reg.size), (0x3800_0000, Some(0x100_0000)));
+        assert_eq!(
+            (reg.starting_address as u64, reg.size),
+            (0x3800_0000, Some(0x100_0000))
+        );
         assert_eq!(
             h.property("interrupts").unwrap().value,
             [0, 0, 0, 1, 0, 0, 0, 15, 0, 0, 0xf, 0x8]

@@ -252,7 +252,9 @@ impl PageTable {
                 entries[index] = match output {
                     Some((oa, attrs)) => with(
                         attrs,
-                        DESC::VALID::SET + DESC::TABLE_OR_PAGE::SET + DESC::OUTPUT_ADDR.val(oa >> 12),
+                        DESC::VALID::SET
+                            + DESC::TABLE_OR_PAGE::SET
+                            + DESC::OUTPUT_ADDR.val(oa >> 12),
                     )
                     .get(),
                     None => 0,
@@ -278,7 +280,9 @@ impl PageTable {
                 let base = entry.read(DESC::OUTPUT_ADDR) << 12;
                 let child_size = 1u64 << LEVEL_SHIFT[level + 1];
                 let mut attrs = entry;
-                attrs.modify(DESC::VALID::CLEAR + DESC::TABLE_OR_PAGE::CLEAR + DESC::OUTPUT_ADDR.val(0));
+                attrs.modify(
+                    DESC::VALID::CLEAR + DESC::TABLE_OR_PAGE::CLEAR + DESC::OUTPUT_ADDR.val(0),
+                );
                 let kind = if level + 1 == 3 {
                     DESC::TABLE_OR_PAGE::SET
                 } else {
@@ -288,7 +292,11 @@ impl PageTable {
                 let child = unsafe { mem.table(next) };
                 for (k, e) in child.iter_mut().enumerate() {
                     let oa = base + k as u64 * child_size;
-                    *e = with(attrs, DESC::VALID::SET + kind + DESC::OUTPUT_ADDR.val(oa >> 12)).get();
+                    *e = with(
+                        attrs,
+                        DESC::VALID::SET + kind + DESC::OUTPUT_ADDR.val(oa >> 12),
+                    )
+                    .get();
                 }
                 // SAFETY: as above.
                 let entries = unsafe { mem.table(table) };
@@ -417,11 +425,21 @@ mod tests {
     fn set_page_splits_blocks_and_unmaps() {
         let mut mem = HostTables::default();
         let mut pt = PageTable::new(&mut mem).unwrap();
-        pt.map(&mut mem, 0x4000_0000, 0x8000_0000, 0x4000_0000, stage2_ram())
-            .unwrap();
+        pt.map(
+            &mut mem,
+            0x4000_0000,
+            0x8000_0000,
+            0x4000_0000,
+            stage2_ram(),
+        )
+        .unwrap();
         // Replace one page inside the 1 GiB block: L1 block -> L2 table -> L3 table.
         let changed = pt
-            .set_page(&mut mem, 0x4020_3000, Some((0x1_2345_6000, stage2_device())))
+            .set_page(
+                &mut mem,
+                0x4020_3000,
+                Some((0x1_2345_6000, stage2_device())),
+            )
             .unwrap();
         assert!(changed);
         assert_eq!(pt.translate(&mut mem, 0x4020_3010), Some(0x1_2345_6010));
@@ -435,10 +453,7 @@ mod tests {
         // Unmapping an unmapped page changes nothing and allocates nothing.
         assert!(!pt.set_page(&mut mem, 0x10_0000, None).unwrap());
         assert_eq!(mem.tables.len(), 3);
-        assert_eq!(
-            pt.set_page(&mut mem, 0x123, None),
-            Err(MapError::Unaligned)
-        );
+        assert_eq!(pt.set_page(&mut mem, 0x123, None), Err(MapError::Unaligned));
         assert_eq!(
             pt.set_page(&mut mem, 1 << 40, None),
             Err(MapError::OutOfRange)

@@ -12,10 +12,10 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use mica_aarch64::pagetable::{stage2_device, stage2_ram, PageTable, INPUT_BITS};
 use mica_guest_abi::layout;
 use mica_hv::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
+use mica_hv::bootcfg::GicVersion;
 use mica_hv::bootcfg::{self, DomainKind, DomainSpec, HostDevice, HostInfo};
 use mica_hv::guest_fdt::{self, Dom0Fdt, DomuFdt, GuestGic, HypervisorNode};
 use mica_hv::ratelimit::RateLimiter;
-use mica_hv::bootcfg::GicVersion;
 use mica_hv::vgic::{Vgic, VgicConfig, VgicV2Config, DIST_V2_SIZE, MAX_VCPUS_V2};
 use mica_hv::vpl011::Vpl011;
 use spin::Mutex;
@@ -432,7 +432,13 @@ fn map_identity_shared(
             // Mapped, but elsewhere: a conflict.
             return Err(mica_aarch64::pagetable::MapError::AlreadyMapped);
         }
-        table.map(tables, run_start, run_start, page - run_start, stage2_device())?;
+        table.map(
+            tables,
+            run_start,
+            run_start,
+            page - run_start,
+            stage2_device(),
+        )?;
     }
     Ok(())
 }
@@ -459,7 +465,10 @@ fn passthrough_devices(
         let mut ok = true;
         for r in &dev.regs {
             if let Err(e) = map_identity_shared(table, &mut tables, r) {
-                crate::info!("DOM{id}: {} not passed through: mapping {r:?}: {e:?}", dev.path);
+                crate::info!(
+                    "DOM{id}: {} not passed through: mapping {r:?}: {e:?}",
+                    dev.path
+                );
                 ok = false;
                 break;
             }
@@ -469,9 +478,18 @@ fn passthrough_devices(
         }
         for &(intid, edge) in &dev.spis {
             if let Err(owner) = crate::passthrough::assign(intid, id) {
-                return Err(format!("{}: interrupt {intid} is already owned by DOM{owner}", dev.path));
+                return Err(format!(
+                    "{}: interrupt {intid} is already owned by DOM{owner}",
+                    dev.path
+                ));
             }
-            crate::gic::enable_spi(intid, crate::world::PCPUS[0].mpidr.load(core::sync::atomic::Ordering::Relaxed) as u64, !edge);
+            crate::gic::enable_spi(
+                intid,
+                crate::world::PCPUS[0]
+                    .mpidr
+                    .load(core::sync::atomic::Ordering::Relaxed) as u64,
+                !edge,
+            );
         }
         given.push(dev);
     }
@@ -533,7 +551,13 @@ fn virtual_gic(
             let mut frames = FRAMES.lock();
             let frames = frames.as_mut().ok_or("no frame allocator")?;
             table
-                .map(&mut FrameTables(frames), cpu, gicv.start.raw(), GICV_SIZE, stage2_device())
+                .map(
+                    &mut FrameTables(frames),
+                    cpu,
+                    gicv.start.raw(),
+                    GICV_SIZE,
+                    stage2_device(),
+                )
                 .map_err(|e| format!("mapping the virtual CPU interface: {e:?}"))?;
             let vgic = Vgic::new_v2(VgicV2Config {
                 dist_base: GuestPhysAddr::new(dist),

@@ -72,7 +72,8 @@ pub fn after_guest_ran(dom: &Domain) {
         while pending != 0 {
             let intid = (word * 64) as u32 + pending.trailing_zeros();
             pending &= pending - 1;
-            if owned_by(intid, dom.id) && !dom.vgic.spi_in_service(intid) && clear_in_flight(intid) {
+            if owned_by(intid, dom.id) && !dom.vgic.spi_in_service(intid) && clear_in_flight(intid)
+            {
                 gic::set_spi_enabled(intid, true);
             }
         }

@@ -440,7 +440,12 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
             args,
         } => {
             let nr = ctx.regs.x[16];
-            let out = crate::xen::hypercall(dom, index, nr, [args[0], args[1], args[2], args[3], args[4]]);
+            let out = crate::xen::hypercall(
+                dom,
+                index,
+                nr,
+                [args[0], args[1], args[2], args[3], args[4]],
+            );
             ctx.regs.x[0] = out.ret as u64;
             match out.after {
                 mica_hv::xen::After::Resume => Action::Resume,

@@ -69,7 +69,6 @@ pub fn destroy_domain(id: u16) {
     }
 }
 
-
 /// Handles `HVC #0xEA1` from vCPU `vcpu` of `dom`.
 pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Outcome {
     let mut guard = XEN.lock();
@@ -193,7 +192,9 @@ impl GuestMemory for DomainMemory {
     fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
         let mut done = 0;
         while done < buf.len() {
-            let at = gpa.checked_add(done as u64).ok_or(GuestMemError::OutOfRange)?;
+            let at = gpa
+                .checked_add(done as u64)
+                .ok_or(GuestMemError::OutOfRange)?;
             let (host, left) = self.host(at)?;
             let n = left.min(buf.len() - done);
             // SAFETY: `host..host+n` is RAM of this domain (or a page it was given), identity
@@ -209,7 +210,9 @@ impl GuestMemory for DomainMemory {
     fn write(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
         let mut done = 0;
         while done < data.len() {
-            let at = gpa.checked_add(done as u64).ok_or(GuestMemError::OutOfRange)?;
+            let at = gpa
+                .checked_add(done as u64)
+                .ok_or(GuestMemError::OutOfRange)?;
             let (host, left) = self.host(at)?;
             let n = left.min(data.len() - done);
             // SAFETY: as for `read`; the page belongs to this domain.
@@ -242,13 +245,20 @@ impl GuestMemory for DomainMemory {
         Ok(unsafe { AtomicU8::from_ptr(p as *mut u8) }.swap(value, Ordering::AcqRel))
     }
 
-    fn cmpxchg_u16(&mut self, gpa: GuestPhysAddr, expected: u16, new: u16) -> Result<u16, GuestMemError> {
+    fn cmpxchg_u16(
+        &mut self,
+        gpa: GuestPhysAddr,
+        expected: u16,
+        new: u16,
+    ) -> Result<u16, GuestMemError> {
         let p = self.atomic_ptr(gpa, 2)?;
         // SAFETY: a 2-byte aligned half-word of this domain's RAM, identity-mapped.
         let a = unsafe { AtomicU16::from_ptr(p as *mut u16) };
-        Ok(match a.compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(v) | Err(v) => v,
-        })
+        Ok(
+            match a.compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(v) | Err(v) => v,
+            },
+        )
     }
 }
 
@@ -283,7 +293,9 @@ impl GuestVirtMemory for VcpuVirtMemory {
     fn read_virt(&self, gva: u64, buf: &mut [u8]) -> Result<(), GuestMemError> {
         let mut done = 0;
         while done < buf.len() {
-            let at = gva.checked_add(done as u64).ok_or(GuestMemError::OutOfRange)?;
+            let at = gva
+                .checked_add(done as u64)
+                .ok_or(GuestMemError::OutOfRange)?;
             let (pa, left) = Self::translate(at, false)?;
             let n = left.min(buf.len() - done);
             // SAFETY: the MMU translated the guest address to this host address through the
@@ -297,7 +309,9 @@ impl GuestVirtMemory for VcpuVirtMemory {
     fn write_virt(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestMemError> {
         let mut done = 0;
         while done < data.len() {
-            let at = gva.checked_add(done as u64).ok_or(GuestMemError::OutOfRange)?;
+            let at = gva
+                .checked_add(done as u64)
+                .ok_or(GuestMemError::OutOfRange)?;
             let (pa, left) = Self::translate(at, true)?;
             let n = left.min(data.len() - done);
             // SAFETY: as for `read_virt`, translated for writing.
@@ -316,7 +330,10 @@ struct ArchEnv {
 }
 
 fn any_domain(id: DomId) -> Option<Arc<Domain>> {
-    world::DOMAINS.read().get(usize::from(id)).and_then(|d| d.clone())
+    world::DOMAINS
+        .read()
+        .get(usize::from(id))
+        .and_then(|d| d.clone())
 }
 
 /// Points `gfn` of `dom` at host frame `hpa` (or unmaps it) and drops stale translations.
@@ -371,7 +388,10 @@ impl XenEnv for ArchEnv {
             None => {
                 let mut frames = FRAMES.lock();
                 let frames = frames.as_mut().ok_or(errno::ENOMEM)?;
-                let hpa = frames.alloc(PAGE_SIZE, PAGE_SIZE).ok_or(errno::ENOMEM)?.raw();
+                let hpa = frames
+                    .alloc(PAGE_SIZE, PAGE_SIZE)
+                    .ok_or(errno::ENOMEM)?
+                    .raw();
                 // SAFETY: a fresh, identity-mapped page nobody else uses.
                 unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, PAGE_SIZE as usize) };
                 hpa
@@ -412,7 +432,9 @@ impl XenEnv for ArchEnv {
         let src = any_domain(granter).ok_or(errno::ESRCH)?;
         let dst = any_domain(grantee).ok_or(errno::ESRCH)?;
         let gpa = GuestPhysAddr::new(granter_gfn.checked_mul(PAGE_SIZE).ok_or(errno::EINVAL)?);
-        let (hpa, _) = DomainMemory { dom: src }.host(gpa).map_err(|_| errno::EINVAL)?;
+        let (hpa, _) = DomainMemory { dom: src }
+            .host(gpa)
+            .map_err(|_| errno::EINVAL)?;
         set_stage2_page(&dst, gfn, Some((hpa, readonly)))?;
         let mut overlays = dst.overlays.lock();
         overlays.retain(|o| o.gfn != Some(gfn));

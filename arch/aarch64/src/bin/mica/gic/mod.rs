@@ -85,8 +85,11 @@ pub fn init(info: &GicInfo, boot_mpidr: u64) -> Result<(), &'static str> {
     let maintenance = info.maintenance_intid.unwrap_or(DEFAULT_MAINTENANCE);
     match info.version {
         GicVersion::V3 => {
-            let regions: alloc::vec::Vec<(u64, u64)> =
-                info.redist.iter().map(|r| (r.start.raw(), r.size)).collect();
+            let regions: alloc::vec::Vec<(u64, u64)> = info
+                .redist
+                .iter()
+                .map(|r| (r.start.raw(), r.size))
+                .collect();
             if regions.is_empty() {
                 return Err("the GICv3 node has no redistributor region");
             }

@@ -155,9 +155,14 @@ pub fn enable_spi(intid: u32, mpidr: u64, level: bool) {
     let cfg_off = gicd::ICFGR + (n / 16) * 4;
     let shift = (n % 16) * 2 + 1;
     let cfg = g.dist.read32(cfg_off);
-    let cfg = if level { cfg & !(1 << shift) } else { cfg | (1 << shift) };
+    let cfg = if level {
+        cfg & !(1 << shift)
+    } else {
+        cfg | (1 << shift)
+    };
     g.dist.write32(cfg_off, cfg);
-    g.dist.write32(gicd::ISENABLER + (n / 32) * 4, 1 << (n % 32));
+    g.dist
+        .write32(gicd::ISENABLER + (n / 32) * 4, 1 << (n % 32));
 }
 
 fn mask_of(mpidr: u64) -> Option<u8> {
@@ -173,7 +178,11 @@ pub fn set_spi_enabled(intid: u32, enabled: bool) {
         return;
     }
     let n = intid as usize;
-    let reg = if enabled { gicd::ISENABLER } else { gicd::ICENABLER };
+    let reg = if enabled {
+        gicd::ISENABLER
+    } else {
+        gicd::ICENABLER
+    };
     g.dist.write32(reg + (n / 32) * 4, 1 << (n % 32));
 }
 
@@ -193,7 +202,9 @@ pub fn end_of_interrupt(ack: Ack) {
 pub fn send_sgi(mpidr: u64, sgi: u32) {
     if let Some(mask) = mask_of(mpidr) {
         aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
-        gic().dist.write32(gicd::SGIR, (u32::from(mask) << 16) | (sgi & 0xf));
+        gic()
+            .dist
+            .write32(gicd::SGIR, (u32::from(mask) << 16) | (sgi & 0xf));
     }
 }
 
@@ -271,5 +282,12 @@ pub fn clear_maintenance() {
 pub fn set_underflow_interrupt(on: bool) {
     let h = gic().hyp;
     let hcr = h.read32(gich::HCR);
-    h.write32(gich::HCR, if on { hcr | gich::HCR_UIE } else { hcr & !gich::HCR_UIE });
+    h.write32(
+        gich::HCR,
+        if on {
+            hcr | gich::HCR_UIE
+        } else {
+            hcr & !gich::HCR_UIE
+        },
+    );
 }

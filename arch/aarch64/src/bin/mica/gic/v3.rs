@@ -225,7 +225,11 @@ pub fn set_spi_enabled(intid: u32, enabled: bool) {
         return;
     }
     let n = intid as usize;
-    let reg = if enabled { gicd::ISENABLER } else { gicd::ICENABLER };
+    let reg = if enabled {
+        gicd::ISENABLER
+    } else {
+        gicd::ICENABLER
+    };
     g.dist.write32(reg + (n / 32) * 4, 1 << (n % 32));
 }
 
