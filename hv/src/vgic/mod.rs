@@ -499,7 +499,9 @@ impl Vgic {
             return false;
         }
         let s = self.state.lock();
-        s.core.irq(0, intid).is_some_and(|i| i.pending() || i.is_active())
+        s.core
+            .irq(0, intid)
+            .is_some_and(|i| i.pending() || i.is_active())
     }
 
     /// Whether `vcpu` has an enabled, pending, not active interrupt (listed or not).
