@@ -11,6 +11,7 @@ mod elf_image;
 mod host;
 mod images;
 mod initrd;
+mod initrd_modules;
 mod qemu;
 mod scenario;
 mod suites;
