@@ -51,7 +51,8 @@ fn gic_of(name: &str, default: u8) -> u8 {
 
 /// A deterministic pseudo-random disk image (xorshift64*), and its md5 from the host's md5sum.
 fn make_disk(path: &Path, seed: u64) -> Result<String, String> {
-    let mut state = seed | 1;
+    // Odd and distinct for every seed below 2^63.
+    let mut state = (seed << 1) | 1;
     let mut bytes = Vec::with_capacity(DISK_SIZE);
     while bytes.len() < DISK_SIZE {
         state ^= state >> 12;
@@ -247,7 +248,7 @@ impl Context<'_> {
     }
 
     fn domu_disk(&mut self, name: &str, gic: u8) -> Result<(), String> {
-        let mut s = self.base_scenario(gic, 300)?;
+        let mut s = self.base_scenario(gic, 90)?;
         s.domains.retain(|d| d.name != "domU2");
         s.domains[0].bootargs.push_str(" disk=1");
         s.domains[1].bootargs.push_str(" disk=1");
@@ -258,7 +259,8 @@ impl Context<'_> {
         let domu_disk = dir.join("domU1.img");
         let dom0_md5 = make_disk(&dom0_disk, 0x6d69_6361_0002)?;
         let domu_md5 = make_disk(&domu_disk, 0x6d69_6361_0003)?;
-        // Transport 31 (0xa003e00, SPI 47) goes to domU1; transport 0 to the initial domain.
+        // virtio-mmio-bus.N is the transport at 0xa000000 + 0x200 * N (SPI 16 + N): bus 31
+        // (0xa003e00, SPI 47) goes to domU1, bus 0 (0xa000000) to the initial domain.
         let partial_dts = r#"/dts-v1/;
 / {
 	#address-cells = <2>;
@@ -301,10 +303,13 @@ impl Context<'_> {
             let dts = add_host_property(&dts, "virtio_mmio@a003e00", "xen,passthrough")?;
             let open = "\t\tdomU1 {\n";
             let at = dts.find(open).ok_or("no domU1 node")? + open.len();
+            // Properties first, the module node last (before the domain's closing brace).
+            let close = at + dts[at..].find("\n\t\t};").ok_or("domU1 node not closed")? + 1;
             Ok(format!(
-                "{}{direct_map}{partial_module}{}",
+                "{}{direct_map}{}{partial_module}{}",
                 &dts[..at],
-                &dts[at..]
+                &dts[at..close],
+                &dts[close..]
             ))
         };
         let mut extra = disk_args(&domu_disk, "d1", Some("virtio-mmio-bus.31"));
@@ -457,7 +462,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let a = make_disk(&dir.join("a.img"), 7).unwrap();
         let b = make_disk(&dir.join("b.img"), 7).unwrap();
-        let c = make_disk(&dir.join("c.img"), 8).unwrap();
+        let c = make_disk(&dir.join("c.img"), 6).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(
