@@ -746,6 +746,8 @@ pub enum Unassignable {
     Interrupts,
     /// A PCI host bridge: its windows and INTx/MSI routing are not passed through yet.
     PciHostBridge,
+    /// Its registers share a page with this node, marked `xen,passthrough` for a domU.
+    SharesPageWithDomuDevice(String),
 }
 
 impl fmt::Display for Unassignable {
@@ -757,24 +759,49 @@ impl fmt::Display for Unassignable {
             ),
             Self::Interrupts => f.write_str("its interrupts are not GIC SPIs Mica can route"),
             Self::PciHostBridge => f.write_str("PCI host bridges are not passed through yet"),
+            Self::SharesPageWithDomuDevice(p) => {
+                write!(
+                    f,
+                    "its registers share a page with {p}, which is marked for a domU"
+                )
+            }
         }
     }
 }
 
+/// Devices for the initial domain, and the ones refused with the reason.
+pub type HostDevices = (Vec<HostDevice>, Vec<(String, Unassignable)>);
+
 /// Every enabled device node with `reg` directly under a plain bus (root or `simple-bus`),
-/// except the GIC, memory, CPUs and the nodes named in `exclude` (Mica's own devices).
-/// Devices with a `reg` above `ipa_limit` or undecodable interrupts come back in the
-/// second list with the reason.
+/// except the GIC, memory, CPUs, the nodes named in `exclude` (Mica's own devices) and the
+/// nodes marked `xen,passthrough` (they belong to domUs). Devices with a `reg` above
+/// `ipa_limit`, undecodable interrupts, or registers in a page of a `xen,passthrough` node
+/// come back in the second list with the reason.
 pub fn host_devices(
     dtb: &[u8],
     exclude: &[&str],
     ipa_limit: u64,
-) -> Result<(Vec<HostDevice>, Vec<(String, Unassignable)>), BootCfgError> {
+) -> Result<HostDevices, BootCfgError> {
     let clean = validate(dtb)?;
     let fdt = Fdt::new(&clean).map_err(|_| BootCfgError::BadDtb("unparseable"))?;
     let t = Tree::build(&fdt)?;
     let mut ok = Vec::new();
     let mut refused = Vec::new();
+    // Pages of the devices set aside for domUs.
+    let domu_pages: Vec<(u64, u64, &str)> = (1..t.nodes.len())
+        .filter(|&i| t.has(i, "xen,passthrough"))
+        .flat_map(|i| {
+            let path = t.nodes[i].path.as_str();
+            t.reg_ranges(i)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |r| {
+                    let start = r.start.align_down(PAGE_SIZE).raw();
+                    let end = r.end().checked_align_up(PAGE_SIZE)?.raw();
+                    Some((start, end, path))
+                })
+        })
+        .collect();
     for i in 1..t.nodes.len() {
         let Some(parent) = t.nodes[i].parent else {
             continue;
@@ -795,6 +822,7 @@ pub fn host_devices(
             name,
             "memory" | "cpus" | "chosen" | "aliases" | "reserved-memory"
         ) || t.has(i, "interrupt-controller")
+            || t.has(i, "xen,passthrough")
             || exclude.contains(&path);
         if !on_bus || disabled || special || !t.has(i, "reg") {
             continue;
@@ -804,6 +832,17 @@ pub fn host_devices(
         };
         if let Some(r) = regs.iter().find(|r| r.end().raw() > ipa_limit) {
             refused.push((path.to_string(), Unassignable::AboveLimit(r.end().raw())));
+            continue;
+        }
+        let shared = domu_pages.iter().find(|&&(start, end, _)| {
+            regs.iter()
+                .any(|r| r.start.raw() < end && start < r.end().raw())
+        });
+        if let Some(&(_, _, owner)) = shared {
+            refused.push((
+                path.to_string(),
+                Unassignable::SharesPageWithDomuDevice(owner.to_string()),
+            ));
             continue;
         }
         let mut spis = Vec::new();
@@ -1573,6 +1612,43 @@ mod tests {
             .any(|(p, r)| p.starts_with("/pcie") && *r == Unassignable::PciHostBridge));
         assert!(!paths.iter().any(|p| p.starts_with("/pcie")));
         assert!(host_devices(b"garbage", &[], 1 << 39).is_err());
+    }
+
+    #[test]
+    fn devices_marked_for_domus_are_not_dom0s() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        for (addr, marked) in [
+            (0xa00_3e00u64, true),
+            (0xa00_3c00, false),
+            (0xa00_2e00, false),
+        ] {
+            let n = w.begin_node(&format!("virtio_mmio@{addr:x}")).unwrap();
+            w.property_array_u64("reg", &[addr, 0x200]).unwrap();
+            w.property_array_u32("interrupts", &[0, 16, 1]).unwrap();
+            if marked {
+                w.property_null("xen,passthrough").unwrap();
+            }
+            w.end_node(n).unwrap();
+        }
+        w.end_node(root).unwrap();
+        let dtb = w.finish().unwrap();
+        let (devs, refused) = host_devices(&dtb, &[], 1 << 39).unwrap();
+        let paths: Vec<&str> = devs.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["/virtio_mmio@a002e00"]);
+        assert_eq!(
+            refused,
+            [(
+                "/virtio_mmio@a003c00".to_string(),
+                Unassignable::SharesPageWithDomuDevice("/virtio_mmio@a003e00".into())
+            )]
+        );
+        assert_eq!(
+            refused[0].1.to_string(),
+            "its registers share a page with /virtio_mmio@a003e00, which is marked for a domU"
+        );
     }
 
     #[test]

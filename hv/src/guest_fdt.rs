@@ -20,6 +20,7 @@ use vm_fdt::{FdtReserveEntry, FdtWriter};
 
 use crate::addr::{GuestRange, HostRange};
 use crate::bootcfg::{self, BootCfgError, Tree};
+use crate::passthrough::{DomuPassthrough, PassthroughNode};
 
 /// Phandle of the GIC in a domU tree (Xen's `GUEST_PHANDLE_GIC`).
 pub const GUEST_PHANDLE_GIC: u32 = 65000;
@@ -170,6 +171,41 @@ fn write_hypervisor(w: &mut FdtWriter, h: &HypervisorNode, gic_phandle: u32) -> 
 
 /// Builds a dom0less domU's device tree.
 pub fn build_domu_fdt(spec: &DomuFdt<'_>) -> Result<Vec<u8>> {
+    build_domu_fdt_with_passthrough(spec, None)
+}
+
+/// Writes the `passthrough` bus the way Xen does for a partial device tree: a `simple-bus`
+/// with an identity `ranges` and 2/2 cells, holding the partial tree's device nodes.
+fn write_passthrough(w: &mut FdtWriter, pt: &DomuPassthrough) -> Result<()> {
+    fn node(w: &mut FdtWriter, n: &PassthroughNode) -> Result<()> {
+        let id = w.begin_node(&n.name)?;
+        for (name, value) in &n.props {
+            w.property(name, value)?;
+        }
+        for c in &n.children {
+            node(w, c)?;
+        }
+        w.end_node(id)?;
+        Ok(())
+    }
+    let bus = w.begin_node("passthrough")?;
+    w.property_string("compatible", "simple-bus")?;
+    w.property_null("ranges")?;
+    w.property_u32("#address-cells", 2)?;
+    w.property_u32("#size-cells", 2)?;
+    for n in &pt.nodes {
+        node(w, n)?;
+    }
+    w.end_node(bus)?;
+    Ok(())
+}
+
+/// Builds a dom0less domU's device tree, with the devices of its partial device tree (from
+/// [`crate::passthrough::parse_partial_dt`]) under `/passthrough`.
+pub fn build_domu_fdt_with_passthrough(
+    spec: &DomuFdt<'_>,
+    passthrough: Option<&DomuPassthrough>,
+) -> Result<Vec<u8>> {
     let bad = FdtBuildError::BadInput;
     if spec.ram.is_empty() || spec.ram.iter().any(|r| r.size == 0) {
         return Err(bad("no RAM, or an empty RAM bank"));
@@ -279,6 +315,10 @@ pub fn build_domu_fdt(spec: &DomuFdt<'_>) -> Result<Vec<u8>> {
         w.property_u32("interrupt-parent", GUEST_PHANDLE_GIC)?;
         w.property_u32("current-speed", 115_200)?;
         w.end_node(n)?;
+    }
+
+    if let Some(pt) = passthrough {
+        write_passthrough(&mut w, pt)?;
     }
 
     w.end_node(root)?;
@@ -451,15 +491,17 @@ impl Dom0Writer<'_, '_, '_> {
             }
             special
         };
+        // Nodes marked for a domU are hidden even if asked to be kept (as Xen does).
+        let for_domu = t.has(i, "xen,passthrough");
         let is_device = i != 0
             && t.has(i, "reg")
             && !self.is_gic(i)
             && !under_special
-            && !self.spec.keep_devices.contains(&path);
+            && (for_domu || !self.spec.keep_devices.contains(&path));
         if is_psci {
             self.copy_props(i, &["method"])?;
             self.w.property_string("method", "hvc")?;
-        } else if is_uart {
+        } else if is_uart && !for_domu {
             self.copy_props(i, &["status"])?;
             self.w.property_string("status", "okay")?;
         } else if is_device {
@@ -932,6 +974,85 @@ mod tests {
             rewrite_dom0_fdt(&host, &spec),
             Err(FdtBuildError::BadInput(_))
         ));
+    }
+
+    #[test]
+    fn domu_passthrough_bus() {
+        use crate::passthrough::{DomuPassthrough, PassthroughNode};
+        let pt = DomuPassthrough {
+            nodes: vec![PassthroughNode {
+                name: "virtio_mmio@a003e00".into(),
+                props: vec![
+                    ("compatible".into(), b"virtio,mmio\0".to_vec()),
+                    (
+                        "reg".into(),
+                        [0u32, 0xa00_3e00, 0, 0x200]
+                            .iter()
+                            .flat_map(|c| c.to_be_bytes())
+                            .collect(),
+                    ),
+                ],
+                children: vec![PassthroughNode {
+                    name: "sub".into(),
+                    props: vec![],
+                    children: vec![],
+                }],
+            }],
+            ..DomuPassthrough::default()
+        };
+        let dtb = build_domu_fdt_with_passthrough(&domu_spec(), Some(&pt)).unwrap();
+        let fdt = Fdt::new(&dtb).unwrap();
+        let bus = fdt.find_node("/passthrough").unwrap();
+        assert_eq!(text(prop(&bus, "compatible").unwrap()), ["simple-bus"]);
+        assert_eq!(prop(&bus, "ranges").unwrap().len(), 0);
+        assert_eq!(u32s(prop(&bus, "#address-cells").unwrap()), [2]);
+        assert_eq!(u32s(prop(&bus, "#size-cells").unwrap()), [2]);
+        let dev = fdt.find_node("/passthrough/virtio_mmio@a003e00").unwrap();
+        assert_eq!(u32s(prop(&dev, "reg").unwrap()), [0, 0xa00_3e00, 0, 0x200]);
+        assert!(fdt
+            .find_node("/passthrough/virtio_mmio@a003e00/sub")
+            .is_some());
+        assert!(bootcfg::validate(&dtb).is_ok());
+        // Without one, no bus.
+        let plain = build_domu_fdt(&domu_spec()).unwrap();
+        assert!(Fdt::new(&plain)
+            .unwrap()
+            .find_node("/passthrough")
+            .is_none());
+        // A node name the writer refuses is an error, not a panic.
+        let mut bad = pt.clone();
+        bad.nodes[0].name = "a/b".into();
+        assert!(build_domu_fdt_with_passthrough(&domu_spec(), Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn dom0_never_sees_devices_marked_for_domus() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        for (addr, marked) in [(0xa00_3e00u64, true), (0xa00_2e00, false)] {
+            let n = w.begin_node(&format!("virtio_mmio@{addr:x}")).unwrap();
+            w.property_array_u64("reg", &[addr, 0x200]).unwrap();
+            if marked {
+                w.property_null("xen,passthrough").unwrap();
+            }
+            w.end_node(n).unwrap();
+        }
+        w.end_node(root).unwrap();
+        let host = w.finish().unwrap();
+        let mut spec = dom0_spec();
+        spec.uart_path = Some("/virtio_mmio@a003e00");
+        spec.keep_devices = &["/virtio_mmio@a003e00", "/virtio_mmio@a002e00"];
+        let dtb = rewrite_dom0_fdt(&host, &spec).unwrap();
+        let fdt = Fdt::new(&dtb).unwrap();
+        let status = |p: &str| {
+            fdt.find_node(p)
+                .and_then(|n| prop(&n, "status"))
+                .map(|v| text(v)[0])
+        };
+        assert_eq!(status("/virtio_mmio@a003e00"), Some("disabled"));
+        assert_eq!(status("/virtio_mmio@a002e00"), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod cpupool;
 pub mod exit;
 pub mod frame_alloc;
 pub mod guest_fdt;
+pub mod passthrough;
 pub mod psci;
 pub mod ratelimit;
 pub mod sched;

@@ -12,6 +12,7 @@ mod elf_image;
 mod host;
 mod images;
 mod initrd;
+mod initrd_modules;
 mod pvtest_suite;
 mod qemu;
 mod scenario;
