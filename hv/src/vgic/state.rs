@@ -509,9 +509,11 @@ impl Core {
                 irq.active_source = irq.lr_source;
             } else if irq.edge {
                 irq.latch |= hw_pending;
-            } else if !hw.is_pending() {
-                // The guest acknowledged it: that consumes a software-set pending latch
-                // (a line still high keeps it pending).
+            } else if irq.lr.is_some_and(|written| written.is_pending()) && !hw.is_pending() {
+                // The guest acknowledged what was listed as pending: that consumes a
+                // software-set pending latch (a line still high keeps it pending). A latch
+                // set while the interrupt was listed only as active (a new injection during
+                // its handler) was never shown to the guest and must survive.
                 irq.latch = false;
             }
             irq.active = hw_active;

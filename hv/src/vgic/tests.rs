@@ -346,6 +346,35 @@ fn level_triggered_repend_and_drop() {
     assert!(!g.has_deliverable(0));
 }
 
+/// The virtual timer is level-sensitive to Linux. When it fires again while the guest is
+/// still in its handler (listed active), the new injection must survive the guest's EOI of
+/// the old one: losing it leaves the hypervisor-masked timer silent forever.
+#[test]
+fn level_injection_while_active_survives_the_eoi() {
+    let g = vgic(1, 32);
+    linux_init(&g);
+    assert!(!g.inject(0, 27).is_empty());
+    let mut l = lrs(4);
+    g.fill_lrs(0, &mut l);
+    assert_eq!(listed(&l), [(27, LrState::Pending)]);
+    // The guest acknowledges it and is in its handler when the timer fires again.
+    l[0].state = LrState::Active;
+    g.sync_from_lrs(0, &l);
+    g.inject(0, 27);
+    g.fill_lrs(0, &mut l);
+    assert_eq!(listed(&l), [(27, LrState::Active)]);
+    // The guest deactivates the first one.
+    l[0].state = LrState::Invalid;
+    g.sync_from_lrs(0, &l);
+    assert!(g.has_deliverable(0), "the second timer interrupt was lost");
+    g.fill_lrs(0, &mut l);
+    assert_eq!(listed(&l), [(27, LrState::Pending)]);
+    // Acknowledging and ending that one consumes it.
+    l[0].state = LrState::Invalid;
+    g.sync_from_lrs(0, &l);
+    assert!(!g.has_deliverable(0));
+}
+
 #[test]
 fn software_pending_on_level_interrupt_is_consumed_by_ack() {
     let g = vgic(1, 32);

@@ -145,19 +145,12 @@ pub fn run(cpu: usize) -> ! {
         timers: Vec::new(),
     };
     let mut next_housekeeping = 0;
-    let mut next_sweep = 0;
     loop {
         let now = timer::now();
         fire_timers(&mut local, now);
-        if now >= next_housekeeping {
-            if cpu == 0 {
-                consoles::flush_idle(now);
-                crate::xen::poll_consoles();
-            }
-            if now >= next_sweep {
-                sweep(&local, cpu, now);
-                next_sweep = now + timer::us_to_ticks(1_000_000);
-            }
+        if cpu == 0 && now >= next_housekeeping {
+            consoles::flush_idle(now);
+            crate::xen::poll_consoles();
             next_housekeeping = now + timer::us_to_ticks(HOUSEKEEPING_US);
         }
         if local
@@ -178,43 +171,6 @@ pub fn run(cpu: usize) -> ! {
             }
             // A vCPU of a domain that is gone: forget it.
             _ => with_sched(cpu, |s| s.remove(pick)),
-        }
-    }
-}
-
-/// DEBUG: looks for blocked vCPUs of this CPU that should be running.
-fn sweep(local: &Local, cpu: usize, now: u64) {
-    let doms: Vec<Arc<Domain>> = DOMAINS.read().iter().flatten().cloned().collect();
-    for dom in doms {
-        for (i, v) in dom.vcpus.iter().enumerate() {
-            if v.pcpu != cpu || *v.power.lock() != Power::On {
-                continue;
-            }
-            let vref = dom.vcpu_ref(i);
-            let runnable = with_sched(cpu, |s| s.is_runnable(vref));
-            if runnable {
-                continue;
-            }
-            let loaded = matches!(&local.loaded, Some((d, li)) if Arc::ptr_eq(d, &dom) && *li == i);
-            let deliverable = dom.vgic.has_deliverable(i);
-            let (ctl, cval) = if loaded {
-                (CNTV_CTL_EL0.get(), CNTV_CVAL_EL0.get())
-            } else {
-                // SAFETY: pinned to this CPU and not loaded.
-                let c = unsafe { v.context() };
-                (c.el1.cntv_ctl, c.el1.cntv_cval)
-            };
-            let has_event = local.timers.iter().any(|t| t.domain == dom.id && t.vcpu == i);
-            let overdue = ctl & timer_ctl::ENABLE != 0 && ctl & timer_ctl::IMASK == 0 && cval + timer::us_to_ticks(50_000) < now;
-            if deliverable || overdue {
-                static N: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-                if N.fetch_add(1, Ordering::Relaxed) < 20 {
-                    crate::info!(
-                        "DEBUG cpu{cpu} DOM{} v{i} blocked: deliverable={deliverable} loaded={loaded} ctl={ctl:#x} cval={cval:#x} now={now:#x} event={has_event}",
-                        dom.id
-                    );
-                }
-            }
         }
     }
 }
@@ -378,12 +334,6 @@ fn handle_irqs(local: &mut Local) -> bool {
                 let fired = ctl & timer_ctl::ENABLE != 0
                     && ctl & timer_ctl::ISTATUS != 0
                     && ctl & timer_ctl::IMASK == 0;
-                if !fired {
-                    static N: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-                    if N.fetch_add(1, Ordering::Relaxed) < 5 {
-                        crate::info!("DEBUG spurious vtimer ctl={ctl:#x} cval={:#x} now={:#x} loaded={}", CNTV_CVAL_EL0.get(), timer::now(), local.loaded.is_some());
-                    }
-                }
                 if fired {
                     CNTV_CTL_EL0.set(ctl | timer_ctl::IMASK);
                     if let Some((dom, index)) = &local.loaded {
