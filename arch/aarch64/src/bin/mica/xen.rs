@@ -270,13 +270,12 @@ impl VcpuVirtMemory {
     /// Host address of guest virtual `gva` for a read or write, and the bytes left in its page.
     fn translate(gva: u64, write: bool) -> Result<(u64, usize), GuestMemError> {
         let saved = PAR_EL1.get();
-        // SAFETY: address translation instructions only update PAR_EL1, which is restored.
-        unsafe {
-            if write {
-                core::arch::asm!("at s12e1w, {}", "isb", in(reg) gva, options(nostack));
-            } else {
-                core::arch::asm!("at s12e1r, {}", "isb", in(reg) gva, options(nostack));
-            }
+        if write {
+            // SAFETY: an address translation only updates PAR_EL1, which is restored below.
+            unsafe { core::arch::asm!("at s12e1w, {}", "isb", in(reg) gva, options(nostack)) };
+        } else {
+            // SAFETY: as above.
+            unsafe { core::arch::asm!("at s12e1r, {}", "isb", in(reg) gva, options(nostack)) };
         }
         let par = PAR_EL1.get();
         PAR_EL1.set(saved);
