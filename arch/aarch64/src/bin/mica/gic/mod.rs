@@ -14,6 +14,34 @@ pub const SGI_KICK: u32 = 0;
 /// Default INTID of the virtualization maintenance interrupt (PPI 9).
 const DEFAULT_MAINTENANCE: u32 = 25;
 
+/// A GIC register frame, by its (identity-mapped) base address.
+#[derive(Clone, Copy)]
+struct Mmio(usize);
+
+impl Mmio {
+    fn read32(self, off: usize) -> u32 {
+        // SAFETY: `self.0` is a GIC register frame from the device tree, mapped as device
+        // memory, and `off` is a register offset inside it.
+        unsafe { core::ptr::read_volatile((self.0 + off) as *const u32) }
+    }
+    fn write32(self, off: usize, v: u32) {
+        // SAFETY: as for `read32`.
+        unsafe { core::ptr::write_volatile((self.0 + off) as *mut u32, v) }
+    }
+    fn write8(self, off: usize, v: u8) {
+        // SAFETY: as for `read32`; IPRIORITYR and ITARGETSR are byte-accessible.
+        unsafe { core::ptr::write_volatile((self.0 + off) as *mut u8, v) }
+    }
+    fn read64(self, off: usize) -> u64 {
+        // SAFETY: as for `read32`; the 64-bit GICv3 registers allow 64-bit access.
+        unsafe { core::ptr::read_volatile((self.0 + off) as *const u64) }
+    }
+    fn write64(self, off: usize, v: u64) {
+        // SAFETY: as for `read64`.
+        unsafe { core::ptr::write_volatile((self.0 + off) as *mut u64, v) }
+    }
+}
+
 /// An acknowledged interrupt: its INTID and the raw value to hand back at EOI (GICv2 adds
 /// the source CPU of an SGI).
 #[derive(Clone, Copy, Debug)]

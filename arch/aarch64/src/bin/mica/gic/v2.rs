@@ -2,7 +2,7 @@
 //! interface, and the GICH virtual interface control frame. The guest's CPU interface is
 //! the hardware GICV frame, mapped into its stage 2 at its GICC address.
 
-use super::{Ack, VirtualCpuInterface};
+use super::{Ack, Mmio, VirtualCpuInterface};
 use crate::world::MAX_CPUS;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use mica_hv::vgic::{ListReg, LrState};
@@ -54,25 +54,6 @@ mod lr {
 
 const HOST_PRIORITY: u8 = 0xa0;
 const SPURIOUS: u32 = 1020;
-
-#[derive(Clone, Copy)]
-struct Mmio(usize);
-
-impl Mmio {
-    fn read32(self, off: usize) -> u32 {
-        // SAFETY: `self.0` is a GICv2 register frame from the device tree, mapped as device
-        // memory; `off` is a register offset inside it.
-        unsafe { core::ptr::read_volatile((self.0 + off) as *const u32) }
-    }
-    fn write32(self, off: usize, v: u32) {
-        // SAFETY: as for `read32`.
-        unsafe { core::ptr::write_volatile((self.0 + off) as *mut u32, v) }
-    }
-    fn write8(self, off: usize, v: u8) {
-        // SAFETY: as for `read32`; IPRIORITYR and ITARGETSR are byte-accessible.
-        unsafe { core::ptr::write_volatile((self.0 + off) as *mut u8, v) }
-    }
-}
 
 struct Gic {
     dist: Mmio,

@@ -44,31 +44,7 @@ const HOST_PRIORITY: u8 = 0xa0;
 /// INTID returned by an acknowledge when nothing is pending.
 const SPURIOUS: u32 = 1020;
 
-use super::{Ack, VirtualCpuInterface, SGI_KICK};
-
-/// A block of 32-bit device registers.
-#[derive(Clone, Copy)]
-struct Mmio(usize);
-
-impl Mmio {
-    fn read32(self, off: usize) -> u32 {
-        // SAFETY: `self.0` is a GIC register frame mapped as device memory (checked against
-        // the device tree at `init`), and `off` is a register offset inside it.
-        unsafe { core::ptr::read_volatile((self.0 + off) as *const u32) }
-    }
-    fn write32(self, off: usize, v: u32) {
-        // SAFETY: as for `read32`.
-        unsafe { core::ptr::write_volatile((self.0 + off) as *mut u32, v) }
-    }
-    fn read64(self, off: usize) -> u64 {
-        // SAFETY: as for `read32`; 64-bit GIC registers allow 64-bit access.
-        unsafe { core::ptr::read_volatile((self.0 + off) as *const u64) }
-    }
-    fn write64(self, off: usize, v: u64) {
-        // SAFETY: as for `read64`.
-        unsafe { core::ptr::write_volatile((self.0 + off) as *mut u64, v) }
-    }
-}
+use super::{Ack, Mmio, VirtualCpuInterface, SGI_KICK};
 
 struct Gic {
     dist: Mmio,
