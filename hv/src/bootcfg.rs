@@ -184,6 +184,10 @@ pub struct DomainSpec {
     pub device_tree: Option<HostRange>,
     /// Kernel command line.
     pub bootargs: Option<String>,
+    /// Host memory the domain must use (Xen's `xen,static-mem`, one bank), direct-mapped
+    /// (guest address = host address, Xen's `direct-map`) so devices passed through without
+    /// an IOMMU can DMA to it.
+    pub static_mem: Option<HostRange>,
 }
 
 /// What a boot module is for.
@@ -238,6 +242,8 @@ pub enum DomainProblem {
     ModuleOverlapsReserved(String, ModuleKind, HostRange),
     /// A module over another module (`other` names it: `domU1/module@50000000`).
     ModuleOverlapsModule(String, ModuleKind, String),
+    /// `xen,static-mem` / `direct-map` unusable; the text says why.
+    BadStaticMem(String),
 }
 
 impl fmt::Display for DomainProblem {
@@ -249,6 +255,7 @@ impl fmt::Display for DomainProblem {
             Self::BadCpus(n) => write!(f, "cpus = {n}, must be 1 to {MAX_VCPUS}"),
             Self::MissingMemory => f.write_str("no memory property"),
             Self::BadMemory(why) => write!(f, "memory {why}"),
+            Self::BadStaticMem(why) => write!(f, "xen,static-mem {why}"),
             Self::BadCells => f.write_str("#address-cells/#size-cells missing or not 1 or 2"),
             Self::BadModuleReg(m) => {
                 write!(
@@ -1161,6 +1168,7 @@ struct Basics {
     vpl011: bool,
     enhanced: bool,
     bootargs: Option<String>,
+    static_mem: Option<HostRange>,
 }
 
 fn finish_draft(
@@ -1184,7 +1192,16 @@ fn finish_draft(
         ramdisk: find(ModuleKind::Ramdisk),
         device_tree: find(ModuleKind::DeviceTree),
         bootargs: b.bootargs,
+        static_mem: b.static_mem,
     };
+    if let Some(sm) = spec.static_mem {
+        if let Some(m) = modules.iter().find(|m| m.range.overlaps(&sm)) {
+            return Err(DomainProblem::BadStaticMem(format!(
+                "overlaps its own {} module",
+                m.kind
+            )));
+        }
+    }
     Ok(Draft { spec, modules })
 }
 
@@ -1233,6 +1250,7 @@ fn parse_dom0(
         vpl011: false,
         enhanced: true,
         bootargs,
+        static_mem: None,
     };
     Some(finish_draft(basics, modules, ctx))
 }
@@ -1274,6 +1292,7 @@ fn parse_domu(t: &Tree<'_, '_>, d: usize, ctx: &DomainCtx<'_>) -> Result<Draft, 
         .or_else(|| t.prop(d, "bootargs"))
         .and_then(string)
         .map(String::from);
+    let static_mem = parse_static_mem(t, d, memory, ctx)?;
     let basics = Basics {
         name: t.name(d).to_string(),
         kind: DomainKind::DomU,
@@ -1282,8 +1301,61 @@ fn parse_domu(t: &Tree<'_, '_>, d: usize, ctx: &DomainCtx<'_>) -> Result<Draft, 
         vpl011,
         enhanced,
         bootargs,
+        static_mem,
     };
     finish_draft(basics, modules, ctx)
+}
+
+/// Xen's `xen,static-mem` (with `direct-map`): one bank of host RAM the domain is given,
+/// at the same guest address. Both properties together, or neither.
+fn parse_static_mem(
+    t: &Tree<'_, '_>,
+    d: usize,
+    memory: u64,
+    ctx: &DomainCtx<'_>,
+) -> Result<Option<HostRange>, DomainProblem> {
+    let bad = |why: &str| DomainProblem::BadStaticMem(why.to_string());
+    let direct = t.has(d, "direct-map");
+    let Some(v) = t.prop(d, "xen,static-mem") else {
+        return if direct {
+            Err(bad("missing: direct-map needs it"))
+        } else {
+            Ok(None)
+        };
+    };
+    if !direct {
+        return Err(bad("without direct-map is not supported"));
+    }
+    let ac = t
+        .prop(d, "#xen,static-mem-address-cells")
+        .and_then(single_u32)
+        .unwrap_or(2);
+    let sc = t
+        .prop(d, "#xen,static-mem-size-cells")
+        .and_then(single_u32)
+        .unwrap_or(2);
+    if !(1..=2).contains(&ac) || !(1..=2).contains(&sc) {
+        return Err(bad("cell sizes must be 1 or 2"));
+    }
+    let banks = decode_reg(v, ac, sc).ok_or_else(|| bad("is not a list of address/size pairs"))?;
+    let [(start, size)] = banks[..] else {
+        return Err(bad("must be exactly one bank"));
+    };
+    let range =
+        HostRange::new(HostPhysAddr::new(start), size).ok_or_else(|| bad("wraps around"))?;
+    if size != memory {
+        return Err(bad("size differs from the memory property"));
+    }
+    if !range.start.is_aligned(2 << 20) || size % (2 << 20) != 0 {
+        return Err(bad("must be 2 MiB aligned"));
+    }
+    if !ctx.ram.iter().any(|r| r.contains_range(range.start, size)) {
+        return Err(bad("lies outside RAM"));
+    }
+    if ctx.reserved.iter().any(|r| r.overlaps(&range)) {
+        return Err(bad("overlaps memory Mica or the host reserves"));
+    }
+    Ok(Some(range))
 }
 
 fn parse_domains(
@@ -1584,6 +1656,83 @@ mod tests {
             .find_map(|d| d.as_ref().err().filter(|e| e.domain == domain))
             .cloned();
         e.unwrap_or_else(|| panic!("no error for {domain}: {:?}", info.domains))
+    }
+
+    fn static_domu(name: &str, extra: &[(&str, &[u32])], mem_mib: u32) -> Vec<u8> {
+        let mut props: Vec<(&str, &[u32])> = vec![
+            ("#address-cells", &[1]),
+            ("#size-cells", &[1]),
+            ("cpus", &[1]),
+        ];
+        let mem = [0, mem_mib << 10];
+        props.push(("memory", &mem));
+        props.extend_from_slice(extra);
+        qemu(|w| {
+            w.property_u32("#address-cells", 2).unwrap();
+            w.property_u32("#size-cells", 2).unwrap();
+            domu(
+                w,
+                name,
+                &props,
+                &[(
+                    "module@k",
+                    &["multiboot,kernel", "multiboot,module"],
+                    &[0x5000_0000, 0x100_0000],
+                )],
+            );
+        })
+    }
+
+    #[test]
+    fn static_memory_direct_mapped_domu() {
+        let cells: &[(&str, &[u32])] = &[
+            ("#xen,static-mem-address-cells", &[1]),
+            ("#xen,static-mem-size-cells", &[1]),
+            ("xen,static-mem", &[0x9000_0000, 0x1000_0000]),
+            ("direct-map", &[]),
+        ];
+        let info = parse(&static_domu("d", cells, 256), &MICA).unwrap();
+        let spec = info
+            .domains
+            .iter()
+            .flatten()
+            .find(|d| d.name == "d")
+            .unwrap();
+        assert_eq!(
+            spec.static_mem,
+            HostRange::new(HostPhysAddr::new(0x9000_0000), 0x1000_0000)
+        );
+        // Bad: size differs, no direct-map, unaligned, outside RAM, over a module.
+        let e = only_err(&static_domu("d", cells, 128), "d");
+        assert!(e.to_string().contains("differs"), "{e}");
+        let e = only_err(&static_domu("d", &cells[..3], 256), "d");
+        assert!(e.to_string().contains("direct-map"), "{e}");
+        let e = only_err(&static_domu("d", &cells[3..], 256), "d");
+        assert!(e.to_string().contains("missing"), "{e}");
+        let unaligned: &[(&str, &[u32])] = &[
+            ("#xen,static-mem-address-cells", &[1]),
+            ("#xen,static-mem-size-cells", &[1]),
+            ("xen,static-mem", &[0x9000_1000, 0x1000_0000]),
+            ("direct-map", &[]),
+        ];
+        let e = only_err(&static_domu("d", unaligned, 256), "d");
+        assert!(e.to_string().contains("aligned"), "{e}");
+        let outside: &[(&str, &[u32])] = &[
+            ("#xen,static-mem-address-cells", &[1]),
+            ("#xen,static-mem-size-cells", &[1]),
+            ("xen,static-mem", &[0x1000_0000, 0x1000_0000]),
+            ("direct-map", &[]),
+        ];
+        let e = only_err(&static_domu("d", outside, 256), "d");
+        assert!(e.to_string().contains("outside RAM"), "{e}");
+        let over_module: &[(&str, &[u32])] = &[
+            ("#xen,static-mem-address-cells", &[1]),
+            ("#xen,static-mem-size-cells", &[1]),
+            ("xen,static-mem", &[0x5000_0000, 0x1000_0000]),
+            ("direct-map", &[]),
+        ];
+        let e = only_err(&static_domu("d", over_module, 256), "d");
+        assert!(e.to_string().contains("module"), "{e}");
     }
 
     #[test]

@@ -56,11 +56,29 @@ pub fn boot(options: &BenchOptions) -> Result<(), String> {
             [None; 3]
         }
     };
+    // The same initial domain alone: what Mica itself costs, without two other kernels
+    // booting on the same two CPUs.
+    let mica_alone = match &mica {
+        Ok(image) => measure(runs, "mica-alone", |log| {
+            run_alone(options, &files, image, log)
+        })[0],
+        Err(_) => None,
+    };
     let sizes = (
         mica.as_ref().ok().and_then(|p| file_size(p).ok()),
         file_size(&xen).ok(),
     );
-    let section = report(options, runs, bare, xen_times, mica_times, sizes);
+    let mut section = report(options, runs, bare, xen_times, mica_times, sizes);
+    let _ = write!(
+        section,
+        "\nThe initial domain alone (no domUs, same 2 vCPUs and 512 MiB), Mica vs bare Linux: \
+         {} vs {} (Mica/bare {}). The rows above share two physical CPUs between three \
+         kernels booting at once, so their Mica/bare ratio measures the sharing as much as \
+         Mica.\n",
+        seconds(mica_alone, "failed to boot"),
+        seconds(bare[0], "not measured"),
+        ratio(mica_alone, bare[0])
+    );
     println!("{section}");
     let docs = repo_root().join("docs/benchmarks.md");
     let existing = std::fs::read_to_string(&docs).unwrap_or_default();
@@ -123,6 +141,37 @@ fn run_bare(options: &BenchOptions, files: &GuestFiles, log: &Path) -> Result<Ti
     })?;
     let time = find_stamped(&captured.log, None, None, &line).ok_or("no timestamped HELLO line")?;
     Ok([Some(time); 3])
+}
+
+/// Mica with only the initial domain of the reference scenario.
+fn run_alone(
+    options: &BenchOptions,
+    files: &GuestFiles,
+    image: &Path,
+    log: &Path,
+) -> Result<Times, String> {
+    let mut scenario = suites::linux_dom0less(
+        Hypervisor::Mica,
+        options.platform,
+        options.gic,
+        files,
+        Dom0Mode::Hold(0),
+        "console_timestamps=boot",
+    );
+    scenario.domains.truncate(1);
+    let prepared = scenario.prepare(
+        image,
+        &target_dir().join("scenarios").join("bench-mica-alone"),
+    )?;
+    let mut args = prepared.qemu_args;
+    args.extend(ICOUNT.map(String::from));
+    let line = hello("dom0", scenario.smp);
+    let captured = run_captured(&args, log, RUN_TIMEOUT, &|log| {
+        find_stamped(log, Some(Hypervisor::Mica.tag()), Some(0), &line).is_some()
+    })?;
+    let time = find_stamped(&captured.log, Some(Hypervisor::Mica.tag()), Some(0), &line)
+        .ok_or("no timestamped HELLO line")?;
+    Ok([Some(time), None, None])
 }
 
 /// The reference scenario with the hypervisor's console timestamps: each domain's HELLO as

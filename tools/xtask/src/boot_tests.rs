@@ -37,6 +37,7 @@ pub const CONFIG_MINIMAL_TIMEOUT: Duration = Duration::from_secs(300);
 const TESTS: &[&str] = &[
     "unit",
     "linux-dom0less",
+    "linux-dom0less-other-gic",
     "trapcheck",
     "uboot-linux",
     "config-minimal",
@@ -87,6 +88,11 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
         let result = match name {
             "unit" => unit_tests(),
             "linux-dom0less" => context.linux_dom0less(),
+            // The same scenario on the other GIC version than `--gic` chose.
+            "linux-dom0less-other-gic" => {
+                let other = if options.gic == 2 { 3 } else { 2 };
+                context.linux_dom0less_via(false, other)
+            }
             "trapcheck" => context.trapcheck(),
             "uboot-linux" => context.uboot_linux(),
             "config-minimal" => context.config_minimal(),
@@ -153,12 +159,12 @@ impl Context<'_> {
     }
 
     fn linux_dom0less(&mut self) -> Result<(), String> {
-        self.linux_dom0less_via(false)
+        self.linux_dom0less_via(false, self.options.gic)
     }
 
     /// The linux-dom0less scenario and assertions, booted by U-Boot from a virtio disk.
     fn uboot_linux(&mut self) -> Result<(), String> {
-        self.linux_dom0less_via(true)
+        self.linux_dom0less_via(true, self.options.gic)
     }
 
     /// `cargo xtask run --config examples/minimal.toml --timeout S`, as a user types it; its
@@ -198,14 +204,14 @@ impl Context<'_> {
         require_clean_exit(&captured)
     }
 
-    fn linux_dom0less_via(&mut self, uboot: bool) -> Result<(), String> {
+    fn linux_dom0less_via(&mut self, uboot: bool, gic: u8) -> Result<(), String> {
         let hv = self.options.hypervisor;
         let image = self.hypervisor()?;
         let files = self.linux_files()?;
         let scenario = suites::linux_dom0less(
             hv,
             self.options.platform,
-            self.options.gic,
+            gic,
             &files,
             Dom0Mode::Hold(20),
             "",
@@ -220,10 +226,13 @@ impl Context<'_> {
             (Some(hv.tag()), Some(2), hello("domU2", 2)),
         ];
         let (name, timeout) = if uboot {
-            ("uboot-linux", UBOOT_LINUX_TIMEOUT)
+            ("uboot-linux".to_string(), UBOOT_LINUX_TIMEOUT)
+        } else if gic == self.options.gic {
+            ("linux-dom0less".to_string(), LINUX_DOM0LESS_TIMEOUT)
         } else {
-            ("linux-dom0less", LINUX_DOM0LESS_TIMEOUT)
+            (format!("linux-dom0less-gic{gic}"), LINUX_DOM0LESS_TIMEOUT)
         };
+        let name = name.as_str();
         let timeout = self.options.timeout.unwrap_or(timeout);
         let captured = if uboot {
             boot_uboot(name, &scenario, &image, timeout)?

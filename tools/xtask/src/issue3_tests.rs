@@ -24,12 +24,12 @@ pub const TESTS: &[&str] = &[
     "fail-alone-gic3",
     "fail-alone-gic2",
     "many-domains",
+    "domu-disk-gic3",
+    "domu-disk-gic2",
 ];
 
-/// Tests run only when the filter names them: they need hypervisor support that is not there
-/// yet (stage-2 mapping and interrupt routing of a domU's partial device tree, and a
-/// direct-mapped domU so the device's DMA reaches its memory).
-pub const OPT_IN: &[&str] = &["domu-disk-gic3", "domu-disk-gic2"];
+/// Tests run only when the filter names them (none at the moment).
+pub const OPT_IN: &[&str] = &[];
 
 const DISK_SIZE: usize = 4 << 20;
 const LINUX_TIMEOUT: Duration = Duration::from_secs(600);

@@ -161,6 +161,10 @@ fn allocate_ram(spec: &DomainSpec) -> Result<Vec<HostRange>, String> {
     let mut frames = FRAMES.lock();
     let frames = frames.as_mut().ok_or("no frame allocator")?;
     let size = spec.memory_bytes;
+    if let Some(fixed) = spec.static_mem {
+        // Reserved at boot for this domain alone (xen,static-mem).
+        return Ok(vec![fixed]);
+    }
     if spec.kind == DomainKind::Initial {
         // Direct-mapped: one contiguous bank keeps IPA == PA simple for Linux.
         let base = frames.alloc(size, MIB2).ok_or_else(|| {
@@ -221,7 +225,8 @@ pub fn build(
     let header = read_image_header(kernel).map_err(fail)?;
 
     let chunks = allocate_ram(spec).map_err(fail)?;
-    let ram = match guest_ram_layout(&chunks, initial) {
+    let direct = initial || spec.static_mem.is_some();
+    let ram = match guest_ram_layout(&chunks, direct) {
         Ok(r) => r,
         Err(e) => {
             free_ram(&chunks);
@@ -268,6 +273,22 @@ pub fn build(
     } else {
         Vec::new()
     };
+    let domu_passthrough = match spec.device_tree.filter(|_| !initial) {
+        Some(module) => match domu_passthrough(id, spec, module, host_dtb, table.as_mut()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                if let (Some(t), Some(frames)) = (table.take(), FRAMES.lock().as_mut()) {
+                    t.destroy(&mut FrameTables(frames));
+                }
+                if spec.static_mem.is_none() {
+                    free_ram(&chunks);
+                }
+                crate::passthrough::release(id);
+                return Err(fail(e));
+            }
+        },
+        None => None,
+    };
 
     let uart = if initial {
         let uart = host
@@ -291,7 +312,12 @@ pub fn build(
             intid: layout::GUEST_VPL011_SPI,
         }
     };
-    let (vgic, guest_gic) = match virtual_gic(initial, host, &mpidrs, table.as_mut()) {
+    let spis_needed = domu_passthrough
+        .as_ref()
+        .and_then(|p| p.spis.iter().map(|&(intid, _)| intid).max())
+        .map_or(DOMU_SPIS, |max| (max - 31).div_ceil(32) * 32)
+        .max(DOMU_SPIS);
+    let (vgic, guest_gic) = match virtual_gic(initial, host, &mpidrs, spis_needed, table.as_mut()) {
         Ok(v) => v,
         Err(e) => {
             if let (Some(t), Some(frames)) = (table.take(), FRAMES.lock().as_mut()) {
@@ -312,6 +338,7 @@ pub fn build(
         initial,
         vttbr: stage2::vttbr(root, id + 1),
         ram,
+        static_ram: spec.static_mem.is_some(),
         stage2: Mutex::new(table.take()),
         vgic,
         uart,
@@ -366,22 +393,25 @@ pub fn build(
             },
         )
     } else {
-        guest_fdt::build_domu_fdt(&DomuFdt {
-            ram: guest_banks(&dom.ram),
-            vcpu_mpidrs: mpidrs.clone(),
-            gic: guest_gic,
-            timer_flags: host.timer.flags,
-            vpl011: Some((dom.uart.range, dom.uart.intid)),
-            bootargs,
-            initrd,
-            hypervisor: spec.enhanced.then(|| HypervisorNode {
-                grant_region: GuestRange {
-                    start: GuestPhysAddr::new(XEN_GRANT_BASE),
-                    size: XEN_GRANT_SIZE,
-                },
-                upcall_intid: layout::EVTCHN_PPI,
-            }),
-        })
+        guest_fdt::build_domu_fdt_with_passthrough(
+            &DomuFdt {
+                ram: guest_banks(&dom.ram),
+                vcpu_mpidrs: mpidrs.clone(),
+                gic: guest_gic,
+                timer_flags: host.timer.flags,
+                vpl011: Some((dom.uart.range, dom.uart.intid)),
+                bootargs,
+                initrd,
+                hypervisor: spec.enhanced.then(|| HypervisorNode {
+                    grant_region: GuestRange {
+                        start: GuestPhysAddr::new(XEN_GRANT_BASE),
+                        size: XEN_GRANT_SIZE,
+                    },
+                    upcall_intid: layout::EVTCHN_PPI,
+                }),
+            },
+            domu_passthrough.as_ref(),
+        )
     }
     .map_err(|e| fail(format!("building its device tree: {e:?}")))?;
     if dtb.len() as u64 > MAX_GUEST_DTB {
@@ -402,6 +432,55 @@ pub fn build(
         context: dtb_at.raw(),
     };
     Ok(Arc::new(dom))
+}
+
+/// A domU's devices from its partial device tree (`multiboot,device-tree`): MMIO mapped
+/// where the tree says, SPIs claimed and routed to Mica for forwarding.
+fn domu_passthrough(
+    id: u16,
+    spec: &DomainSpec,
+    module: HostRange,
+    host_dtb: &[u8],
+    table: Option<&mut PageTable>,
+) -> Result<mica_hv::passthrough::DomuPassthrough, String> {
+    // SAFETY: boot modules are reserved in the frame allocator and never written.
+    let blob = unsafe { module_bytes(module) };
+    let pt = mica_hv::passthrough::parse_partial_dt(&spec.name, blob, host_dtb)
+        .map_err(|e| format!("partial device tree: {}", e.problem))?;
+    if spec.static_mem.is_none() && !pt.mmio.is_empty() {
+        // Without an IOMMU a device DMAs to host addresses: its domain must be direct-mapped.
+        crate::info!(
+            "DOM{id}: note: {} has passed-through devices but is not direct-mapped (xen,static-mem + direct-map); their DMA will not reach its memory",
+            spec.name
+        );
+    }
+    let table = table.ok_or("no stage-2 table")?;
+    {
+        let mut frames = FRAMES.lock();
+        let frames = frames.as_mut().ok_or("no frame allocator")?;
+        let mut tables = FrameTables(frames);
+        for m in &pt.mmio {
+            table
+                .map(
+                    &mut tables,
+                    m.guest.start.raw(),
+                    m.host.start.raw(),
+                    m.host.size,
+                    stage2_device(),
+                )
+                .map_err(|e| format!("mapping {:?}: {e:?}", m.host))?;
+        }
+    }
+    for &(intid, edge) in &pt.spis {
+        if let Err(owner) = crate::passthrough::assign(intid, id) {
+            return Err(format!("interrupt {intid} is already owned by DOM{owner}"));
+        }
+        let boot_cpu = crate::world::PCPUS[0]
+            .mpidr
+            .load(core::sync::atomic::Ordering::Relaxed) as u64;
+        crate::gic::enable_spi(intid, boot_cpu, !edge);
+    }
+    Ok(pt)
 }
 
 /// Maps `r` 1:1 as device memory, page-rounded. Pages already mapped 1:1 (small devices
@@ -503,6 +582,7 @@ fn virtual_gic(
     initial: bool,
     host: &HostInfo,
     mpidrs: &[u64],
+    domu_spis: u32,
     table: Option<&mut PageTable>,
 ) -> Result<(Vgic, GuestGic), String> {
     let gicd = |base: u64, size: u64| {
@@ -524,7 +604,7 @@ fn virtual_gic(
                 dist_base: GuestPhysAddr::new(dist),
                 redist_base: GuestPhysAddr::new(redist),
                 vcpu_mpidrs: mpidrs.to_vec(),
-                nr_spis: if initial { HOST_SPIS } else { DOMU_SPIS },
+                nr_spis: if initial { HOST_SPIS } else { domu_spis },
             })
             .map_err(|e| format!("virtual GIC: {e:?}"))?;
             let guest = GuestGic::V3 {
@@ -562,7 +642,7 @@ fn virtual_gic(
             let vgic = Vgic::new_v2(VgicV2Config {
                 dist_base: GuestPhysAddr::new(dist),
                 vcpu_count: mpidrs.len(),
-                nr_spis: if initial { HOST_SPIS } else { DOMU_SPIS },
+                nr_spis: if initial { HOST_SPIS } else { domu_spis },
             })
             .map_err(|e| format!("virtual GIC: {e:?}"))?;
             let guest = GuestGic::V2 {

@@ -120,6 +120,8 @@ pub struct Domain {
     pub vttbr: u64,
     /// Guest RAM: (guest address, host range) pairs.
     pub ram: Vec<(GuestPhysAddr, HostRange)>,
+    /// The RAM is the domain's `xen,static-mem`, reserved at boot rather than allocated.
+    pub static_ram: bool,
     /// Stage-2 tables, taken by `Drop`.
     pub stage2: Mutex<Option<PageTable>>,
     /// The virtual GIC.
@@ -194,7 +196,8 @@ impl Drop for Domain {
                 unsafe {
                     core::ptr::write_bytes(host.start.raw() as *mut u8, 0, host.size as usize)
                 };
-                if frames.free(host).is_err() {
+                // Static memory (xen,static-mem) stays set aside for its description.
+                if !self.static_ram && frames.free(host).is_err() {
                     panic!("domain {} memory {:?} was not allocated", self.id, host);
                 }
             }
