@@ -118,6 +118,10 @@ impl ConsoleMux {
             line: Vec::with_capacity(LINE_MAX),
             last_byte_ticks: 0,
         });
+        // Like Xen, keyboard input starts with the first domain (the initial domain).
+        if self.domains.len() == 1 && self.focus == Focus::Mica {
+            self.focus = Focus::Domain(id);
+        }
     }
 
     /// The name given to a domain's console.
@@ -478,17 +482,17 @@ mod tests {
     fn focus_rotation() {
         let mut m = ConsoleMux::new(false);
         let mut w = Wire::default();
+        assert_eq!(m.focus(), Focus::Mica);
         m.add_domain(1, "");
         m.add_domain(5, "");
-        assert_eq!(m.focus(), Focus::Mica);
-        switch(&mut m, &mut w);
+        // Input starts with the first domain, as on Xen.
         assert_eq!(m.focus(), Focus::Domain(1));
-        assert_eq!(
-            w.0.last().map(|s| s.as_str()),
-            Some("(MICA) *** Switch input to DOM1 (type 'CTRL-a' three times to switch input)\r\n")
-        );
         switch(&mut m, &mut w);
         assert_eq!(m.focus(), Focus::Domain(5));
+        assert_eq!(
+            w.0.last().map(|s| s.as_str()),
+            Some("(MICA) *** Switch input to DOM5 (type 'CTRL-a' three times to switch input)\r\n")
+        );
         switch(&mut m, &mut w);
         assert_eq!(m.focus(), Focus::Mica);
         assert_eq!(
