@@ -23,7 +23,8 @@ pub const TESTS: &[&str] = &[
     "dom0-disk-gic2",
     "fail-alone-gic3",
     "fail-alone-gic2",
-    "many-domains",
+    "many-domains-gic3",
+    "many-domains-gic2",
     "domu-disk-gic3",
     "domu-disk-gic2",
 ];
