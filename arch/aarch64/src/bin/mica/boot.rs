@@ -4,6 +4,7 @@
 use crate::world::{self, DOMAINS, FRAMES, MAX_CPUS, PCPUS};
 use crate::{consoles, domain, firmware, gic, halt, heap, info, mmu, run, timer};
 use aarch64_cpu::registers::{MPIDR_EL1, VBAR_EL2};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -243,7 +244,41 @@ pub fn secondary(cpu: usize) -> ! {
     run::run(cpu)
 }
 
+/// Names of domUs whose partial device trees claim something an earlier domU claimed.
+fn passthrough_conflicts(info: &HostInfo, dtb: &[u8]) -> Vec<String> {
+    let mut claims: Vec<(String, mica_hv::passthrough::DomuPassthrough)> = Vec::new();
+    for spec in info.domains.iter().flatten() {
+        let Some(module) = spec.device_tree else {
+            continue;
+        };
+        // SAFETY: boot modules are reserved in the frame allocator and never written.
+        let blob = unsafe {
+            core::slice::from_raw_parts(module.start.raw() as *const u8, module.size as usize)
+        };
+        // A tree that does not parse fails its own domain when it is built.
+        if let Ok(pt) = mica_hv::passthrough::parse_partial_dt(&spec.name, blob, dtb) {
+            claims.push((spec.name.clone(), pt));
+        }
+    }
+    let mut refused = Vec::new();
+    loop {
+        let view: Vec<(&str, &mica_hv::passthrough::DomuPassthrough)> = claims
+            .iter()
+            .filter(|(n, _)| !refused.contains(n))
+            .map(|(n, p)| (n.as_str(), p))
+            .collect();
+        match mica_hv::passthrough::check_disjoint(&view) {
+            Ok(()) => return refused,
+            Err(e) => {
+                info!("{e}; not created");
+                refused.push(e.domain.clone());
+            }
+        }
+    }
+}
+
 fn create_domains(info: &HostInfo, dtb: &[u8]) {
+    let conflicts = passthrough_conflicts(info, dtb);
     let mut next_domu = 1u16;
     let mut built = Vec::new();
     let mut pending_xen = Vec::new();
@@ -264,6 +299,9 @@ fn create_domains(info: &HostInfo, dtb: &[u8]) {
             next_domu += 1;
             next_domu - 1
         };
+        if conflicts.contains(&spec.name) {
+            continue;
+        }
         match domain::build(id, spec, info, dtb) {
             Ok(dom) => {
                 if dom.initial || spec.enhanced {
