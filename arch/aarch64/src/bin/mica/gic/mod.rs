@@ -42,6 +42,33 @@ impl Mmio {
     }
 }
 
+/// Distributor registers laid out alike in GICv2 and GICv3.
+mod shared_gicd {
+    pub const ISENABLER: usize = 0x100;
+    pub const ICENABLER: usize = 0x180;
+    pub const ICFGR: usize = 0xc00;
+}
+
+impl Mmio {
+    /// Configures interrupt `n` of a distributor as level-sensitive or edge-triggered.
+    fn set_trigger(self, n: usize, level: bool) {
+        let off = shared_gicd::ICFGR + (n / 16) * 4;
+        let bit = 1 << ((n % 16) * 2 + 1);
+        let cfg = self.read32(off);
+        self.write32(off, if level { cfg & !bit } else { cfg | bit });
+    }
+
+    /// Enables or disables interrupt `n` of a distributor.
+    fn set_enabled(self, n: usize, enabled: bool) {
+        let reg = if enabled {
+            shared_gicd::ISENABLER
+        } else {
+            shared_gicd::ICENABLER
+        };
+        self.write32(reg + (n / 32) * 4, 1 << (n % 32));
+    }
+}
+
 /// An acknowledged interrupt: its INTID and the raw value to hand back at EOI (GICv2 adds
 /// the source CPU of an SGI).
 #[derive(Clone, Copy, Debug)]

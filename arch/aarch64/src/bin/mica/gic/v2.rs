@@ -17,7 +17,6 @@ mod gicd {
     pub const ICACTIVER: usize = 0x380;
     pub const IPRIORITYR: usize = 0x400;
     pub const ITARGETSR: usize = 0x800;
-    pub const ICFGR: usize = 0xc00;
     pub const SGIR: usize = 0xf00;
     pub const CTLR_ENABLE: u32 = 1;
 }
@@ -133,17 +132,8 @@ pub fn enable_spi(intid: u32, mpidr: u64, level: bool) {
     let n = intid as usize;
     let mask = mask_of(mpidr).unwrap_or(1);
     g.dist.write8(gicd::ITARGETSR + n, mask);
-    let cfg_off = gicd::ICFGR + (n / 16) * 4;
-    let shift = (n % 16) * 2 + 1;
-    let cfg = g.dist.read32(cfg_off);
-    let cfg = if level {
-        cfg & !(1 << shift)
-    } else {
-        cfg | (1 << shift)
-    };
-    g.dist.write32(cfg_off, cfg);
-    g.dist
-        .write32(gicd::ISENABLER + (n / 32) * 4, 1 << (n % 32));
+    g.dist.set_trigger(n, level);
+    g.dist.set_enabled(n, true);
 }
 
 fn mask_of(mpidr: u64) -> Option<u8> {
@@ -158,13 +148,7 @@ pub fn set_spi_enabled(intid: u32, enabled: bool) {
     if !(32..g.lines).contains(&intid) {
         return;
     }
-    let n = intid as usize;
-    let reg = if enabled {
-        gicd::ISENABLER
-    } else {
-        gicd::ICENABLER
-    };
-    g.dist.write32(reg + (n / 32) * 4, 1 << (n % 32));
+    g.dist.set_enabled(intid as usize, enabled);
 }
 
 /// Acknowledges the highest-priority pending interrupt, if any.

@@ -181,17 +181,8 @@ pub fn enable_spi(intid: u32, mpidr: u64, level: bool) {
     }
     let n = intid as usize;
     g.dist.write64(gicd::IROUTER + n * 8, affinity(mpidr));
-    let cfg_off = gicd::ICFGR + (n / 16) * 4;
-    let shift = (n % 16) * 2 + 1;
-    let cfg = g.dist.read32(cfg_off);
-    let cfg = if level {
-        cfg & !(1 << shift)
-    } else {
-        cfg | (1 << shift)
-    };
-    g.dist.write32(cfg_off, cfg);
-    g.dist
-        .write32(gicd::ISENABLER + (n / 32) * 4, 1 << (n % 32));
+    g.dist.set_trigger(n, level);
+    g.dist.set_enabled(n, true);
 }
 
 /// Masks or unmasks SPI `intid` at the distributor.
@@ -200,13 +191,7 @@ pub fn set_spi_enabled(intid: u32, enabled: bool) {
     if !(32..g.spi_lines).contains(&intid) {
         return;
     }
-    let n = intid as usize;
-    let reg = if enabled {
-        gicd::ISENABLER
-    } else {
-        gicd::ICENABLER
-    };
-    g.dist.write32(reg + (n / 32) * 4, 1 << (n % 32));
+    g.dist.set_enabled(intid as usize, enabled);
 }
 
 /// Acknowledges the highest-priority pending interrupt, if any.
