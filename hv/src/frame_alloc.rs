@@ -285,6 +285,25 @@ impl FrameAllocator {
         Some(chunks)
     }
 
+    /// Returns a dead domain's memory: `scrub` (which must overwrite every byte of the range)
+    /// runs first, so no later owner can read what the domain left there; memory that is not
+    /// allocated is neither scrubbed nor freed (the error says why).
+    pub fn free_scrubbed(
+        &mut self,
+        r: HostRange,
+        scrub: impl FnOnce(HostRange),
+    ) -> Result<(), FreeError> {
+        self.check_freeable(r)?;
+        scrub(r);
+        self.free(r)
+    }
+
+    /// Whether [`Self::free`] would accept `r`, without changing anything.
+    fn check_freeable(&self, r: HostRange) -> Result<(), FreeError> {
+        let mut probe = self.clone();
+        probe.free(r)
+    }
+
     /// Returns memory to the free pool, coalescing with its neighbours. The range must be
     /// page-aligned, inside RAM added with [`Self::add_region`], not reserved, and wholly
     /// allocated; otherwise nothing changes and the error says which rule broke.
@@ -318,6 +337,38 @@ impl FrameAllocator {
     /// The free spans, sorted by address (for diagnostics and tests).
     pub fn free_ranges(&self) -> impl Iterator<Item = HostRange> + '_ {
         self.free.iter().filter_map(|s| to_range(*s))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod scrub_tests {
+    use super::*;
+    use crate::addr::HostPhysAddr;
+    use alloc::vec::Vec;
+
+    fn hr(start: u64, size: u64) -> HostRange {
+        HostRange::new(HostPhysAddr::new(start), size).unwrap()
+    }
+
+    #[test]
+    fn memory_is_scrubbed_before_it_is_free_again() {
+        let mut f = FrameAllocator::new();
+        f.add_region(hr(0x4000_0000, 0x100_0000));
+        let a = f.alloc(0x10_0000, 0x1000).unwrap();
+        let r = hr(a.raw(), 0x10_0000);
+        let before = f.free_bytes();
+        let mut scrubbed = Vec::new();
+        f.free_scrubbed(r, |x| scrubbed.push(x)).unwrap();
+        assert_eq!(scrubbed, [r]);
+        assert_eq!(f.free_bytes(), before + 0x10_0000);
+        // Freeing it again is refused, and nothing is scrubbed twice.
+        assert!(f.free_scrubbed(r, |x| scrubbed.push(x)).is_err());
+        assert_eq!(scrubbed.len(), 1);
+        // Memory that was never managed is refused too.
+        assert!(f
+            .free_scrubbed(hr(0x1000_0000, 0x1000), |_| panic!("scrubbed"))
+            .is_err());
     }
 }
 

@@ -198,6 +198,10 @@ pub struct ListReg {
     /// GICC_IAR. 0 for everything else, and for all interrupts of a GICv3. Ignored when
     /// read back (the vGIC remembers what it listed).
     pub source: u8,
+    /// Hardware-backed: the virtual INTID is also the physical one, which stays active at
+    /// the host until the guest deactivates the virtual interrupt (the hardware then
+    /// deactivates both). Never combined with `eoi_notify`.
+    pub hw: bool,
 }
 
 impl ListReg {
@@ -209,6 +213,7 @@ impl ListReg {
         state: LrState::Invalid,
         eoi_notify: false,
         source: 0,
+        hw: false,
     };
 }
 
@@ -490,6 +495,19 @@ impl Vgic {
     /// Chooses the contents of `vcpu`'s list registers (all of `lrs` is written).
     pub fn fill_lrs(&self, vcpu: usize, lrs: &mut [ListReg]) -> FillOutcome {
         self.state.lock().core.fill(vcpu, lrs)
+    }
+
+    /// Marks SPI `intid` as backed by the physical interrupt of the same number (a device
+    /// passed through): it is listed with the hardware bit, so the guest's deactivation
+    /// deactivates the physical interrupt too.
+    pub fn set_hw_backed(&self, intid: u32, hw: bool) {
+        if intid < 32 {
+            return;
+        }
+        let mut s = self.state.lock();
+        if let Some(irq) = s.core.irq_mut(0, intid) {
+            irq.hw = hw;
+        }
     }
 
     /// Whether SPI `intid` is still pending or active: a passed-through interrupt whose

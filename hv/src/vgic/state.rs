@@ -68,6 +68,8 @@ pub(crate) struct Irq {
     pub lr_source: u8,
     /// GICv2 SGIs: the source of the active state, when not held by an LR.
     pub active_source: u8,
+    /// Backed by the physical SPI of the same number (listed with the hardware bit).
+    pub hw: bool,
 }
 
 impl Irq {
@@ -607,8 +609,11 @@ impl Core {
                 priority: irq.priority,
                 group1: irq.group1,
                 state,
-                eoi_notify: !irq.edge,
+                // A hardware-backed LR's deactivation reaches the physical interrupt; the
+                // EOI bit does not exist in that form.
+                eoi_notify: !irq.edge && !irq.hw,
                 source: 0,
+                hw: irq.hw,
             };
             if intid >= PRIVATE_IRQS {
                 self.spis[(intid - PRIVATE_IRQS) as usize].owner = vcpu as u16;
@@ -649,6 +654,7 @@ impl Core {
             state,
             eoi_notify: irq.sources != 0,
             source,
+            hw: false,
         }
     }
 }

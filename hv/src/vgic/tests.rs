@@ -375,6 +375,31 @@ fn level_injection_while_active_survives_the_eoi() {
     assert!(!g.has_deliverable(0));
 }
 
+/// A passed-through SPI is listed with the hardware bit (its physical twin stays active until
+/// the guest deactivates it), never with an EOI maintenance request.
+#[test]
+fn hardware_backed_spi_is_listed_with_the_hw_bit() {
+    let g = vgic(1, 64);
+    linux_init(&g);
+    wr32(&g, DIST + 0x100 + 4, 1 << 15); // enable INTID 47
+    g.set_hw_backed(47, true);
+    assert!(!g.inject(0, 47).is_empty());
+    let mut l = lrs(2);
+    g.fill_lrs(0, &mut l);
+    assert_eq!(listed(&l), [(47, LrState::Pending)]);
+    assert!(l[0].hw && !l[0].eoi_notify);
+    // The guest acknowledges and deactivates it: the model forgets it.
+    l[0].state = LrState::Invalid;
+    g.sync_from_lrs(0, &l);
+    assert!(!g.has_deliverable(0));
+    assert!(!g.spi_in_service(47));
+    // Private interrupts cannot be hardware-backed.
+    g.set_hw_backed(27, true);
+    g.inject(0, 27);
+    g.fill_lrs(0, &mut l);
+    assert!(l.iter().all(|lr| !lr.hw));
+}
+
 #[test]
 fn software_pending_on_level_interrupt_is_consumed_by_ack() {
     let g = vgic(1, 32);

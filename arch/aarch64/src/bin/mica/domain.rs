@@ -329,6 +329,10 @@ pub fn build(
         }
     };
 
+    // Passed-through SPIs are listed with the hardware bit.
+    for intid in crate::passthrough::owned(id) {
+        vgic.set_hw_backed(intid, true);
+    }
     let vcpus = (0..vcpu_count)
         .map(|index| Vcpu::new(place_vcpu(), mpidrs[index]))
         .collect();

@@ -270,13 +270,6 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
             return;
         }
         let fill = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
-        for lr in lrs[..lr_count].iter_mut() {
-            // Exit as soon as the guest is done with a passed-through interrupt, so its
-            // physical source is unmasked promptly.
-            if lr.intid >= 32 && crate::passthrough::owned_by(lr.intid, dom.id) {
-                lr.eoi_notify = true;
-            }
-        }
         for (i, lr) in lrs[..lr_count].iter().enumerate() {
             gic::write_lr(i, lr);
         }
@@ -289,7 +282,6 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
         }
         let moved = dom.vgic.sync_from_lrs(index, &lrs[..lr_count]);
         kick(&dom, moved);
-        crate::passthrough::after_guest_ran(&dom);
         let next = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
                 if handle_irqs(local) {
@@ -318,6 +310,11 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
 fn handle_irqs(local: &mut Local) -> bool {
     let mut resched = false;
     while let Some(ack) = gic::acknowledge() {
+        if crate::passthrough::on_physical(ack.intid) {
+            // Stays active until its guest deactivates it (hardware-backed list register).
+            gic::priority_drop(ack);
+            continue;
+        }
         match ack.intid {
             mica_guest_abi::layout::HYP_TIMER_PPI => {
                 CNTHP_CTL_EL2.set(0);
@@ -349,7 +346,6 @@ fn handle_irqs(local: &mut Local) -> bool {
                     consoles::input(byte);
                 }
             }
-            other if crate::passthrough::on_physical(other) => {}
             other => crate::info!("unexpected physical interrupt {other} ignored"),
         }
         gic::end_of_interrupt(ack);

@@ -80,3 +80,11 @@ system_register!(
     /// EL2 physical timer compare value.
     CnthpCvalEl2, "cnthp_cval_el2", rw
 );
+system_register!(
+    /// CPU interface control (bit 1: EOImode, split priority drop and deactivation).
+    IccCtlrEl1, "icc_ctlr_el1", rw
+);
+system_register!(
+    /// Deactivate interrupt (with EOImode set).
+    IccDirEl1, "icc_dir_el1", w
+);

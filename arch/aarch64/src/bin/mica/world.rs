@@ -190,14 +190,16 @@ impl Drop for Domain {
                 let _ = frames.free(page);
             }
             for &(_, host) in &self.ram {
-                // Scrub, so the next owner never sees this guest's data.
-                // SAFETY: the range is RAM this domain owned exclusively, identity-mapped
-                // as normal memory, and no CPU runs the domain any more.
-                unsafe {
-                    core::ptr::write_bytes(host.start.raw() as *mut u8, 0, host.size as usize)
+                // Scrubbed first, so the next owner never sees this guest's data.
+                let scrub = |r: HostRange| {
+                    // SAFETY: the range is RAM this domain owned exclusively, identity-mapped
+                    // as normal memory, and no CPU runs the domain any more.
+                    unsafe { core::ptr::write_bytes(r.start.raw() as *mut u8, 0, r.size as usize) };
                 };
-                // Static memory (xen,static-mem) stays set aside for its description.
-                if !self.static_ram && frames.free(host).is_err() {
+                if self.static_ram {
+                    // Static memory (xen,static-mem) stays set aside for its description.
+                    scrub(host);
+                } else if frames.free_scrubbed(host, scrub).is_err() {
                     panic!("domain {} memory {:?} was not allocated", self.id, host);
                 }
             }

@@ -46,6 +46,7 @@ impl Mmio {
 mod shared_gicd {
     pub const ISENABLER: usize = 0x100;
     pub const ICENABLER: usize = 0x180;
+    pub const ICACTIVER: usize = 0x380;
     pub const ICFGR: usize = 0xc00;
 }
 
@@ -56,6 +57,11 @@ impl Mmio {
         let bit = 1 << ((n % 16) * 2 + 1);
         let cfg = self.read32(off);
         self.write32(off, if level { cfg & !bit } else { cfg | bit });
+    }
+
+    /// Clears the active state of interrupt `n` of a distributor.
+    fn clear_active(self, n: usize) {
+        self.write32(shared_gicd::ICACTIVER + (n / 32) * 4, 1 << (n % 32));
     }
 
     /// Enables or disables interrupt `n` of a distributor.
@@ -181,6 +187,14 @@ pub fn enable_spi(intid: u32, mpidr: u64, level: bool) {
     }
 }
 
+/// Clears SPI `intid`'s active state at the distributor (whoever activated it).
+pub fn clear_spi_active(intid: u32) {
+    match version() {
+        GicVersion::V2 => v2::clear_spi_active(intid),
+        GicVersion::V3 => v3::clear_spi_active(intid),
+    }
+}
+
 /// Masks or unmasks SPI `intid` at the distributor.
 pub fn set_spi_enabled(intid: u32, enabled: bool) {
     match version() {
@@ -197,11 +211,26 @@ pub fn acknowledge() -> Option<Ack> {
     }
 }
 
-/// Ends (and deactivates) an acknowledged interrupt.
+/// Ends an acknowledged interrupt Mica handled itself: priority drop and deactivation.
 pub fn end_of_interrupt(ack: Ack) {
+    priority_drop(ack);
+    deactivate(ack);
+}
+
+/// Drops the running priority of an acknowledged interrupt but leaves it active: a
+/// passed-through interrupt, deactivated by its guest through a hardware-backed list register.
+pub fn priority_drop(ack: Ack) {
     match version() {
-        GicVersion::V2 => v2::end_of_interrupt(ack),
-        GicVersion::V3 => v3::end_of_interrupt(ack),
+        GicVersion::V2 => v2::priority_drop(ack),
+        GicVersion::V3 => v3::priority_drop(ack),
+    }
+}
+
+/// Deactivates an acknowledged interrupt.
+pub fn deactivate(ack: Ack) {
+    match version() {
+        GicVersion::V2 => v2::deactivate(ack.raw),
+        GicVersion::V3 => v3::deactivate(ack.intid),
     }
 }
 

@@ -27,7 +27,10 @@ mod gicc {
     pub const BPR: usize = 0x08;
     pub const IAR: usize = 0x0c;
     pub const EOIR: usize = 0x10;
+    pub const DIR: usize = 0x1000;
     pub const CTLR_ENABLE: u32 = 1;
+    /// EOImodeNS: split priority drop (EOIR) and deactivation (DIR).
+    pub const CTLR_EOIMODE_NS: u32 = 1 << 9;
 }
 
 mod gich {
@@ -46,6 +49,8 @@ mod lr {
     pub const CPUID_SHIFT: u32 = 10;
     pub const CPUID_MASK: u32 = 0x7;
     pub const EOI: u32 = 1 << 19;
+    pub const PHYSICAL_ID_SHIFT: u32 = 10;
+    pub const HW: u32 = 1 << 31;
     pub const PRIORITY_SHIFT: u32 = 23;
     pub const STATE_SHIFT: u32 = 28;
     pub const GROUP1: u32 = 1 << 30;
@@ -117,7 +122,8 @@ pub fn init_cpu(cpu_index: usize, mpidr: u64, ppis: &[u32]) -> Result<(), &'stat
     g.dist.write32(gicd::ISENABLER, enable);
     g.cpu.write32(gicc::PMR, 0xff);
     g.cpu.write32(gicc::BPR, 0);
-    g.cpu.write32(gicc::CTLR, gicc::CTLR_ENABLE);
+    g.cpu
+        .write32(gicc::CTLR, gicc::CTLR_ENABLE | gicc::CTLR_EOIMODE_NS);
     g.hyp.write32(gich::VMCR, 0);
     g.hyp.write32(gich::HCR, gich::HCR_EN);
     Ok(())
@@ -142,6 +148,14 @@ fn mask_of(mpidr: u64) -> Option<u8> {
         .map(|i| CPU_MASK[i].load(Ordering::Relaxed))
 }
 
+/// Clears SPI `intid`'s active state at the distributor.
+pub fn clear_spi_active(intid: u32) {
+    let g = gic();
+    if (32..g.lines).contains(&intid) {
+        g.dist.clear_active(intid as usize);
+    }
+}
+
 /// Masks or unmasks SPI `intid` at the distributor.
 pub fn set_spi_enabled(intid: u32, enabled: bool) {
     let g = gic();
@@ -158,9 +172,14 @@ pub fn acknowledge() -> Option<Ack> {
     (intid < SPURIOUS).then_some(Ack { intid, raw })
 }
 
-/// Ends (and deactivates) an acknowledged interrupt.
-pub fn end_of_interrupt(ack: Ack) {
+/// Drops the running priority of an acknowledged interrupt; it stays active.
+pub fn priority_drop(ack: Ack) {
     gic().cpu.write32(gicc::EOIR, ack.raw);
+}
+
+/// Deactivates an interrupt (`raw` as acknowledged: SGIs carry their source CPU).
+pub fn deactivate(raw: u32) {
+    gic().cpu.write32(gicc::DIR, raw);
 }
 
 /// Sends SGI `sgi` to the CPU with `mpidr`.
@@ -205,8 +224,9 @@ pub fn read_lr(i: usize) -> ListReg {
             0b11 => LrState::PendingActive,
             _ => LrState::Invalid,
         },
-        eoi_notify: v & lr::EOI != 0,
+        eoi_notify: v & lr::HW == 0 && v & lr::EOI != 0,
         source: ((v >> lr::CPUID_SHIFT) & lr::CPUID_MASK) as u8,
+        hw: v & lr::HW != 0,
     }
 }
 
@@ -221,9 +241,15 @@ pub fn write_lr(i: usize, l: &ListReg) {
     let v = if state == 0 {
         0
     } else {
+        let low = if l.hw {
+            // The physical INTID is the virtual one (devices are passed through 1:1).
+            lr::HW | ((l.intid & lr::VIRTUAL_ID_MASK) << lr::PHYSICAL_ID_SHIFT)
+        } else {
+            ((u32::from(l.source) & lr::CPUID_MASK) << lr::CPUID_SHIFT)
+                | if l.eoi_notify { lr::EOI } else { 0 }
+        };
         (l.intid & lr::VIRTUAL_ID_MASK)
-            | ((u32::from(l.source) & lr::CPUID_MASK) << lr::CPUID_SHIFT)
-            | if l.eoi_notify { lr::EOI } else { 0 }
+            | low
             | ((u32::from(l.priority) >> 3) << lr::PRIORITY_SHIFT)
             | (state << lr::STATE_SHIFT)
             | if l.group1 { lr::GROUP1 } else { 0 }

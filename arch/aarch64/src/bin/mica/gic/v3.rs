@@ -1,7 +1,10 @@
 //! GICv3: distributor, this CPU's redistributor, the system-register CPU interface, and
 //! the virtualization controls (ICH_*) that give guests their virtual CPU interface.
 
-use crate::sysreg::{IccBpr1El1, IccEoir1El1, IccIar1El1, IccIgrpen1El1, IccPmrEl1, IccSgi1rEl1};
+use crate::sysreg::{
+    IccBpr1El1, IccCtlrEl1, IccDirEl1, IccEoir1El1, IccIar1El1, IccIgrpen1El1, IccPmrEl1,
+    IccSgi1rEl1,
+};
 use aarch64_cpu::registers::*;
 use mica_hv::vgic::{ListReg, LrState};
 use spin::Once;
@@ -166,6 +169,9 @@ pub fn init_cpu(mpidr: u64, ppis: &[u32]) -> Result<(), &'static str> {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
     IccPmrEl1.set(0xff);
     IccBpr1El1.set(0);
+    // Split priority drop and deactivation, so a passed-through interrupt can stay active
+    // until its guest deactivates it through a hardware-backed list register.
+    IccCtlrEl1.set(IccCtlrEl1.get() | ICC_CTLR_EOIMODE);
     IccIgrpen1El1.set(1);
     ICH_VMCR_EL2.set(0);
     ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
@@ -185,6 +191,14 @@ pub fn enable_spi(intid: u32, mpidr: u64, level: bool) {
     g.dist.set_enabled(n, true);
 }
 
+/// Clears SPI `intid`'s active state at the distributor.
+pub fn clear_spi_active(intid: u32) {
+    let g = gic();
+    if (32..g.spi_lines).contains(&intid) {
+        g.dist.clear_active(intid as usize);
+    }
+}
+
 /// Masks or unmasks SPI `intid` at the distributor.
 pub fn set_spi_enabled(intid: u32, enabled: bool) {
     let g = gic();
@@ -200,9 +214,17 @@ pub fn acknowledge() -> Option<Ack> {
     (intid < SPURIOUS).then_some(Ack { intid, raw: intid })
 }
 
-/// Ends (and deactivates) an acknowledged interrupt.
-pub fn end_of_interrupt(ack: Ack) {
+/// ICC_CTLR_EL1.EOImode.
+const ICC_CTLR_EOIMODE: u64 = 1 << 1;
+
+/// Drops the running priority of an acknowledged interrupt; it stays active.
+pub fn priority_drop(ack: Ack) {
     IccEoir1El1.set(u64::from(ack.raw));
+}
+
+/// Deactivates interrupt `intid`.
+pub fn deactivate(intid: u32) {
+    IccDirEl1.set(u64::from(intid));
 }
 
 /// Sends SGI `sgi` to the CPU with `mpidr`.
@@ -334,8 +356,9 @@ pub fn read_lr(i: usize) -> ListReg {
             0b11 => LrState::PendingActive,
             _ => LrState::Invalid,
         },
-        eoi_notify: v.is_set(ICH_LR0_EL2::EOI),
+        eoi_notify: !v.is_set(ICH_LR0_EL2::HW) && v.is_set(ICH_LR0_EL2::EOI),
         source: 0,
+        hw: v.is_set(ICH_LR0_EL2::HW),
     }
 }
 
@@ -353,9 +376,14 @@ pub fn write_lr(i: usize, lr: &ListReg) {
             state
                 + ICH_LR0_EL2::Group.val(u64::from(lr.group1))
                 + ICH_LR0_EL2::Priority.val(u64::from(lr.priority))
-                + ICH_LR0_EL2::EOI.val(u64::from(lr.eoi_notify))
                 + ICH_LR0_EL2::vINTID.val(u64::from(lr.intid)),
         );
+        if lr.hw {
+            // The physical INTID is the virtual one (devices are passed through 1:1).
+            v.modify(ICH_LR0_EL2::HW::SET + ICH_LR0_EL2::pINTID.val(u64::from(lr.intid)));
+        } else if lr.eoi_notify {
+            v.modify(ICH_LR0_EL2::EOI::SET);
+        }
     }
     write_lr_raw(i, v.get());
 }
