@@ -1,7 +1,7 @@
 //! Bring-up after the console works: hardware from the device tree, memory, the other
 //! CPUs, then the domains.
 
-use crate::world::{self, DOMAINS, FRAMES, MAX_CPUS, PCPUS};
+use crate::world::{DOMAINS, FRAMES, MAX_CPUS, PCPUS};
 use crate::{consoles, domain, firmware, gic, halt, heap, info, mmu, run, timer};
 use aarch64_cpu::registers::{MPIDR_EL1, VBAR_EL2};
 use alloc::string::String;
@@ -252,9 +252,7 @@ fn passthrough_conflicts(info: &HostInfo, dtb: &[u8]) -> Vec<String> {
             continue;
         };
         // SAFETY: boot modules are reserved in the frame allocator and never written.
-        let blob = unsafe {
-            core::slice::from_raw_parts(module.start.raw() as *const u8, module.size as usize)
-        };
+        let blob = unsafe { domain::module_bytes(module) };
         // A tree that does not parse fails its own domain when it is built.
         if let Ok(pt) = mica_hv::passthrough::parse_partial_dt(&spec.name, blob, dtb) {
             claims.push((spec.name.clone(), pt));
@@ -360,7 +358,6 @@ fn create_domains(info: &HostInfo, dtb: &[u8]) {
             gic::send_sgi(p.mpidr.load(Ordering::Relaxed) as u64, gic::SGI_KICK);
         }
     }
-    let _ = world::domain(0);
 }
 
 /// Boot modules were copied into their domains: give their memory back.

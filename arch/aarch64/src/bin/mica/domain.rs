@@ -73,7 +73,7 @@ fn read_image_header(kernel: &[u8]) -> Result<ImageHeader, String> {
 /// # Safety
 /// `module` must be RAM that holds the module and stays untouched while the slice lives
 /// (boot modules are reserved from the frame allocator).
-unsafe fn module_bytes(module: HostRange) -> &'static [u8] {
+pub unsafe fn module_bytes(module: HostRange) -> &'static [u8] {
     // SAFETY: per the contract; identity-mapped normal memory.
     unsafe { core::slice::from_raw_parts(module.start.raw() as *const u8, module.size as usize) }
 }

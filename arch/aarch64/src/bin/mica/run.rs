@@ -110,7 +110,8 @@ pub fn init_cpu(cpu: usize) {
     );
     // Debug and performance-monitor registers trap and read as zero, so a guest can
     // neither see nor disturb another's counters.
-    let pmu_counters = (PMCR_EL0_N.get() >> 11) & 0x1f;
+    // PMCR_EL0.N: the number of event counters.
+    let pmu_counters = (crate::sysreg::PmcrEl0.get() >> 11) & 0x1f;
     MDCR_EL2.write(
         MDCR_EL2::TDA::SET
             + MDCR_EL2::TDOSA::SET
@@ -124,18 +125,6 @@ pub fn init_cpu(cpu: usize) {
     CPTR_EL2.set(0x33ff);
     stage2::init_cpu();
     timer::init_cpu();
-}
-
-/// PMCR_EL0, read only for its counter count.
-struct PmcrEl0;
-const PMCR_EL0_N: PmcrEl0 = PmcrEl0;
-impl PmcrEl0 {
-    fn get(&self) -> u64 {
-        let v: u64;
-        // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
-        unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) v, options(nomem, nostack)) };
-        v
-    }
 }
 
 /// Runs the scheduler on this CPU forever.
@@ -428,7 +417,7 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
     };
     let action = match exit {
         Exit::Hvc { imm: 0, args } | Exit::Smc { imm: 0, args } => {
-            let mut env = DomainPsci { dom, caller: index };
+            let mut env = DomainPsci { dom };
             psci::handle(psci::decode(&args), &mut env)
         }
         Exit::Hvc {
@@ -774,8 +763,6 @@ fn phys_timer(
 /// PSCI as a domain sees it.
 struct DomainPsci<'a> {
     dom: &'a Arc<Domain>,
-    #[allow(dead_code)]
-    caller: usize,
 }
 
 impl PsciEnv for DomainPsci<'_> {

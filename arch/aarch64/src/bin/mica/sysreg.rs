@@ -88,3 +88,7 @@ system_register!(
     /// Deactivate interrupt (with EOImode set).
     IccDirEl1, "icc_dir_el1", w
 );
+system_register!(
+    /// Performance monitors control (read for its counter count, N in bits 15:11).
+    PmcrEl0, "pmcr_el0", r
+);
