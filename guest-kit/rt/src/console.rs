@@ -38,20 +38,20 @@ pub fn base() -> Option<usize> {
 /// Reads the flag register, if there is a console.
 pub fn flags() -> Option<u32> {
     // SAFETY: `base` is the UART the device tree named; FR is a readable 32-bit register.
-    base().map(|base| unsafe { ((base + FR) as *const u32).read_volatile() })
+    base().map(|base| unsafe { crate::mmio::read32(base + FR) })
 }
 
 fn put_byte(base: usize, byte: u8) {
     for _ in 0..TX_SPIN_LIMIT {
         // SAFETY: as in `flags`.
-        let fr = unsafe { ((base + FR) as *const u32).read_volatile() };
+        let fr = unsafe { crate::mmio::read32(base + FR) };
         if fr & FR_TXFF == 0 {
             break;
         }
         core::hint::spin_loop();
     }
     // SAFETY: DR is a writable 32-bit register of the console UART.
-    unsafe { ((base + DR) as *mut u32).write_volatile(u32::from(byte)) };
+    unsafe { crate::mmio::write32(base + DR, u32::from(byte)) };
 }
 
 struct Uart(usize);

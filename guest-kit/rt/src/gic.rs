@@ -36,17 +36,17 @@ pub fn set_regions(gicd: usize, gicr: usize, gicr_size: usize) {
 fn read32(addr: usize) -> u32 {
     // SAFETY: callers only pass addresses inside the GIC regions the device tree named, which
     // the identity map covers as Device memory.
-    unsafe { (addr as *const u32).read_volatile() }
+    unsafe { crate::mmio::read32(addr) }
 }
 
 fn write32(addr: usize, value: u32) {
     // SAFETY: as in `read32`.
-    unsafe { (addr as *mut u32).write_volatile(value) }
+    unsafe { crate::mmio::write32(addr, value) }
 }
 
 fn read64(addr: usize) -> u64 {
     // SAFETY: as in `read32`; GICR_TYPER allows 64-bit reads.
-    unsafe { (addr as *const u64).read_volatile() }
+    unsafe { crate::mmio::read64(addr) }
 }
 
 fn poll(addr: usize, mask: u32, want_set: bool) -> Result<(), GicError> {

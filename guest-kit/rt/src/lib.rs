@@ -24,6 +24,7 @@ pub mod cpu;
 pub mod devtree;
 pub mod exceptions;
 pub mod gic;
+pub mod mmio;
 pub mod mmu;
 pub mod psci;
 pub mod timer;
