@@ -68,6 +68,9 @@ Options:
   --hypervisor H   boot Xen 4.17 instead of Mica (to compare behaviour; default mica)
 ";
 
+/// What `cargo xtask bench` accepts.
+const BENCH_USAGE: &str = "usage: cargo xtask bench boot [--gic 2|3] [--runs N]";
+
 /// Hand-rolled option parsing: `--name value`, `--name=value` and `--flag`.
 struct Args {
     rest: Vec<String>,
@@ -206,17 +209,21 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
             boot_tests::run_all(&options)
         }
         "bench" => {
-            if args.rest.first().map(String::as_str) != Some("boot") {
-                return Err("usage: cargo xtask bench boot [--gic 2|3] [--runs N]".into());
-            }
-            args.rest.remove(0);
-            let options = bench::BenchOptions {
-                platform: args.platform()?,
-                gic: args.gic()?,
-                runs: args.number::<usize>("--runs")?.unwrap_or(3),
+            let Some(which) = (!args.rest.is_empty()).then(|| args.rest.remove(0)) else {
+                return Err(BENCH_USAGE.into());
             };
-            args.finish()?;
-            bench::boot(&options)?;
+            match which.as_str() {
+                "boot" => {
+                    let options = bench::BenchOptions {
+                        platform: args.platform()?,
+                        gic: args.gic()?,
+                        runs: args.number::<usize>("--runs")?.unwrap_or(3),
+                    };
+                    args.finish()?;
+                    bench::boot(&options)?;
+                }
+                other => return Err(format!("unknown benchmark `{other}`; {BENCH_USAGE}")),
+            }
             Ok(true)
         }
         "help" | "--help" | "-h" => {
