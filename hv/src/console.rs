@@ -4,7 +4,9 @@
 //! `(MICA) DOM<id>: <text>` for a domain, `(MICA) <text>` for Mica, and with timestamps on,
 //! `(MICA) [    1.234567] DOM1: <text>`. A line ends at `\n` (a `\r` is dropped), when its
 //! buffer reaches [`LINE_MAX`] bytes, when the domain is removed, or when it has been idle
-//! for [`IDLE_FLUSH_MS`] (so shell prompts appear). Lines go to the sink whole, ending in
+//! for [`IDLE_FLUSH_MS`] if the domain has the input focus (so the prompt of the shell one
+//! types into appears), else for [`BACKGROUND_FLUSH_MS`] (long enough that a vCPU waiting
+//! for its turn on a shared CPU does not split its line). Lines go to the sink whole, ending in
 //! `\r\n` because the physical line is a raw serial terminal.
 //!
 //! Guests cannot drive the terminal: control bytes other than tab are shown in caret
@@ -21,8 +23,10 @@ use core::fmt::Write as _;
 
 /// Longest line buffered before it is flushed anyway.
 pub const LINE_MAX: usize = 256;
-/// A partial line older than this is flushed.
-pub const IDLE_FLUSH_MS: u64 = 20;
+/// A partial line of the domain with the input focus older than this is flushed.
+pub const IDLE_FLUSH_MS: u64 = 100;
+/// A partial line of any other domain older than this is flushed.
+pub const BACKGROUND_FLUSH_MS: u64 = 2000;
 /// The focus-switch byte (Ctrl-a).
 pub const SWITCH_CODE: u8 = 0x01;
 /// What ends each line on the wire.
@@ -211,11 +215,17 @@ impl ConsoleMux {
         }
     }
 
-    /// Flushes partial lines whose last byte is older than [`IDLE_FLUSH_MS`].
+    /// Flushes partial lines whose last byte is older than [`IDLE_FLUSH_MS`] (the focused
+    /// domain) or [`BACKGROUND_FLUSH_MS`] (the others).
     pub fn flush_idle(&mut self, now_ticks: u64, freq: u64, sink: &mut dyn FnMut(&[u8])) {
-        let idle = freq / 1000 * IDLE_FLUSH_MS;
         for pos in 0..self.domains.len() {
             let d = &self.domains[pos];
+            let limit_ms = if self.focus == Focus::Domain(d.id) {
+                IDLE_FLUSH_MS
+            } else {
+                BACKGROUND_FLUSH_MS
+            };
+            let idle = (freq / 1000).saturating_mul(limit_ms);
             if !d.line.is_empty() && now_ticks.saturating_sub(d.last_byte_ticks) >= idle {
                 self.flush_domain(pos, now_ticks, freq, sink);
             }
@@ -439,19 +449,26 @@ mod tests {
         let mut w = Wire::default();
         m.add_domain(1, "");
         m.add_domain(2, "");
+        // Domain 1 has the focus (the first added).
         feed(&mut m, 1, b"# ", 1000, &mut w);
         feed(&mut m, 2, b"partial", 15_000, &mut w);
-        m.flush_idle(20_999, HZ, &mut w.sink());
+        m.flush_idle(100_999, HZ, &mut w.sink());
         assert!(w.0.is_empty());
-        m.flush_idle(21_000, HZ, &mut w.sink());
+        m.flush_idle(101_000, HZ, &mut w.sink());
         assert_eq!(w.0, ["(MICA) DOM1: # \r\n"]);
-        m.flush_idle(21_001, HZ, &mut w.sink());
+        m.flush_idle(101_001, HZ, &mut w.sink());
         assert_eq!(w.0.len(), 1, "empty lines are not flushed");
-        m.remove_domain(2, 22_000, HZ, &mut w.sink());
+        // Without the focus, a partial line waits much longer.
+        m.flush_idle(2_014_999, HZ, &mut w.sink());
+        assert_eq!(w.0.len(), 1);
+        m.flush_idle(2_015_000, HZ, &mut w.sink());
         assert_eq!(w.0[1], "(MICA) DOM2: partial\r\n");
+        feed(&mut m, 2, b"more", 2_100_000, &mut w);
+        m.remove_domain(2, 2_100_001, HZ, &mut w.sink());
+        assert_eq!(w.0[2], "(MICA) DOM2: more\r\n");
         assert_eq!(m.domain_name(2), None);
-        m.remove_domain(2, 22_000, HZ, &mut w.sink()); // twice: no-op
-        assert_eq!(w.0.len(), 2);
+        m.remove_domain(2, 2_200_000, HZ, &mut w.sink()); // twice: no-op
+        assert_eq!(w.0.len(), 3);
     }
 
     #[test]

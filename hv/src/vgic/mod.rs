@@ -87,10 +87,17 @@ impl VcpuSet {
     pub fn bits(&self) -> u128 {
         self.0
     }
-    /// Members, lowest first.
+    /// Members, lowest first. Visits only the members (this runs on every guest exit).
     pub fn iter(&self) -> impl Iterator<Item = usize> {
-        let bits = self.0;
-        (0..MAX_VCPUS).filter(move |&i| bits & (1 << i) != 0)
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let lowest = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(lowest)
+        })
     }
 }
 
@@ -223,6 +230,9 @@ pub struct FillOutcome {
     /// More interrupts wanted a list register than there were: request an underflow
     /// maintenance interrupt so they get their turn.
     pub overflow: bool,
+    /// How many list registers were written (the first `listed`; the rest are invalid).
+    /// With none, the guest cannot change them: nothing needs reading back after it runs.
+    pub listed: usize,
 }
 
 /// The version-specific registers.
@@ -508,6 +518,14 @@ impl Vgic {
         if let Some(irq) = s.core.irq_mut(0, intid) {
             irq.hw = hw;
         }
+    }
+
+    /// Makes private interrupt `intid` edge-triggered for good (guest writes to its
+    /// configuration are ignored): for the Xen event-channel upcall, which is injected once
+    /// per 0→1 change of `evtchn_upcall_pending`, as Xen does, so its end of interrupt
+    /// needs no maintenance interrupt.
+    pub fn fix_edge_triggered(&self, intid: u32) {
+        self.state.lock().core.fix_edge(intid);
     }
 
     /// Whether SPI `intid` is still pending or active: a passed-through interrupt whose

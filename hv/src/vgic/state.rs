@@ -115,28 +115,50 @@ pub(crate) struct Spi {
     pub owner: u16,
 }
 
-/// A bitmap of INTIDs.
+const INTID_WORDS: usize = (INTID_LIMIT / 64) as usize;
+
+/// A bitmap of INTIDs, with a summary of its non-empty words so that the check made on every
+/// guest exit ("anything to list?") and the scan visit only words with members.
 #[derive(Clone, Debug)]
-pub(crate) struct IntidSet([u64; (INTID_LIMIT / 64) as usize]);
+pub(crate) struct IntidSet {
+    words: [u64; INTID_WORDS],
+    /// Bit w set: `words[w] != 0`.
+    summary: u16,
+}
 
 impl IntidSet {
     const fn new() -> Self {
-        Self([0; (INTID_LIMIT / 64) as usize])
+        Self {
+            words: [0; INTID_WORDS],
+            summary: 0,
+        }
     }
     fn insert(&mut self, intid: u32) {
         if intid < INTID_LIMIT {
-            self.0[(intid / 64) as usize] |= 1 << (intid % 64);
+            let w = (intid / 64) as usize;
+            self.words[w] |= 1 << (intid % 64);
+            self.summary |= 1 << w;
         }
     }
     fn remove(&mut self, intid: u32) {
         if intid < INTID_LIMIT {
-            self.0[(intid / 64) as usize] &= !(1 << (intid % 64));
+            let w = (intid / 64) as usize;
+            self.words[w] &= !(1 << (intid % 64));
+            if self.words[w] == 0 {
+                self.summary &= !(1 << w);
+            }
         }
+    }
+    fn is_empty(&self) -> bool {
+        self.summary == 0
     }
     /// Calls `f` for each member, lowest first.
     fn for_each(&self, mut f: impl FnMut(u32)) {
-        for (w, &word) in self.0.iter().enumerate() {
-            let mut bits = word;
+        let mut summary = self.summary;
+        while summary != 0 {
+            let w = summary.trailing_zeros() as usize;
+            summary &= summary - 1;
+            let mut bits = self.words[w];
             while bits != 0 {
                 let b = bits.trailing_zeros();
                 bits &= bits - 1;
@@ -183,6 +205,9 @@ pub(crate) struct Core {
     pub spis: Vec<Spi>,
     pub group0_enabled: bool,
     pub group1_enabled: bool,
+    /// Private interrupts (bit = INTID < 32) that are edge-triggered with a fixed
+    /// configuration (GICv3 leaves PPI configurability to the implementation).
+    pub fixed_edge: u32,
     model: Model,
 }
 
@@ -200,8 +225,25 @@ impl Core {
             ],
             group0_enabled: false,
             group1_enabled: false,
+            fixed_edge: 0,
             model,
         }
+    }
+
+    /// Makes private interrupt `intid` edge-triggered on every vCPU, for good.
+    pub fn fix_edge(&mut self, intid: u32) {
+        if !(SGIS..PRIVATE_IRQS).contains(&intid) {
+            return;
+        }
+        self.fixed_edge |= 1 << intid;
+        for v in &mut self.vcpus {
+            v.private[intid as usize].edge = true;
+        }
+    }
+
+    /// Whether the guest may change `intid`'s trigger configuration.
+    pub fn config_is_fixed(&self, intid: u32) -> bool {
+        intid < SGIS || (intid < PRIVATE_IRQS && self.fixed_edge & (1 << intid) != 0)
     }
 
     /// Whether `intid` is an SGI with per-source pending state.
@@ -230,6 +272,11 @@ impl Core {
         let online = self.vcpus[vcpu].online;
         self.vcpus[vcpu] = VcpuIrqs::new(self.model);
         self.vcpus[vcpu].online = online;
+        for intid in SGIS..PRIVATE_IRQS {
+            if self.fixed_edge & (1 << intid) != 0 {
+                self.vcpus[vcpu].private[intid as usize].edge = true;
+            }
+        }
     }
 
     pub fn irq(&self, vcpu: usize, intid: u32) -> Option<&Irq> {
@@ -535,12 +582,20 @@ impl Core {
     /// Chooses what `vcpu` finds in its list registers: every active interrupt first, then
     /// the most urgent deliverable pending ones. Fills `lrs` completely (unused = Invalid).
     pub fn fill(&mut self, vcpu: usize, lrs: &mut [ListReg]) -> FillOutcome {
-        for lr in lrs.iter_mut() {
-            *lr = ListReg::INVALID;
+        const NOTHING: FillOutcome = FillOutcome {
+            overflow: false,
+            listed: 0,
+        };
+        let Some(v) = self.vcpus.get(vcpu) else {
+            lrs.fill(ListReg::INVALID);
+            return NOTHING;
+        };
+        // The common exit (a hypercall, an MMIO access) has nothing to list: skip the scan.
+        if v.listed.is_empty() && v.interesting.is_empty() {
+            lrs.fill(ListReg::INVALID);
+            return NOTHING;
         }
-        if vcpu >= self.vcpus.len() {
-            return FillOutcome { overflow: false };
-        }
+        lrs.fill(ListReg::INVALID);
         if !self.vcpus[vcpu].listed.is_empty() {
             // Not synced since the last fill: take the LRs as unchanged.
             let unchanged: Vec<ListReg> = self.vcpus[vcpu]
@@ -620,9 +675,14 @@ impl Core {
             }
             listed.push(intid);
         }
+        // Slots written (a candidate that vanished leaves its slot invalid, not compacted).
+        let count = candidates.len().min(lrs.len());
         self.vcpus[vcpu].listed = listed;
         self.vcpus[vcpu].scratch = candidates;
-        FillOutcome { overflow }
+        FillOutcome {
+            overflow,
+            listed: count,
+        }
     }
 
     /// Puts one source of a GICv2 SGI into an LR: the active source (pending again too if

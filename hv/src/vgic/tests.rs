@@ -235,7 +235,19 @@ fn linux_like_init_then_timer_ppi() {
     assert!(g.has_deliverable(1));
     assert!(!g.has_deliverable(0));
     let mut l = lrs(4);
-    assert_eq!(g.fill_lrs(1, &mut l), FillOutcome { overflow: false });
+    assert_eq!(
+        g.fill_lrs(0, &mut l).listed,
+        0,
+        "vCPU 0 has nothing to list"
+    );
+    assert!(l.iter().all(|lr| lr.state == LrState::Invalid));
+    assert_eq!(
+        g.fill_lrs(1, &mut l),
+        FillOutcome {
+            overflow: false,
+            listed: 1
+        }
+    );
     assert_eq!(listed(&l), [(27, LrState::Pending)]);
     assert_eq!(l[0].priority, 0xA0);
     assert!(l[0].group1);
@@ -886,4 +898,48 @@ proptest! {
 fn shareable_between_physical_cpus() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Vgic>();
+}
+
+#[test]
+fn vcpu_set_iterates_exactly_its_members_in_order() {
+    let mut s = VcpuSet::EMPTY;
+    assert_eq!(s.iter().count(), 0);
+    for i in [127, 0, 64, 3, 63, 200] {
+        s.insert(i);
+    }
+    assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 3, 63, 64, 127]);
+    assert!(s.contains(127) && !s.contains(200));
+}
+
+#[test]
+fn a_fixed_edge_ppi_needs_no_eoi_notification_and_ignores_icfgr_writes() {
+    let g = vgic(2, 64);
+    linux_init(&g);
+    g.fix_edge_triggered(31);
+    // The guest (Linux configures the PPI from its DT flags) tries to make it level.
+    wr32(&g, rdist(0) + SGI + 0xC04, 0);
+    assert_ne!(
+        rd32(&g, rdist(0) + SGI + 0xC04) & (2 << 30),
+        0,
+        "still edge"
+    );
+    wr32(&g, rdist(0) + SGI + 0x100, 1 << 31);
+    assert_eq!(g.inject(0, 31), set(&[0]));
+    let mut l = lrs(4);
+    g.fill_lrs(0, &mut l);
+    assert_eq!(listed(&l), [(31, LrState::Pending)]);
+    assert!(!l[0].eoi_notify, "no maintenance interrupt on its EOI");
+    // Acknowledged and completed between two exits: the LR reads back invalid.
+    l[0].state = LrState::Invalid;
+    g.sync_from_lrs(0, &l);
+    assert!(!g.has_deliverable(0));
+    // A reset vCPU keeps the fixed configuration; other PPIs stay configurable.
+    g.reset_vcpu(0);
+    assert_ne!(rd32(&g, rdist(0) + SGI + 0xC04) & (2 << 30), 0);
+    wr32(&g, rdist(0) + SGI + 0xC04, 2 << 22);
+    assert_ne!(
+        rd32(&g, rdist(0) + SGI + 0xC04) & (2 << 22),
+        0,
+        "PPI 27 configurable"
+    );
 }

@@ -242,7 +242,7 @@ pub(super) fn config_access(
             let mut kick = VcpuSet::EMPTY;
             for i in 0..16u32 {
                 let intid = first + i;
-                if intid < super::state::SGIS {
+                if core.config_is_fixed(intid) {
                     continue;
                 }
                 if let Some(irq) = core.irq_mut(vcpu, intid) {

@@ -44,8 +44,9 @@ fn dispatch_inner(
     args: [u64; 5],
     in_multicall: bool,
 ) -> Outcome {
+    // A domain that is not Xen-aware gets no hypercalls, as on a bare machine.
     if !ctx.xen.domains.contains_key(&ctx.caller) {
-        return Outcome::err(ESRCH);
+        return Outcome::err(ENOSYS);
     }
     let Ok(call) = Hypercall::try_from(nr) else {
         return Outcome::err(ENOSYS);
@@ -110,10 +111,13 @@ pub fn feature_bits(privileged: bool, direct_mapped: bool) -> u32 {
 
 /// `xen_version(cmd, arg)`.
 fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i32> {
+    // The version query is what guests poll: answer it before looking anything up.
+    if cmd == XENVER_VERSION {
+        return Ok(i64::from(XEN_VERSION_MAJOR << 16 | XEN_VERSION_MINOR));
+    }
     let dom = caller_dom(ctx)?;
     let (privileged, direct, handle) = (dom.privileged, dom.direct_mapped, dom.handle);
     match cmd {
-        XENVER_VERSION => Ok(i64::from(XEN_VERSION_MAJOR << 16 | XEN_VERSION_MINOR)),
         XENVER_EXTRAVERSION => write_string(ctx, arg, b".0-mica", XEN_EXTRAVERSION_LEN),
         XENVER_COMPILE_INFO => {
             let mut info = CompileInfo::default();

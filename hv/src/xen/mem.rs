@@ -136,8 +136,17 @@ pub fn write_u32<M: GuestMemory + ?Sized>(
 /// Largest object the typed helpers copy through the stack; bigger ones use the heap.
 const STACK_OBJ_MAX: usize = 128;
 
+/// A zeroed buffer of `size` bytes for `f`. Small ones (the hot hypercall arguments: a port
+/// number, a grant-copy entry) come from a stack buffer of about their own size, so the
+/// zeroing costs little.
 fn with_buffer<R>(size: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    if size <= STACK_OBJ_MAX {
+    if size <= 16 {
+        let mut stack = [0u8; 16];
+        f(&mut stack[..size])
+    } else if size <= 48 {
+        let mut stack = [0u8; 48];
+        f(&mut stack[..size])
+    } else if size <= STACK_OBJ_MAX {
         let mut stack = [0u8; STACK_OBJ_MAX];
         f(&mut stack[..size])
     } else {

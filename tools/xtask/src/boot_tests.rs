@@ -42,6 +42,8 @@ const TESTS: &[&str] = &[
     "uboot-linux",
     "config-minimal",
     "pvtest",
+    "abi-pingpong",
+    "linux-xen-pv",
 ];
 
 /// Tests that run only when named by `--filter`: `uboot-linux` fails today (the initial
@@ -97,6 +99,8 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             "uboot-linux" => context.uboot_linux(),
             "config-minimal" => context.config_minimal(),
             "pvtest" => context.pvtest(),
+            "abi-pingpong" => context.abi_pingpong(),
+            "linux-xen-pv" => context.linux_xen_pv(),
             other => context.issue3_test(other),
         };
         match result {
@@ -283,6 +287,82 @@ impl Context<'_> {
             out.contains("pvtest: result")
         })?;
         crate::pvtest_suite::compare(&mica.log, &xen.log).map_err(|why| failure(&xen, &why))
+    }
+
+    /// Unmodified Linux on its own Xen PV drivers: the initial domain on `console=hvc0`
+    /// (CONSOLEIO), a `xen,enhanced` domU on `console=hvc0` (the PV console ring Mica serves
+    /// itself, no toolstack) beside a plain domU on its emulated PL011. Both Xen-aware kernels
+    /// must read `xen` from /sys/hypervisor/type; the plain one must not find a hypervisor.
+    fn linux_xen_pv(&mut self) -> Result<(), String> {
+        let image = self.hypervisor()?;
+        let files = self.linux_files()?;
+        let mut scenario = suites::linux_dom0less(
+            Hypervisor::Mica,
+            self.options.platform,
+            self.options.gic,
+            &files,
+            Dom0Mode::Hold(20),
+            "",
+        );
+        scenario.domains[0].bootargs = "console=hvc0 quiet panic=-1 who=dom0 HOLD=20".into();
+        let enhanced = &mut scenario.domains[1];
+        enhanced.bootargs = "console=hvc0 quiet panic=-1 who=domU1".into();
+        enhanced.vpl011 = false;
+        enhanced.extra_properties = vec!["xen,enhanced = \"enabled\";".into()];
+        let timeout = self.options.timeout.unwrap_or(LINUX_DOM0LESS_TIMEOUT);
+        let captured = boot("linux-xen-pv", &scenario, &image, timeout)?;
+        let tag = Some(Hypervisor::Mica.tag());
+        let xen = "HYPERVISOR type=xen";
+        let expected = [
+            (0, hello("dom0", scenario.smp)),
+            (0, xen.to_string()),
+            (1, hello("domU1", 1)),
+            (1, xen.to_string()),
+            (2, hello("domU2", 2)),
+        ];
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|(dom, message)| find_line(&captured.log, tag, Some(*dom), message).is_none())
+            .map(|(dom, message)| format!("`DOM{dom}: {message}`"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(failure(
+                &captured,
+                &format!("missing {}", missing.join(", ")),
+            ));
+        }
+        if find_line(&captured.log, tag, Some(2), xen).is_some() {
+            return Err(failure(
+                &captured,
+                "the plain domU found a Xen hypervisor it was not offered",
+            ));
+        }
+        require_clean_exit(&captured)
+    }
+
+    /// abibench on Mica: dom0 and an enhanced domU exchange events over an interdomain
+    /// channel; every measurement must complete (the numbers are for `bench abi`).
+    fn abi_pingpong(&mut self) -> Result<(), String> {
+        let image = self.hypervisor()?;
+        let guest =
+            build_guest("abibench").map_err(|e| format!("building abibench failed: {e}"))?;
+        let scenario = crate::abi_bench::scenario(self.options.platform, self.options.gic, guest);
+        let log = target_dir().join("test-logs").join("abi-pingpong.log");
+        say(format!(
+            "booting abi-pingpong under -icount (log {})",
+            log.display()
+        ));
+        let (run, captured) = crate::abi_bench::run_once(&scenario, &image, "abi-pingpong", &log)?;
+        say(format!(
+            "abi-pingpong: hypercall {:.0} ns, upcall {:.0} ns, ping-pong {:.0} ns (guest time)",
+            run.mean_ns(0),
+            run.mean_ns(1),
+            run.mean_ns(2)
+        ));
+        if !captured.log.contains("abibench: pong on port") {
+            return Err(failure(&captured, "the domU never said it bound the port"));
+        }
+        Ok(())
     }
 
     fn trapcheck(&mut self) -> Result<(), String> {

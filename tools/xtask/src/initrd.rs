@@ -1,5 +1,7 @@
 //! The test initramfs: busybox plus an `/init` that reports which domain it is and how many
-//! CPUs it sees, then holds, then powers off (or, with `shell=1`, gives a shell).
+//! CPUs it sees, and which hypervisor the kernel detected (`/sys/hypervisor/type`, present
+//! when Linux found a Xen-compatible one), then holds, then powers off (or, with `shell=1`,
+//! gives a shell).
 
 use std::io::Write;
 use std::path::Path;
@@ -20,8 +22,11 @@ who=$(/bin/busybox sed -n 's/.*who=\([^ ]*\).*/\1/p' /proc/cmdline)
 line="HELLO from $who cpus=$(/bin/busybox nproc)"
 /bin/busybox echo "$line"
 /bin/busybox echo "<1>$line" > /dev/kmsg
+/bin/busybox mount -t sysfs s /sys
+if [ -r /sys/hypervisor/type ]; then
+  /bin/busybox echo "HYPERVISOR type=$(/bin/busybox cat /sys/hypervisor/type)"
+fi
 if [ "$shell" = 1 ]; then
-  /bin/busybox mount -t sysfs s /sys
   /bin/busybox mount -t devtmpfs d /dev
   /bin/busybox --install -s /bin
   export PATH=/bin

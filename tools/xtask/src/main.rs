@@ -4,6 +4,7 @@
 // Tests unwrap freely: a panic there is a test failure with a message.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod abi_bench;
 mod bench;
 mod boot_tests;
 mod config;
@@ -58,6 +59,9 @@ Commands:
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
       writes the `## Boot` section of docs/benchmarks.md.
+  bench  abi [--gic 2|3] [--runs N]
+      The guest-kit abibench guest on Xen 4.17 and Mica under -icount: hypercall round trip,
+      event-channel send to upcall, dom0<->domU event ping-pong; writes `## Guest ABI`.
   help   This text (also --help, -h).
 
 Options:
@@ -69,7 +73,7 @@ Options:
 ";
 
 /// What `cargo xtask bench` accepts.
-const BENCH_USAGE: &str = "usage: cargo xtask bench boot [--gic 2|3] [--runs N]";
+const BENCH_USAGE: &str = "usage: cargo xtask bench boot|abi [--gic 2|3] [--runs N]";
 
 /// Hand-rolled option parsing: `--name value`, `--name=value` and `--flag`.
 struct Args {
@@ -221,6 +225,15 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                     };
                     args.finish()?;
                     bench::boot(&options)?;
+                }
+                "abi" => {
+                    let options = abi_bench::AbiOptions {
+                        platform: args.platform()?,
+                        gic: args.gic()?,
+                        runs: args.number::<usize>("--runs")?.unwrap_or(3),
+                    };
+                    args.finish()?;
+                    abi_bench::bench(&options)?;
                 }
                 other => return Err(format!("unknown benchmark `{other}`; {BENCH_USAGE}")),
             }

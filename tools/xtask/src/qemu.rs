@@ -59,6 +59,18 @@ pub fn run_program(
     capture(program, args, log_path, timeout, &|_| false)
 }
 
+/// `XTASK_QEMU_EXTRA="-d exec,nochain -D trace.log"`: extra QEMU arguments for debugging a
+/// captured run (split at whitespace), added after the scenario's own.
+fn debug_extra_args(program: &Path) -> Vec<String> {
+    let is_qemu = program
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("qemu-system-"));
+    match std::env::var("XTASK_QEMU_EXTRA") {
+        Ok(extra) if is_qemu => extra.split_whitespace().map(String::from).collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn capture(
     program: &Path,
     args: &[String],
@@ -77,6 +89,7 @@ fn capture(
     let start = Instant::now();
     let mut child = Command::new(program)
         .args(args)
+        .args(debug_extra_args(program))
         .current_dir(crate::util::repo_root())
         .stdin(Stdio::null())
         .stdout(log_file)

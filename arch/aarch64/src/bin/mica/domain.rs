@@ -328,6 +328,10 @@ pub fn build(
             return Err(fail(e));
         }
     };
+    if initial || spec.enhanced {
+        // Injected once per 0→1 change of evtchn_upcall_pending, like Xen: an edge.
+        vgic.fix_edge_triggered(layout::EVTCHN_PPI);
+    }
 
     // Passed-through SPIs are listed with the hardware bit.
     for intid in crate::passthrough::owned(id) {

@@ -254,23 +254,32 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
     timer::set_deadline(next_deadline(local, until));
     let lr_count = gic::list_register_count();
     let mut lrs = [ListReg::default(); 16];
+    // Whether the hardware list registers are known to be all invalid: then an exit with
+    // nothing to list touches neither them nor the vGIC's bookkeeping.
+    let mut hardware_lrs_clear = false;
     loop {
         if dom.dying.load(Ordering::Acquire) {
             return;
         }
         let fill = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
-        for (i, lr) in lrs[..lr_count].iter().enumerate() {
-            gic::write_lr(i, lr);
+        if fill.listed > 0 || !hardware_lrs_clear {
+            for (i, lr) in lrs[..lr_count].iter().enumerate() {
+                gic::write_lr(i, lr);
+            }
+            hardware_lrs_clear = fill.listed == 0;
         }
         gic::set_underflow_interrupt(fill.overflow);
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
         let kind = ctx.run();
-        for (i, lr) in lrs[..lr_count].iter_mut().enumerate() {
-            *lr = gic::read_lr(i);
+        if fill.listed > 0 {
+            // Only the listed registers can have changed; the others stayed invalid.
+            for (i, lr) in lrs[..fill.listed].iter_mut().enumerate() {
+                *lr = gic::read_lr(i);
+            }
+            let moved = dom.vgic.sync_from_lrs(index, &lrs[..fill.listed]);
+            kick(&dom, moved);
         }
-        let moved = dom.vgic.sync_from_lrs(index, &lrs[..lr_count]);
-        kick(&dom, moved);
         let next = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
                 if handle_irqs(local) {

@@ -75,10 +75,7 @@ pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Out
     let Some(xen) = guard.as_mut() else {
         return Outcome::err(errno::ENOSYS);
     };
-    if xen.domain(dom.id).is_none() {
-        // Not a Xen-aware domain: no hypercalls, as on a bare machine.
-        return Outcome::err(errno::ENOSYS);
-    }
+    // `dispatch` refuses a domain that is not Xen-aware with ENOSYS.
     let mut env = ArchEnv::default();
     let mut vmem = VcpuVirtMemory;
     let outcome = {
@@ -91,9 +88,11 @@ pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Out
         };
         dispatch(&mut ctx, nr, args)
     };
-    let dirty = core::mem::take(&mut env.console_dirty);
-    for d in dirty {
-        drain_console(xen, d, &mut env);
+    if !env.console_dirty.is_empty() {
+        let dirty = core::mem::take(&mut env.console_dirty);
+        for d in dirty {
+            drain_console(xen, d, &mut env);
+        }
     }
     outcome
 }
@@ -321,11 +320,29 @@ impl GuestVirtMemory for VcpuVirtMemory {
     }
 }
 
-/// The arch layer's services for one Xen operation.
+/// Domains whose memory one Xen operation keeps at hand (an operation touches at most the
+/// caller and one peer; more evict the oldest).
+const CACHED_DOMAINS: usize = 4;
+
+/// The arch layer's services for one Xen operation. Nothing here allocates unless a
+/// console needs draining: this sits on every hypercall's path.
 #[derive(Default)]
 struct ArchEnv {
-    mems: Vec<(DomId, DomainMemory)>,
+    mems: [Option<(DomId, DomainMemory)>; CACHED_DOMAINS],
+    /// Slot the next uncached domain takes.
+    next_slot: usize,
     console_dirty: Vec<DomId>,
+}
+
+impl ArchEnv {
+    /// Forgets `dom`'s cached memory view (its stage 2 changed).
+    fn forget(&mut self, dom: DomId) {
+        for slot in &mut self.mems {
+            if slot.as_ref().is_some_and(|(id, _)| *id == dom) {
+                *slot = None;
+            }
+        }
+    }
 }
 
 fn any_domain(id: DomId) -> Option<Arc<Domain>> {
@@ -358,15 +375,23 @@ fn set_stage2_page(dom: &Domain, gfn: u64, target: Option<(u64, bool)>) -> Resul
 
 impl XenEnv for ArchEnv {
     fn memory(&mut self, dom: DomId) -> Option<&mut dyn GuestMemory> {
-        let pos = match self.mems.iter().position(|(id, _)| *id == dom) {
+        let cached = self
+            .mems
+            .iter()
+            .position(|slot| slot.as_ref().is_some_and(|(id, _)| *id == dom));
+        let pos = match cached {
             Some(p) => p,
             None => {
                 let d = any_domain(dom)?;
-                self.mems.push((dom, DomainMemory { dom: d }));
-                self.mems.len() - 1
+                let p = self.next_slot % CACHED_DOMAINS;
+                self.next_slot = p + 1;
+                self.mems[p] = Some((dom, DomainMemory { dom: d }));
+                p
             }
         };
-        Some(&mut self.mems[pos].1)
+        self.mems[pos]
+            .as_mut()
+            .map(|(_, m)| m as &mut dyn GuestMemory)
     }
 
     fn map_special_page(&mut self, dom: DomId, page: SpecialPage, gfn: u64) -> Result<(), i32> {
@@ -404,7 +429,7 @@ impl XenEnv for ArchEnv {
             hpa,
             kind: OverlayKind::Special(page),
         });
-        self.mems.retain(|(id, _)| *id != dom);
+        self.forget(dom);
         Ok(())
     }
 
@@ -442,7 +467,7 @@ impl XenEnv for ArchEnv {
             hpa,
             kind: OverlayKind::Foreign { readonly },
         });
-        self.mems.retain(|(id, _)| *id != grantee);
+        self.forget(grantee);
         Ok(())
     }
 

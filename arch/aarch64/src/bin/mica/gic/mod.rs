@@ -114,7 +114,6 @@ impl VirtualCpuInterface {
 }
 
 struct Host {
-    version: GicVersion,
     maintenance: u32,
     /// GICv2: the virtual CPU interface frame to map at a guest's GICC address.
     vcpu_if: Option<HostRange>,
@@ -126,10 +125,17 @@ fn host() -> &'static Host {
     HOST.get().expect("GIC used before init (hypervisor bug)")
 }
 
-/// The GIC version in use.
+/// The GIC version in use (read on every guest entry and exit: a plain static).
 pub fn version() -> GicVersion {
-    host().version
+    if VERSION_IS_V2.load(core::sync::atomic::Ordering::Relaxed) {
+        GicVersion::V2
+    } else {
+        GicVersion::V3
+    }
 }
+
+/// Set once at init, before any CPU runs a guest.
+static VERSION_IS_V2: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// INTID of the maintenance interrupt.
 pub fn maintenance_intid() -> u32 {
@@ -163,8 +169,11 @@ pub fn init(info: &GicInfo, boot_mpidr: u64) -> Result<(), &'static str> {
             v2::init(info.dist.start.raw(), cpu.start.raw(), hyp.start.raw());
         }
     }
+    VERSION_IS_V2.store(
+        info.version == GicVersion::V2,
+        core::sync::atomic::Ordering::Relaxed,
+    );
     HOST.call_once(|| Host {
-        version: info.version,
         maintenance,
         vcpu_if: info.vcpu_if,
     });
