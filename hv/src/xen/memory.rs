@@ -3,14 +3,14 @@
 
 use super::env::SpecialPage;
 use super::hypercall::HypercallCtx;
-use super::mem::{self, element_addr, frame_addr, read_obj, read_virt_obj, write_obj};
+use super::mem::{
+    self, element_addr, frame_addr, read_obj, read_virt_obj, write_obj, write_virt_obj,
+};
 use super::{evtchn, Xen, XenEnv};
 use crate::addr::GuestPhysAddr;
 use mica_guest_abi::xen::errno::*;
 use mica_guest_abi::xen::memory::*;
-use mica_guest_abi::xen::shared::{
-    VcpuInfo, VcpuRunstateInfo, RUNSTATE_RUNNING, SHARED_INFO_VCPU_INFO,
-};
+use mica_guest_abi::xen::shared::{VcpuInfo, SHARED_INFO_VCPU_INFO};
 use mica_guest_abi::xen::vcpu::*;
 use mica_guest_abi::xen::DomId;
 
@@ -182,13 +182,21 @@ pub(crate) fn vcpu_op(
             Ok(0)
         }
         VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => {
-            // A guest virtual address, valid only in the guest's own translation regime:
-            // recorded, never written (Linux needs only the call to succeed).
+            // A guest virtual address, valid only in the guest's own translation regime: the
+            // arch layer publishes into it on state changes (`Xen::runstate_change`) while
+            // the vCPU's translation is loaded. It is written once now, as Xen does.
             let op: VcpuRegisterRunstateMemoryArea =
                 read_virt_obj(ctx.vmem, arg).map_err(|_| EFAULT)?;
             let dom = ctx.xen.domains.get_mut(&ctx.caller).ok_or(ESRCH)?;
-            if let Some(v) = dom.vcpus.get_mut(vcpu as usize) {
-                v.runstate_va = Some(op.addr);
+            let Some(v) = dom.vcpus.get_mut(vcpu as usize) else {
+                return Err(ENOENT);
+            };
+            v.runstate_va = (op.addr != 0).then_some(op.addr);
+            let info = v.runstate.info();
+            if v.runstate_va.is_some() && vcpu == ctx.vcpu {
+                // Only the caller's own translation is loaded; another vCPU's area is
+                // written at its next state change.
+                write_virt_obj(ctx.vmem, op.addr, &info).map_err(|_| EFAULT)?;
             }
             Ok(0)
         }
@@ -199,10 +207,12 @@ pub(crate) fn vcpu_op(
             if !gpa.is_aligned(8) {
                 return Err(EINVAL);
             }
-            let state = VcpuRunstateInfo {
-                state: RUNSTATE_RUNNING,
-                ..Default::default()
-            };
+            let dom = ctx.xen.domains.get(&ctx.caller).ok_or(ESRCH)?;
+            let state = dom
+                .vcpus
+                .get(vcpu as usize)
+                .map(|v| v.runstate.info())
+                .ok_or(ENOENT)?;
             let mem = ctx.env.memory(ctx.caller).ok_or(ESRCH)?;
             write_obj(mem, gpa, &state).map_err(|_| EFAULT)?;
             let dom = ctx.xen.domains.get_mut(&ctx.caller).ok_or(ESRCH)?;

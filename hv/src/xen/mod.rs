@@ -22,6 +22,7 @@ mod hypercall;
 pub mod mem;
 mod memory;
 mod pvconsole;
+mod runstate;
 
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use alloc::vec::Vec;
 pub use env::{Backend, SpecialPage, XenEnv};
 pub use hypercall::{dispatch, HypercallCtx};
 pub use mem::{GuestMemError, GuestMemory, GuestVirtMemory};
+pub use runstate::Runstate;
 
 use crate::addr::GuestPhysAddr;
 use crate::exit::ShutdownReason;
@@ -110,10 +112,11 @@ pub enum XenError {
 pub(crate) struct XenVcpu {
     /// Where VCPUOP_register_vcpu_info placed this vCPU's vcpu_info.
     vcpu_info: Option<GuestPhysAddr>,
-    /// VCPUOP_register_runstate_memory_area (a guest virtual address; recorded only).
+    /// VCPUOP_register_runstate_memory_area (a guest virtual address).
     runstate_va: Option<u64>,
     /// VCPUOP_register_runstate_phys_area.
     runstate_gpa: Option<GuestPhysAddr>,
+    runstate: runstate::RunstateClock,
 }
 
 /// The Xen state of one domain.

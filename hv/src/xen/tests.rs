@@ -1675,3 +1675,79 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn runstate_area_accounts_each_state_and_marks_updates() {
+    let mut w = World::new();
+    let area = RAM * 4096 + 0x800;
+    w.put(1, ARG, &VcpuRegisterRunstateMemoryArea { addr: area });
+    let registered = w.call(
+        1,
+        0,
+        Hypercall::VcpuOp,
+        &[VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, ARG],
+    );
+    assert_eq!(registered.ret, 0);
+    assert_eq!(
+        w.call(
+            1,
+            0,
+            Hypercall::VmAssist,
+            &[VMASST_CMD_ENABLE, VMASST_TYPE_RUNSTATE_UPDATE_FLAG]
+        )
+        .ret,
+        0
+    );
+    let mut vmem = w.mem(1);
+    for (state, at) in [
+        (Runstate::Running, 1_000),
+        (Runstate::Runnable, 4_000),
+        (Runstate::Running, 10_000),
+        (Runstate::Blocked, 12_000),
+        // A clock that goes backwards charges nothing.
+        (Runstate::Running, 11_000),
+    ] {
+        w.xen
+            .runstate_change(1, 0, state, at, &mut vmem, &mut w.env);
+    }
+    let info: VcpuRunstateInfo = w.get(1, area);
+    assert_eq!(info.state, RUNSTATE_RUNNING);
+    assert_eq!(info.state_entry_time, 12_000, "no update flag left behind");
+    assert_eq!(info.time, [3_000 + 2_000, 6_000, 0, 1_000]);
+    assert_eq!(w.xen.runstate(1, 0), Some(info));
+    // Unknown domains and vCPUs, and an area that is not mapped, are ignored.
+    w.xen
+        .runstate_change(7, 0, Runstate::Running, 1, &mut vmem, &mut w.env);
+    w.xen
+        .runstate_change(1, 9, Runstate::Running, 1, &mut vmem, &mut w.env);
+    w.put(
+        1,
+        ARG,
+        &VcpuRegisterRunstateMemoryArea {
+            addr: 0xdead_0000_0000,
+        },
+    );
+    assert_eq!(
+        w.call(
+            1,
+            1,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 1, ARG]
+        )
+        .ret,
+        neg(EFAULT),
+        "the caller's own area must be writable"
+    );
+    w.call(
+        1,
+        0,
+        Hypercall::VcpuOp,
+        &[VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 1, ARG],
+    );
+    w.xen
+        .runstate_change(1, 1, Runstate::Running, 50, &mut vmem, &mut w.env);
+    assert_eq!(
+        w.xen.runstate(1, 1).map(|i| i.state),
+        Some(RUNSTATE_RUNNING)
+    );
+}

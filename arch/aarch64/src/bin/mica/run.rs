@@ -14,6 +14,7 @@ use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
 use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
 use mica_hv::sched::Scheduler;
 use mica_hv::vgic::{ListReg, VcpuSet};
+use mica_hv::xen::Runstate;
 use tock_registers::interfaces::{Readable, Writeable};
 
 /// The Xen hypercall immediate (`HVC #0xEA1`).
@@ -204,6 +205,8 @@ fn unload(local: &mut Local) {
         CNTV_CTL_EL0.set(0);
         return;
     }
+    // While its translation regime is still loaded (the runstate area may be virtual).
+    crate::xen::runstate_descheduled(&dom, index);
     // SAFETY: the vCPU is pinned to this CPU.
     let ctx = unsafe { dom.vcpus[index].context() };
     ctx.save();
@@ -251,6 +254,7 @@ fn switch_to(local: &mut Local, dom: &Arc<Domain>, index: usize) {
 
 fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64>) {
     switch_to(local, &dom, index);
+    crate::xen::runstate(&dom, index, Runstate::Running);
     timer::set_deadline(next_deadline(local, until));
     let lr_count = gic::list_register_count();
     let mut lrs = [ListReg::default(); 16];
@@ -558,6 +562,7 @@ fn apply(
                 }
             });
             if blocked {
+                crate::xen::runstate(dom, index, Runstate::Blocked);
                 Next::Reschedule
             } else {
                 Next::Continue
@@ -571,6 +576,7 @@ fn apply(
         Action::VcpuOff => {
             ctx.regs.elr += skip;
             *dom.vcpus[index].power.lock() = Power::Off;
+            crate::xen::runstate(dom, index, Runstate::Offline);
             with_sched(this_cpu(), |s| s.block(dom.vcpu_ref(index)));
             Next::Reschedule
         }

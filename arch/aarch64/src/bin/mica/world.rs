@@ -67,6 +67,8 @@ pub struct Vcpu {
     pub mpidr: u64,
     /// PSCI power state.
     pub power: Mutex<Power>,
+    /// The Xen runstate last published for it (`crate::xen::RUNSTATE_*` codes).
+    pub runstate: core::sync::atomic::AtomicU8,
     /// Registers; only the owning physical CPU touches them (see `context`).
     ctx: UnsafeCell<VcpuContext>,
 }
@@ -82,6 +84,7 @@ impl Vcpu {
             pcpu,
             mpidr,
             power: Mutex::new(Power::Off),
+            runstate: core::sync::atomic::AtomicU8::new(crate::xen::RUNSTATE_UNKNOWN),
             ctx: UnsafeCell::new(VcpuContext::default()),
         }
     }

@@ -16,7 +16,7 @@ use mica_guest_abi::xen::{errno, DomId};
 use mica_hv::addr::{GuestPhysAddr, HostPhysAddr, HostRange, PAGE_SIZE};
 use mica_hv::xen::env::{Backend, SpecialPage, XenEnv};
 use mica_hv::xen::mem::{GuestMemError, GuestMemory, GuestVirtMemory};
-use mica_hv::xen::{dispatch, DomainConfig, HypercallCtx, Outcome, Xen};
+use mica_hv::xen::{dispatch, DomainConfig, HypercallCtx, Outcome, Runstate, Xen};
 use spin::Mutex;
 use tock_registers::interfaces::{Readable, Writeable};
 
@@ -95,6 +95,55 @@ pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Out
         }
     }
     outcome
+}
+
+/// [`crate::world::Vcpu::runstate`] before anything was published.
+pub const RUNSTATE_UNKNOWN: u8 = u8::MAX;
+/// ... for a vCPU of a domain that is not Xen-aware: nothing to publish, ever.
+const RUNSTATE_NOT_XEN: u8 = u8::MAX - 1;
+
+/// Publishes that vCPU `vcpu` of `dom` entered `state`, if that is a change. Must run on the
+/// vCPU's physical CPU with its translation regime loaded (the area may be registered by
+/// guest virtual address).
+pub fn runstate(dom: &Domain, vcpu: usize, state: Runstate) {
+    let Some(v) = dom.vcpus.get(vcpu) else {
+        return;
+    };
+    let code = state as u8;
+    let last = v.runstate.load(Ordering::Relaxed);
+    if last == code || last == RUNSTATE_NOT_XEN {
+        return;
+    }
+    let mut guard = XEN.lock();
+    let Some(xen) = guard.as_mut() else {
+        return;
+    };
+    if xen.domain(dom.id).is_none() {
+        v.runstate.store(RUNSTATE_NOT_XEN, Ordering::Relaxed);
+        return;
+    }
+    v.runstate.store(code, Ordering::Relaxed);
+    let now_ns = crate::timer::ticks_to_ns(crate::timer::now());
+    let mut env = ArchEnv::default();
+    xen.runstate_change(
+        dom.id,
+        vcpu as u32,
+        state,
+        now_ns,
+        &mut VcpuVirtMemory,
+        &mut env,
+    );
+}
+
+/// A vCPU taken off its CPU: running becomes runnable (blocked and offline stay).
+pub fn runstate_descheduled(dom: &Domain, vcpu: usize) {
+    let running = dom
+        .vcpus
+        .get(vcpu)
+        .is_some_and(|v| v.runstate.load(Ordering::Relaxed) == Runstate::Running as u8);
+    if running {
+        runstate(dom, vcpu, Runstate::Runnable);
+    }
 }
 
 fn drain_console(xen: &mut Xen, dom: DomId, env: &mut ArchEnv) {
