@@ -44,10 +44,8 @@ const TESTS: &[&str] = &[
     "pvtest",
 ];
 
-/// Tests that run only when named by `--filter`: `uboot-linux` fails today (the initial
-/// domain takes an external abort probing an AMBA device after a U-Boot boot; see the open
-/// boards issue).
-const NOT_BY_DEFAULT: &[&str] = &["uboot-linux"];
+/// Tests that run only when named by `--filter`.
+const NOT_BY_DEFAULT: &[&str] = &[];
 
 #[path = "issue3_tests.rs"]
 mod issue3;

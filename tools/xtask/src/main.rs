@@ -290,8 +290,18 @@ pub fn config_qemu_args(
     let work = util::target_dir()
         .join("scenarios")
         .join(format!("config-{stem}"));
-    let (config, scenario) =
-        config::load_scenario(config, platform, util::file_size(hypervisor)?, &work)?;
+    let firmware = if uboot {
+        Some(uboot::ensure_uboot()?)
+    } else {
+        None
+    };
+    let (config, scenario) = config::load_scenario(
+        config,
+        platform,
+        util::file_size(hypervisor)?,
+        &work,
+        firmware,
+    )?;
     let args = if uboot {
         uboot::prepare(&scenario, hypervisor, &work)?
     } else {
@@ -317,8 +327,13 @@ fn image(
     let work = util::target_dir()
         .join("scenarios")
         .join(format!("image-{stem}"));
-    let (_, scenario) =
-        config::load_scenario(config_path, platform, util::file_size(&hypervisor)?, &work)?;
+    let (_, scenario) = config::load_scenario(
+        config_path,
+        platform,
+        util::file_size(&hypervisor)?,
+        &work,
+        Some(uboot::ensure_uboot()?),
+    )?;
     let written = uboot::write_image_dir(&scenario, &hypervisor, &out, &work)?;
     let plan = &written.plan;
     for load in std::iter::once(&plan.hypervisor)

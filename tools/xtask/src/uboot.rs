@@ -200,12 +200,14 @@ pub struct ImageDir {
 /// Writes the image directory `out`: mica.bin, mica.dtb, the modules, boot.cmd and (with
 /// mkimage) boot.scr.
 /// Work files (QEMU's board tree, the generated source) go to `work`.
+/// The device tree is QEMU's for the machine U-Boot boots (`with_uboot`).
 pub fn write_image_dir(
     scenario: &Scenario,
     hypervisor: &Path,
     out: &Path,
     work: &Path,
 ) -> Result<ImageDir, String> {
+    let scenario = &with_uboot(scenario)?;
     let hypervisor_size = file_size(hypervisor)?;
     let layout = scenario.layout(hypervisor_size, file_size)?;
     let _ = std::fs::remove_dir_all(out);
@@ -331,11 +333,22 @@ pub fn ensure_uboot() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// QEMU arguments that boot `disk` through U-Boot on the scenario's machine.
-pub fn qemu_args(scenario: &Scenario, uboot: &Path, disk: &Path) -> Vec<String> {
+/// `scenario` on the machine U-Boot boots: QEMU `virt` with U-Boot as its firmware. That
+/// machine differs from a `-kernel` boot (ACPI on, so no PL061 GPIO), and the device tree
+/// given to Mica must describe it: a tree dumped without the firmware lists a PL061 the
+/// initial domain then probes into an external abort.
+pub fn with_uboot(scenario: &Scenario) -> Result<Scenario, String> {
+    let mut scenario = scenario.clone();
+    if scenario.firmware.is_none() {
+        scenario.firmware = Some(ensure_uboot()?);
+    }
+    Ok(scenario)
+}
+
+/// QEMU arguments that boot `disk` on the scenario's machine, its firmware (U-Boot) included.
+pub fn qemu_args(scenario: &Scenario, disk: &Path) -> Vec<String> {
     let mut args = scenario.machine_args();
-    args.extend(["-nographic", "-no-reboot", "-bios"].map(String::from));
-    args.push(uboot.display().to_string());
+    args.extend(["-nographic", "-no-reboot"].map(String::from));
     args.push("-drive".into());
     args.push(format!(
         "if=none,format=raw,id=boot,file={}",
@@ -349,14 +362,14 @@ pub fn qemu_args(scenario: &Scenario, uboot: &Path, disk: &Path) -> Vec<String> 
 
 /// Everything for a U-Boot boot of `scenario` under `work`: image directory, disk, QEMU args.
 pub fn prepare(scenario: &Scenario, hypervisor: &Path, work: &Path) -> Result<Vec<String>, String> {
-    let uboot = ensure_uboot()?;
+    let scenario = &with_uboot(scenario)?;
     let image = write_image_dir(scenario, hypervisor, &work.join("image"), work)?;
     if image.script.is_none() {
         return Err("mkimage (u-boot-tools) is needed to make boot.scr for the disk".into());
     }
     let disk = work.join("disk.img");
     write_disk(&image.dir, &disk)?;
-    Ok(qemu_args(scenario, &uboot, &disk))
+    Ok(qemu_args(scenario, &disk))
 }
 
 #[cfg(test)]
@@ -450,6 +463,21 @@ mod tests {
                 .unwrap_err()
                 .contains("outside RAM")
         );
+    }
+
+    #[test]
+    fn firmware_is_part_of_the_machine_shape() {
+        // The board tree is dumped with `machine_args`, so it sees the same -bios as the run.
+        let mut s = scenario();
+        assert!(!s.machine_args().contains(&"-bios".to_string()));
+        s.firmware = Some("/g/u-boot.bin".into());
+        let args = qemu_args(&s, Path::new("/d/disk.img"));
+        let bios = args.iter().position(|a| a == "-bios").unwrap();
+        assert_eq!(args[bios + 1], "/g/u-boot.bin");
+        assert_eq!(args.iter().filter(|a| *a == "-bios").count(), 1);
+        assert!(s
+            .machine_args()
+            .ends_with(&["-bios".into(), "/g/u-boot.bin".into()]));
     }
 
     #[test]
