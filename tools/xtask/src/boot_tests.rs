@@ -57,6 +57,7 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
     let selected: Vec<&str> = TESTS
         .iter()
         .chain(issue3::TESTS)
+        .chain(crate::defmt_log::TESTS)
         .copied()
         .filter(|name| match filter {
             None => !NOT_BY_DEFAULT.contains(name),
@@ -95,6 +96,12 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             "uboot-linux" => context.uboot_linux(),
             "config-minimal" => context.config_minimal(),
             "pvtest" => context.pvtest(),
+            "defmt-log" => crate::defmt_log::defmt_log_test(
+                options.platform,
+                options.gic,
+                options.release,
+                options.timeout,
+            ),
             other => context.issue3_test(other),
         };
         match result {

@@ -8,6 +8,7 @@ mod bench;
 mod boot_tests;
 mod config;
 mod cpio;
+mod defmt_log;
 mod elf_image;
 mod host;
 mod images;
@@ -178,11 +179,23 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
             let hv = args.hypervisor()?;
             let config = args.value("--config")?.map(PathBuf::from);
             let uboot = args.flag("--uboot");
+            let defmt = args.flag("--defmt");
             args.finish()?;
+            if defmt && hv != Hypervisor::Mica {
+                return Err(
+                    "--defmt is a build of Mica: it does not go with --hypervisor xen".into(),
+                );
+            }
+            let run = RunOptions {
+                release,
+                timeout,
+                hv,
+                defmt,
+            };
             match config {
-                Some(config) => run_config(platform, &config, uboot, release, timeout, hv),
+                Some(config) => run_config(platform, &config, uboot, &run),
                 None if uboot => Err("--uboot needs --config FILE.toml".into()),
-                None => run(platform, gic, release, timeout, hv),
+                None => run_default(platform, gic, &run),
             }
         }
         "image" => {
@@ -236,24 +249,46 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
     }
 }
 
-fn run(
-    platform: images::Platform,
-    gic: u8,
+/// How `run` boots, whatever the scenario.
+struct RunOptions {
     release: bool,
     timeout: Option<Duration>,
     hv: Hypervisor,
-) -> Result<bool, String> {
+    /// Mica's defmt build, its log decoded on the way to the terminal.
+    defmt: bool,
+}
+
+impl RunOptions {
+    /// The image to boot, and the ELF whose table decodes its log (defmt build only).
+    fn image(&self, platform: &images::Platform) -> Result<(PathBuf, Option<PathBuf>), String> {
+        if self.defmt {
+            let built = defmt_log::build(platform, self.release)?;
+            Ok((built.image, Some(built.elf)))
+        } else {
+            Ok((self.hv.image(platform, self.release)?, None))
+        }
+    }
+
+    fn boot(&self, qemu_args: &[String], defmt_elf: Option<&Path>) -> Result<bool, String> {
+        let status = match defmt_elf {
+            Some(elf) => defmt_log::run_interactive(qemu_args, elf, self.timeout)?,
+            None => qemu::run_interactive(qemu_args, self.timeout)?,
+        };
+        Ok(status.success())
+    }
+}
+
+fn run_default(platform: images::Platform, gic: u8, options: &RunOptions) -> Result<bool, String> {
     host::ensure_host_tools()?;
-    let image = hv.image(&platform, release)?;
+    let (image, defmt_elf) = options.image(&platform)?;
     let files = host::ensure_linux_guest()?;
-    let scenario = suites::linux_dom0less(hv, platform, gic, &files, Dom0Mode::Shell, "");
+    let scenario = suites::linux_dom0less(options.hv, platform, gic, &files, Dom0Mode::Shell, "");
     let prepared = scenario.prepare(&image, &util::target_dir().join("scenarios").join("run"))?;
     println!(
         "Console: Ctrl-a three times switches between the domains' consoles; \
          QEMU's escape is Ctrl-] (Ctrl-] x quits, Ctrl-] c the QEMU monitor)."
     );
-    let status = qemu::run_interactive(&prepared.qemu_args, timeout)?;
-    Ok(status.success())
+    options.boot(&prepared.qemu_args, defmt_elf.as_deref())
 }
 
 /// `run --config`: boots the scenario a TOML file describes, directly or through U-Boot.
@@ -261,19 +296,16 @@ fn run_config(
     platform: images::Platform,
     config: &Path,
     uboot: bool,
-    release: bool,
-    timeout: Option<Duration>,
-    hv: Hypervisor,
+    options: &RunOptions,
 ) -> Result<bool, String> {
     host::ensure_host_tools()?;
-    let image = hv.image(&platform, release)?;
+    let (image, defmt_elf) = options.image(&platform)?;
     let (args, has_initial) = config_qemu_args(platform, config, uboot, &image)?;
     if !has_initial {
         util::say("no initial domain: the run ends when QEMU exits by itself");
     }
     println!("Console: QEMU's escape is Ctrl-] (Ctrl-] x quits, Ctrl-] c the QEMU monitor).");
-    let status = qemu::run_interactive(&args, timeout)?;
-    Ok(status.success())
+    options.boot(&args, defmt_elf.as_deref())
 }
 
 /// QEMU arguments for a configuration file, and whether it has an initial domain.

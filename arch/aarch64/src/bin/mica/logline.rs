@@ -1,4 +1,5 @@
-//! Formatting of Mica's own log lines before the console multiplexer exists.
+//! Formatting of Mica's own log lines, handed to the console multiplexer (or, in the `defmt`
+//! build, sent as defmt frames).
 
 use core::fmt::{self, Write};
 
@@ -27,5 +28,8 @@ pub fn emit(args: fmt::Arguments<'_>) {
     };
     let _ = line.write_fmt(args);
     let text = core::str::from_utf8(&line.buf[..line.len]).unwrap_or("<bad utf-8>");
+    #[cfg(feature = "defmt")]
+    crate::defmt_log::line(text);
+    #[cfg(not(feature = "defmt"))]
     crate::consoles::hypervisor_line(text);
 }
