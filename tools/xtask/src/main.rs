@@ -70,7 +70,8 @@ Options:
 ";
 
 /// What `cargo xtask bench` accepts.
-const BENCH_USAGE: &str = "usage: cargo xtask bench boot [--gic 2|3] [--runs N]";
+const BENCH_USAGE: &str =
+    "usage: cargo xtask bench boot [--gic 2|3] [--runs N] | cargo xtask bench footprint";
 
 /// Hand-rolled option parsing: `--name value`, `--name=value` and `--flag`.
 struct Args {
@@ -234,6 +235,11 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                     };
                     args.finish()?;
                     bench::boot(&options)?;
+                }
+                "footprint" => {
+                    let platform = args.platform()?;
+                    args.finish()?;
+                    defmt_log::footprint(&platform)?;
                 }
                 other => return Err(format!("unknown benchmark `{other}`; {BENCH_USAGE}")),
             }
