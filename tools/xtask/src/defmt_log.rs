@@ -228,12 +228,14 @@ pub fn run_interactive(
     timeout: Option<Duration>,
 ) -> Result<ExitStatus, String> {
     let mut output = Output::new(Decoder::load(elf)?);
-    let mut child = Command::new("qemu-system-aarch64")
+    let mut command = Command::new("qemu-system-aarch64");
+    command
         .args(args)
         .args(["-echr", "0x1d"])
-        .stdout(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = command
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+        .map_err(|e| crate::util::start_error(&command, &e))?;
     let mut stdout = child.stdout.take().ok_or("no pipe from QEMU")?;
     let start = Instant::now();
     // The reader thread ends when QEMU closes its output.

@@ -36,30 +36,50 @@ Commands:
       Build Mica and convert it to a flat image; prints its path last:
       target/aarch64-unknown-none-softfloat/<debug|release>/mica.bin
   run    [--platform P] [--config FILE.toml [--uboot]] [--gic 2|3] [--release]
-         [--timeout S] [--hypervisor mica|xen]
+         [--timeout S] [--hypervisor mica|xen] [--defmt]
       Boot Mica in QEMU with the terminal on the serial console. Without --config: an
-      initial domain with a busybox shell plus two dom0less domUs (examples/three-domains.toml).
-      With --config: the domains FILE.toml describes (docs/config.md), checked first; errors
-      name the field and its line. --uboot boots through U-Boot from a virtio disk instead of
-      QEMU's loader (the `image` directory on a FAT partition). --timeout S: stop QEMU and fail
-      if the machine has not powered off after S seconds (it powers off when the initial
-      domain does; without one, when QEMU exits by itself). Fetches guests and installs host
-      tools as needed. --gic applies without --config ([machine] gic otherwise).
+      initial domain with a busybox shell plus two dom0less domUs (the scenario of
+      examples/three-domains.toml). With --config: the domains FILE.toml describes
+      (docs/config.md), checked first; errors name the field and its line. --uboot boots
+      through Debian's U-Boot (as -bios) from a virtio disk holding the `image` directory,
+      instead of QEMU's loader. --timeout S: stop QEMU and fail if the machine has not
+      powered off after S seconds (it powers off when the initial domain does; without one,
+      when QEMU exits by itself). --defmt: boot Mica's defmt build (compact logging, built
+      under target/defmt/) and decode its log lines on the way to the terminal.
+      Fetches guests and installs host tools as needed. --gic applies without --config
+      ([machine] gic otherwise).
   image  [--platform P] --config FILE.toml [--out DIR] [--release]
       Write a boot directory for U-Boot (default target/images/<FILE stem>/): mica.bin,
-      mica.dtb (QEMU's board tree with the dom0less /chosen), the kernels and ramdisks,
-      boot.cmd and boot.scr (needs mkimage from u-boot-tools) which loads each file at its
-      computed address and runs `booti`. Copy the directory to a FAT partition U-Boot reads.
+      mica.dtb (QEMU's device tree of the machine U-Boot runs on, with the dom0less
+      /chosen), the kernels and ramdisks, boot.cmd and boot.scr (needs mkimage from
+      u-boot-tools) which loads each file at its computed address and runs `booti`.
+      Prints each file's load address and size. Copy the directory to a FAT partition
+      U-Boot reads.
   test   [--filter NAME] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
-      Host unit tests (unit: mica-hv, mica-guest-abi, xtask), then QEMU boot tests with
-      serial logs in target/test-logs/<test>.log: linux-dom0less (600 s), trapcheck (120 s),
-      uboot-linux (the linux-dom0less scenario booted through U-Boot, 600 s), config-minimal
-      (`run --config examples/minimal.toml`, 300 s); --timeout overrides.
-      Ends with the line `N passed, M failed`.
+      Host unit tests, then QEMU boot tests with serial logs in
+      target/test-logs/<test>.log. --filter runs the tests whose name contains NAME.
+        unit                      cargo test of mica-hv, mica-guest-abi and xtask
+        linux-dom0less            Linux initial domain + two domUs reach init (600 s)
+        linux-dom0less-other-gic  the same on the other GIC version than --gic
+        trapcheck                 guest-kit trap checks: UART, PSCI, CPU_ON, timer,
+                                  data abort (120 s)
+        uboot-linux               linux-dom0less booted through U-Boot from a disk (600 s)
+        config-minimal            `run --config examples/minimal.toml --timeout` (300 s)
+        pvtest                    guest-kit's PV test guest as the initial domain, on Mica
+                                  and on Xen 4.17: the same outcome per check
+        dom0-disk-gicN            the initial domain reads a virtio disk (N = 2, 3)
+        fail-alone-gicN           a failing domU ends alone; bad domains are refused
+        many-domains-gicN         the initial domain and 7 domUs reach init (1200 s)
+        domu-disk-gicN            a virtio disk passed through to a domU
+        defmt-log                 trapcheck on the defmt build; Mica's lines decode
+      --timeout overrides every test's own. Ends with the line `N passed, M failed`.
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
       writes the `## Boot` section of docs/benchmarks.md.
-  help   This text (also --help, -h).
+  bench  footprint [--platform P]
+      Size of the release mica.bin with and without defmt logging; writes the
+      `## Footprint` section of docs/benchmarks.md.
+  help   This text (also --help, -h, and --help after any command).
 
 Options:
   --platform P     board to build for (default qemu-virt; known: qemu-virt)
@@ -67,6 +87,12 @@ Options:
   --gic 2|3        GIC version of the QEMU machine (default 3)
   --release        build Mica with the release profile
   --hypervisor H   boot Xen 4.17 instead of Mica (to compare behaviour; default mica)
+  --timeout S      seconds (run: until power-off; test: per boot test)
+
+Host needs: qemu-system-aarch64, dtc, mkimage, mkfs.vfat and mcopy, and apt with the arm64
+architecture for the guest files (`sudo bash .ci/install-host-deps.sh` sets all of it up).
+Guests (Debian's arm64 kernel, busybox, U-Boot, Xen 4.17) are fetched once into
+target/guests/.
 ";
 
 /// What `cargo xtask bench` accepts.
@@ -382,7 +408,8 @@ fn image(
     }
     if written.script.is_none() {
         println!(
-            "boot.scr was not made (no mkimage; install u-boot-tools):              U-Boot can run boot.cmd's lines typed at its prompt"
+            "boot.scr was not made (no mkimage; install u-boot-tools): \
+             U-Boot can run boot.cmd's lines typed at its prompt"
         );
     }
     println!("{}", written.dir.display());

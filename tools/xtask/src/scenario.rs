@@ -320,10 +320,14 @@ impl Scenario {
             ))
             .args(&self.machine_args()[2..])
             .arg("-nographic")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        run(&mut dump)?;
+            .stdin(Stdio::null());
+        output(&mut dump).map_err(|e| {
+            format!(
+                "QEMU could not make the board device tree of `-M {}` ({e}); fix: QEMU 7.2 or \
+                 newer (qemu-system-arm, Debian: bookworm-backports)",
+                self.machine()
+            )
+        })?;
         read_file(&base_dtb)
     }
 

@@ -21,6 +21,8 @@ pub const HYPERVISOR_ADDR: u64 = 0x4040_0000;
 const DTB_SLACK: u64 = 64 << 10;
 /// The top of RAM belongs to the relocated U-Boot (code, heap, stack): keep modules below.
 const UBOOT_RESERVE: u64 = 64 * MIB;
+/// U-Boot for QEMU's arm64 `virt` inside Debian's u-boot-qemu package.
+const UBOOT_IN_PACKAGE: &str = "usr/lib/u-boot/qemu_arm64/u-boot.bin";
 /// Sectors before the FAT partition (1 MiB, the usual alignment).
 const PARTITION_START_SECTOR: u32 = 2048;
 
@@ -215,6 +217,11 @@ pub fn write_image_dir(
     let dtb = scenario.write_dtb(&layout, work)?;
     let names = module_names(&layout);
     let plan = plan(scenario, &layout, hypervisor_size, file_size(&dtb)?, &names)?;
+    say(format!(
+        "writing the boot directory {} ({} files)",
+        out.display(),
+        names.len() + 4
+    ));
     copy(hypervisor, &out.join("mica.bin"))?;
     copy(&dtb, &out.join("mica.dtb"))?;
     for (source, name) in &names {
@@ -289,6 +296,11 @@ pub fn write_disk(dir: &Path, disk: &Path) -> Result<(), String> {
         total += file_size(f)?;
     }
     let part_mib = ((total + total / 8) / MIB + 40).max(64);
+    say(format!(
+        "making the disk image {} ({part_mib} MiB FAT partition, {} files)",
+        disk.display(),
+        files.len()
+    ));
     let part = disk.with_extension("fat");
     let _ = std::fs::remove_file(&part);
     let mkfs = if on_path("mkfs.vfat") {
@@ -302,7 +314,14 @@ pub fn write_disk(dir: &Path, disk: &Path) -> Result<(), String> {
             .arg(&part)
             .arg((part_mib * 1024).to_string()),
     )?;
-    for f in &files {
+    for (i, f) in files.iter().enumerate() {
+        say(format!(
+            "  [{}/{}] {} ({} KiB)",
+            i + 1,
+            files.len(),
+            f.file_name().unwrap_or_default().to_string_lossy(),
+            file_size(f)? >> 10
+        ));
         run(Command::new("mcopy")
             .args(["-o", "-i"])
             .arg(&part)
@@ -325,9 +344,15 @@ pub fn write_disk(dir: &Path, disk: &Path) -> Result<(), String> {
 pub fn ensure_uboot() -> Result<PathBuf, String> {
     let bin = crate::host::guests_dir().join("u-boot-qemu_arm64.bin");
     if !bin.exists() {
-        let unpacked = crate::host::fetch_deb("u-boot-qemu", "U-Boot for QEMU")?;
-        let found = unpacked.join("usr/lib/u-boot/qemu_arm64/u-boot.bin");
-        let bytes = crate::util::read_file(&found)?;
+        let unpacked = crate::host::fetch_deb("u-boot-qemu", "U-Boot for QEMU, the firmware")?;
+        let found = unpacked.join(UBOOT_IN_PACKAGE);
+        let bytes = crate::util::read_file(&found).map_err(|e| {
+            format!(
+                "the u-boot-qemu package has no {UBOOT_IN_PACKAGE} ({e}); fix: put a U-Boot \
+                 built for qemu_arm64 at {}",
+                bin.display()
+            )
+        })?;
         write_file(&bin, &bytes)?;
     }
     Ok(bin)
