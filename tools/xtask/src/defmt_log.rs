@@ -152,20 +152,28 @@ impl Decoder {
     }
 }
 
+/// Turns a frame into its log line.
+type Render = Box<dyn Fn(&[u8]) -> String + Send>;
+
 /// The UART stream turned back into text: guest text as it came, each decoded line on a line
 /// of its own. A line decoded while the text is mid-line waits for that line's end.
 pub struct Output {
     splitter: Splitter,
-    decoder: Decoder,
+    /// Renders a frame as a line (the decoder; a stand-in in unit tests).
+    render: Render,
     at_line_start: bool,
     held: Vec<String>,
 }
 
 impl Output {
     pub fn new(decoder: Decoder) -> Self {
+        Self::with_renderer(Box::new(move |frame| decoder.line(frame)))
+    }
+
+    fn with_renderer(render: Render) -> Self {
         Output {
             splitter: Splitter::default(),
-            decoder,
+            render,
             at_line_start: true,
             held: Vec::new(),
         }
@@ -178,7 +186,7 @@ impl Output {
         for piece in self.splitter.feed(bytes) {
             match piece {
                 Piece::Frame(frame) => {
-                    let line = self.decoder.line(&frame);
+                    let line = (self.render)(&frame);
                     if self.at_line_start {
                         push_line(&mut out, &line);
                     } else {
@@ -212,13 +220,6 @@ impl Output {
 fn push_line(out: &mut Vec<u8>, line: &str) {
     out.extend_from_slice(line.as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-/// Decodes a whole captured stream (a test's raw QEMU log) with `elf`'s table.
-pub fn decode_all(elf: &Path, raw: &[u8]) -> Result<String, String> {
-    let mut output = Output::new(Decoder::load(elf)?);
-    let text = output.feed(raw, true);
-    Ok(String::from_utf8_lossy(&text).replace('\r', ""))
 }
 
 /// Runs QEMU attached to the terminal, its output decoded on the way: `run --defmt`.
@@ -283,12 +284,17 @@ pub fn run_interactive(
 /// `cargo xtask bench footprint`: release `mica.bin` with and without defmt logging, written
 /// as the `## Footprint` section of docs/benchmarks.md.
 pub fn footprint(platform: &Platform) -> Result<(), String> {
+    crate::host::ensure_host_tools()?;
     let plain = crate::images::build_mica(platform, true)?;
     let defmt = build(platform, true)?;
     let plain_size = crate::util::file_size(&plain)?;
     let defmt_size = crate::util::file_size(&defmt.image)?;
     let table_size = defmt_section_size(&read_file(&defmt.elf)?)?;
-    let section = footprint_section(plain_size, defmt_size, table_size);
+    let run = boot_trapcheck(*platform, 3, &defmt, None)?;
+    if run.wire.lines == 0 {
+        return Err("the trapcheck boot on the defmt build sent no frames".into());
+    }
+    let section = footprint_section(plain_size, defmt_size, table_size, &run.wire);
     println!("{section}");
     let docs = repo_root().join("docs/benchmarks.md");
     let existing = std::fs::read_to_string(&docs).unwrap_or_default();
@@ -312,7 +318,7 @@ fn defmt_section_size(elf: &[u8]) -> Result<u64, String> {
         .ok_or_else(|| "the defmt build's ELF has no .defmt section".to_string())
 }
 
-fn footprint_section(plain: u64, defmt: u64, table: u64) -> String {
+fn footprint_section(plain: u64, defmt: u64, table: u64, wire: &Wire) -> String {
     let kib = |b: u64| b as f64 / 1024.0;
     let change = defmt as i64 - plain as i64;
     format!(
@@ -324,12 +330,13 @@ fn footprint_section(plain: u64, defmt: u64, table: u64) -> String {
          |---|---|---|\n\
          | plain (default) | {plain} bytes ({:.1} KiB) | — |\n\
          | defmt (`--features defmt`) | {defmt} bytes ({:.1} KiB) | {change:+} bytes ({:+.1} %) |\n\n\
-         The defmt build adds defmt's encoder and the UART frame logger. Its `.defmt` table \
-         ({table} entries; the interned strings live in the ELF's symbol names) stays on the \
-         host for the decoder and is not part of the image. Mica's `info!` lines use Rust's \
-         inline format syntax, which defmt's macros do not take, so each line is still \
-         formatted on the device and travels as one `{{=str}}` argument (its text plus a few \
-         bytes of frame): the build changes the encoding, not yet the bytes on the wire.\n",
+         The defmt build adds defmt's encoder, the UART frame logger and, per `info!` call \
+         site, the code that sends each argument; the format strings leave the image. Their \
+         text is interned in the ELF's `.defmt` table ({table} entries, kept on the host for \
+         the decoder): on the wire a line is a 2-byte index plus its arguments, each still \
+         formatted on the device as text (mica-defmt-fmt rewrites Rust's format syntax, \
+         inline captures and specs included, into defmt's).\n\n\
+         On the wire, booting the trapcheck scenario (GICv3): {wire}.\n",
         kib(plain),
         kib(defmt),
         change as f64 * 100.0 / plain as f64,
@@ -340,8 +347,8 @@ fn footprint_section(plain: u64, defmt: u64, table: u64) -> String {
 pub const TESTS: &[&str] = &["defmt-log"];
 
 /// `defmt-log`: the trapcheck scenario on Mica's defmt build. Mica's lines must arrive only as
-/// frames (the raw log has none of them as text) and decode to the lines the plain build
-/// prints; the guest's own text passes untouched (trapcheck's report checks as usual).
+/// frames (the raw log has neither them nor their constant text) and decode to the lines the
+/// plain build prints; the guest's own text passes untouched (trapcheck's report checks).
 pub fn defmt_log_test(
     platform: Platform,
     gic: u8,
@@ -350,6 +357,38 @@ pub fn defmt_log_test(
 ) -> Result<(), String> {
     crate::host::ensure_host_tools()?;
     let built = build(&platform, release)?;
+    let run = boot_trapcheck(platform, gic, &built, timeout)?;
+    let tail = |why: &str| {
+        let lines: Vec<&str> = run.decoded.lines().collect();
+        format!(
+            "{why}; last 20 decoded lines:\n{}",
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        )
+    };
+    check_defmt_log(&run.raw, &run.decoded).map_err(|why| tail(&why))?;
+    crate::boot_tests::check_trapcheck_log(&run.decoded).map_err(|why| tail(&why))?;
+    say(run.wire.to_string());
+    match run.captured.ending {
+        crate::qemu::Ending::Exited(status) if status.success() => Ok(()),
+        crate::qemu::Ending::Exited(status) => Err(tail(&format!("QEMU exited with {status}"))),
+        _ => Err(tail("QEMU did not power off before the timeout")),
+    }
+}
+
+/// A boot of the trapcheck scenario on the defmt build.
+struct TrapcheckRun {
+    captured: crate::qemu::Captured,
+    raw: Vec<u8>,
+    decoded: String,
+    wire: Wire,
+}
+
+fn boot_trapcheck(
+    platform: Platform,
+    gic: u8,
+    built: &DefmtImage,
+    timeout: Option<Duration>,
+) -> Result<TrapcheckRun, String> {
     let guest = crate::images::build_guest("trapcheck")
         .map_err(|e| format!("building trapcheck failed: {e}"))?;
     let scenario = crate::suites::trapcheck(platform, gic, guest);
@@ -367,21 +406,62 @@ pub fn defmt_log_test(
     ));
     let captured = crate::qemu::run_captured(&prepared.qemu_args, &raw_log, timeout, &|_| false)?;
     let raw = read_file(&raw_log)?;
-    let decoded = decode_all(&built.elf, &raw)?;
+    let decoder = Decoder::load(&built.elf)?;
+    let wire = Wire::measure(&decoder, &raw);
+    let mut output = Output::new(decoder);
+    let decoded = String::from_utf8_lossy(&output.feed(&raw, true)).replace('\r', "");
     crate::util::write_file(&decoded_log, decoded.as_bytes())?;
-    let tail = |why: &str| {
-        let lines: Vec<&str> = decoded.lines().collect();
-        format!(
-            "{why}; last 20 decoded lines:\n{}",
-            lines[lines.len().saturating_sub(20)..].join("\n")
-        )
-    };
-    check_defmt_log(&raw, &decoded).map_err(|why| tail(&why))?;
-    crate::boot_tests::check_trapcheck_log(&decoded).map_err(|why| tail(&why))?;
-    match captured.ending {
-        crate::qemu::Ending::Exited(status) if status.success() => Ok(()),
-        crate::qemu::Ending::Exited(status) => Err(tail(&format!("QEMU exited with {status}"))),
-        _ => Err(tail("QEMU did not power off before the timeout")),
+    Ok(TrapcheckRun {
+        captured,
+        raw,
+        decoded,
+        wire,
+    })
+}
+
+/// What Mica's lines cost on the wire: as defmt frames, and as the plain build's text.
+#[derive(Debug, PartialEq)]
+struct Wire {
+    lines: usize,
+    frame_bytes: usize,
+    text_bytes: usize,
+}
+
+impl Wire {
+    fn measure(decoder: &Decoder, raw: &[u8]) -> Wire {
+        let mut wire = Wire {
+            lines: 0,
+            frame_bytes: 0,
+            text_bytes: 0,
+        };
+        for piece in Splitter::default().feed(raw) {
+            if let Piece::Frame(frame) = piece {
+                wire.lines += 1;
+                // The opening and closing zero bytes.
+                wire.frame_bytes += frame.len() + 2;
+                // `(MICA) text\r\n`, as the plain build prints it (without timestamps).
+                wire.text_bytes += decoder.line(&frame).len() + 2;
+            }
+        }
+        wire
+    }
+}
+
+impl std::fmt::Display for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Mica's {} lines: {} bytes as defmt frames, {} bytes as the plain build's text",
+            self.lines, self.frame_bytes, self.text_bytes
+        )?;
+        if self.text_bytes > 0 {
+            write!(
+                f,
+                " ({:.0} % of it)",
+                self.frame_bytes as f64 * 100.0 / self.text_bytes as f64
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -391,6 +471,12 @@ fn check_defmt_log(raw: &[u8], decoded: &str) -> Result<(), String> {
     let raw_text = String::from_utf8_lossy(raw);
     if raw_text.contains(&format!("{TAG}Mica ")) {
         return Err("Mica's start-up line went out as plain text, not as a defmt frame".into());
+    }
+    // The constant text of a line is interned: only its arguments travel.
+    if raw_text.contains(STARTING) {
+        return Err(format!(
+            "`{STARTING}` is on the wire: the format string was not interned"
+        ));
     }
     let frames = Splitter::default()
         .feed(raw)
@@ -435,6 +521,10 @@ mod tests {
         assert!(check_defmt_log(plain, decoded)
             .unwrap_err()
             .contains("plain text"));
+        let not_interned = b"\0\x05Mica 0.1.0 starting at EL2\0";
+        assert!(check_defmt_log(not_interned, decoded)
+            .unwrap_err()
+            .contains("not interned"));
         let missing = decoded.replace("starting", "waking");
         assert!(check_defmt_log(b"", &missing)
             .unwrap_err()
@@ -445,11 +535,36 @@ mod tests {
 
     #[test]
     fn footprint_section_shows_the_difference() {
-        let s = footprint_section(200_000, 210_000, 5);
+        let wire = Wire {
+            lines: 10,
+            frame_bytes: 250,
+            text_bytes: 1000,
+        };
+        let s = footprint_section(200_000, 210_000, 5, &wire);
+        assert!(s.contains("10 lines: 250 bytes as defmt frames, 1000 bytes as the plain build's text (25 % of it)"));
         assert!(s.starts_with("## Footprint\n"));
         assert!(s.contains("| plain (default) | 200000 bytes (195.3 KiB) | — |"));
         assert!(s.contains("| 210000 bytes (205.1 KiB) | +10000 bytes (+5.0 %) |"));
-        assert!(s.contains("(5 entries;"));
+        assert!(s.contains("(5 entries, kept on the host"));
+    }
+
+    #[test]
+    fn a_line_decoded_mid_line_waits_for_the_line_end() {
+        let render = |frame: &[u8]| format!("(MICA) frame of {}", frame.len());
+        let mut out = Output::with_renderer(Box::new(render));
+        assert_eq!(out.feed(b"\0\x01\x02\0", false), b"(MICA) frame of 2\r\n");
+        // A guest line is being written when the frame comes: it is finished first.
+        assert_eq!(
+            out.feed(b"(MICA) DOM1: hal\0\x05\0", false),
+            b"(MICA) DOM1: hal"
+        );
+        assert_eq!(
+            out.feed(b"f\r\nnext", false),
+            b"f\r\n(MICA) frame of 1\r\nnext"
+        );
+        // A prompt that stays open: a flush ends the line to show the held frame.
+        assert_eq!(out.feed(b"\0\x07\0", true), b"\r\n(MICA) frame of 1\r\n");
+        assert_eq!(out.feed(b"x", true), b"x");
     }
 
     #[test]

@@ -58,7 +58,7 @@ Commands:
   test   [--filter NAME] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
       Host unit tests, then QEMU boot tests with serial logs in
       target/test-logs/<test>.log. --filter runs the tests whose name contains NAME.
-        unit                      cargo test of mica-hv, mica-guest-abi and xtask
+        unit                      cargo test of mica-hv, mica-guest-abi, mica-defmt-fmt, xtask
         linux-dom0less            Linux initial domain + two domUs reach init (600 s)
         linux-dom0less-other-gic  the same on the other GIC version than --gic
         trapcheck                 guest-kit trap checks: UART, PSCI, CPU_ON, timer,

@@ -99,9 +99,3 @@ unsafe impl defmt::Logger for UartLogger {
         encoder.write(bytes, |out| push(buf, len, out));
     }
 }
-
-/// Sends one of Mica's lines as a defmt frame.
-pub fn line(text: &str) {
-    // `println!` is not filtered by DEFMT_LOG: Mica's lines have no level.
-    defmt::println!("{=str}", text);
-}

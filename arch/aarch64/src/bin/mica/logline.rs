@@ -1,5 +1,5 @@
-//! Formatting of Mica's own log lines, handed to the console multiplexer (or, in the `defmt`
-//! build, sent as defmt frames).
+//! Formatting of Mica's own log lines, handed to the console multiplexer. In the `defmt` build
+//! `info!` goes to defmt instead (below), its format string's text interned.
 
 use core::fmt::{self, Write};
 
@@ -28,8 +28,13 @@ pub fn emit(args: fmt::Arguments<'_>) {
     };
     let _ = line.write_fmt(args);
     let text = core::str::from_utf8(&line.buf[..line.len]).unwrap_or("<bad utf-8>");
-    #[cfg(feature = "defmt")]
-    crate::defmt_log::line(text);
-    #[cfg(not(feature = "defmt"))]
     crate::consoles::hypervisor_line(text);
+}
+
+/// `(MICA) ...` log line, in the defmt build: a defmt frame holding the index of the interned
+/// format string and each argument's text (mica-defmt-fmt rewrites the Rust format string).
+#[cfg(feature = "defmt")]
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { ::mica_defmt_fmt::println!($($arg)*) };
 }
