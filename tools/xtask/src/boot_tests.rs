@@ -73,7 +73,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
     if selected.is_empty() {
         return Err(format!(
             "no test matches the filter; tests: {}",
-            TESTS.join(", ")
+            [TESTS, issue3::TESTS, crate::defmt_log::TESTS]
+                .concat()
+                .join(", ")
         ));
     }
     let mut context = Context {
