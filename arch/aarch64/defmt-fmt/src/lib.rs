@@ -177,31 +177,42 @@ fn expand(input: TokenStream) -> Result<(String, Span), String> {
     };
     let arguments = split_arguments(rest);
     let mut next = 0;
+    let mut used_positional = vec![false; arguments.positional.len()];
+    let mut used_named = vec![false; arguments.named.len()];
     let mut rendered = Vec::new();
     for placeholder in &placeholders {
         let expr = match &placeholder.argument {
-            Argument::Next => {
+            Argument::Next | Argument::Index(_) => {
+                let i = match placeholder.argument {
+                    Argument::Index(i) => i,
+                    _ => {
+                        next += 1;
+                        next - 1
+                    }
+                };
                 let expr = arguments
                     .positional
-                    .get(next)
-                    .ok_or("more placeholders than arguments")?;
-                next += 1;
+                    .get(i)
+                    .ok_or_else(|| format!("no argument {i} for the format string"))?;
+                used_positional[i] = true;
                 expr.clone()
             }
-            Argument::Index(i) => arguments
-                .positional
-                .get(*i)
-                .ok_or_else(|| format!("no argument {i}"))?
-                .clone(),
-            Argument::Name(name) => arguments
-                .named
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, expr)| expr.clone())
+            Argument::Name(name) => match arguments.named.iter().position(|(n, _)| n == name) {
+                Some(i) => {
+                    used_named[i] = true;
+                    arguments.named[i].1.clone()
+                }
                 // An inline capture: the variable of that name at the call site.
-                .unwrap_or_else(|| name.parse().unwrap_or_default()),
+                None => name
+                    .parse()
+                    .map_err(|_| format!("`{name}` is not a name"))?,
+            },
         };
         rendered.push(render(expr, &placeholder.spec));
+    }
+    // As in Rust's format_args!, every argument must be used.
+    if used_positional.contains(&false) || used_named.contains(&false) {
+        return Err("an argument is not used by the format string".into());
     }
     let mut call = format!("::defmt::println!(\"{text}\"");
     for argument in rendered {
@@ -215,12 +226,15 @@ fn expand(input: TokenStream) -> Result<(String, Span), String> {
 /// `println!` with a Rust format string, sent through `defmt::println!`.
 #[proc_macro]
 pub fn println(input: TokenStream) -> TokenStream {
+    // Errors point at the caller's format string.
+    let first = input
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span());
     let (source, span) = match expand(input) {
         Ok(expanded) => expanded,
-        Err(why) => (
-            format!("::core::compile_error!({why:?})"),
-            Span::call_site(),
-        ),
+        Err(why) => (format!("::core::compile_error!({why:?})"), first),
     };
     let tokens = source.parse().unwrap_or_else(|_| {
         "::core::compile_error!(\"mica-defmt-fmt made bad tokens\")"
