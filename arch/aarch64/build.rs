@@ -6,6 +6,12 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-pie");
     println!("cargo:rustc-link-arg-bins=--no-dynamic-linker");
     println!("cargo:rustc-link-arg-bins=-znotext");
+    // The defmt build adds defmt's script (found through the search path defmt's own build
+    // script sets): it gathers the interned strings into the non-allocated `.defmt` section,
+    // which stays in the ELF for the host decoder and never reaches the flat image.
+    if std::env::var_os("CARGO_FEATURE_DEFMT").is_some() {
+        println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    }
     println!("cargo:rerun-if-changed={dir}/mica.ld");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -10,7 +10,7 @@ use crate::suites::{self, find_line, hello, Dom0Mode, Hypervisor};
 use crate::util::{cargo, repo_root, say, target_dir};
 
 /// Crates with host unit tests (the others are bare-metal).
-const UNIT_TEST_CRATES: &[&str] = &["mica-hv", "mica-guest-abi", "xtask"];
+const UNIT_TEST_CRATES: &[&str] = &["mica-hv", "mica-guest-abi", "mica-defmt-fmt", "xtask"];
 
 /// TCG on two host cores boots three Linux kernels slowly.
 pub const LINUX_DOM0LESS_TIMEOUT: Duration = Duration::from_secs(600);
@@ -46,10 +46,8 @@ const TESTS: &[&str] = &[
     "linux-xen-pv",
 ];
 
-/// Tests that run only when named by `--filter`: `uboot-linux` fails today (the initial
-/// domain takes an external abort probing an AMBA device after a U-Boot boot; see the open
-/// boards issue).
-const NOT_BY_DEFAULT: &[&str] = &["uboot-linux"];
+/// Tests that run only when named by `--filter`.
+const NOT_BY_DEFAULT: &[&str] = &[];
 
 #[path = "issue3_tests.rs"]
 mod issue3;
@@ -61,6 +59,7 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
     let selected: Vec<&str> = TESTS
         .iter()
         .chain(issue3::TESTS)
+        .chain(crate::defmt_log::TESTS)
         .copied()
         .filter(|name| match filter {
             None => !NOT_BY_DEFAULT.contains(name),
@@ -76,7 +75,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
     if selected.is_empty() {
         return Err(format!(
             "no test matches the filter; tests: {}",
-            TESTS.join(", ")
+            [TESTS, issue3::TESTS, crate::defmt_log::TESTS]
+                .concat()
+                .join(", ")
         ));
     }
     let mut context = Context {
@@ -101,6 +102,12 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             "pvtest" => context.pvtest(),
             "abi-pingpong" => context.abi_pingpong(),
             "linux-xen-pv" => context.linux_xen_pv(),
+            "defmt-log" => crate::defmt_log::defmt_log_test(
+                options.platform,
+                options.gic,
+                options.release,
+                options.timeout,
+            ),
             other => context.issue3_test(other),
         };
         match result {

@@ -857,11 +857,14 @@ impl Config {
 /// Reads `path` and checks it completely (syntax, values, files, board device tree, memory);
 /// returns the configuration and the scenario to boot on `platform`. Guest files under
 /// `target/guests/` are fetched first if the file names them. Work files go to `work_dir`.
+/// `firmware` is what QEMU runs first (U-Boot for `--uboot` and `image`): it shapes the
+/// board tree that passthrough paths are checked against.
 pub fn load_scenario(
     path: &Path,
     platform: Platform,
     hypervisor_size: u64,
     work_dir: &Path,
+    firmware: Option<PathBuf>,
 ) -> Result<(Config, Scenario), String> {
     let config = Config::load(path, &crate::util::repo_root())?;
     let guests = crate::host::guests_dir();
@@ -876,6 +879,7 @@ pub fn load_scenario(
     }
     config.check_files().map_err(|e| e.to_string())?;
     let mut scenario = config.scenario(platform);
+    scenario.firmware = firmware;
     if config.domains.iter().any(|d| !d.passthrough.is_empty()) {
         let board = scenario.board_dtb(work_dir)?;
         config

@@ -1,6 +1,7 @@
 //! Host setup: the tools QEMU tests need, and the Debian arm64 guest files (kernel, busybox,
 //! Xen 4.17 for comparison) fetched with apt the way the Xen reference script does.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -84,6 +85,7 @@ pub fn ensure_linux_guest() -> Result<GuestFiles, String> {
         let package = format!("{}-unsigned:arm64", cloud_kernel_package()?);
         let unpacked = fetch_deb(&package, "Debian arm64 cloud kernel")?;
         let vmlinuz = find_file(&unpacked.join("boot"), "vmlinuz-")?;
+        say(format!("writing the kernel to {}", kernel.display()));
         let bytes = crate::util::read_file(&vmlinuz)?;
         crate::util::write_file(&kernel, &gunzip_if_needed(bytes)?)?;
     }
@@ -94,6 +96,9 @@ pub fn ensure_linux_guest() -> Result<GuestFiles, String> {
             .map_err(|e| format!("copying busybox: {e}"))?;
     }
     let initrd = dir.join("initrd.gz");
+    if !initrd.exists() {
+        say(format!("building the test initramfs {}", initrd.display()));
+    }
     crate::initrd::ensure(&busybox, &initrd)?;
     Ok(GuestFiles { kernel, initrd })
 }
@@ -150,11 +155,30 @@ pub fn fetch_deb(package: &str, what: &str) -> Result<PathBuf, String> {
     let deb = match find_file(&debs, &format!("{name}_")) {
         Ok(deb) => deb,
         Err(_) => {
-            say(format!("fetching {package} ({what})"));
+            say(format!("fetching {package} ({what}) with apt-get download"));
+            if !on_path("apt-get") {
+                return Err(format!(
+                    "cannot fetch {package} ({what}): xtask fetches guest files with apt \
+                     (a Debian or Ubuntu host); put the file under {} by hand",
+                    guests_dir().display()
+                ));
+            }
+            // apt shows its download progress on a terminal and one line per file otherwise.
+            let quiet = if std::io::stderr().is_terminal() {
+                "-q=0"
+            } else {
+                "-q"
+            };
             run(Command::new("apt-get")
-                .args(["download", "-qq", package])
+                .args(["download", quiet, package])
                 .current_dir(&debs))
-            .map_err(|e| format!("{e}; {INSTALL_HINT}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot fetch {package} ({what}): {e}; fix: `sudo apt-get update` (arm64 \
+                     packages need `sudo dpkg --add-architecture arm64` first), or run \
+                     `sudo bash .ci/install-host-deps.sh`"
+                )
+            })?;
             find_file(&debs, &format!("{name}_"))?
         }
     };

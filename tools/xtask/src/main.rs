@@ -9,6 +9,7 @@ mod bench;
 mod boot_tests;
 mod config;
 mod cpio;
+mod defmt_log;
 mod elf_image;
 mod host;
 mod images;
@@ -36,33 +37,57 @@ Commands:
       Build Mica and convert it to a flat image; prints its path last:
       target/aarch64-unknown-none-softfloat/<debug|release>/mica.bin
   run    [--platform P] [--config FILE.toml [--uboot]] [--gic 2|3] [--release]
-         [--timeout S] [--hypervisor mica|xen]
+         [--timeout S] [--hypervisor mica|xen] [--defmt]
       Boot Mica in QEMU with the terminal on the serial console. Without --config: an
-      initial domain with a busybox shell plus two dom0less domUs (examples/three-domains.toml).
-      With --config: the domains FILE.toml describes (docs/config.md), checked first; errors
-      name the field and its line. --uboot boots through U-Boot from a virtio disk instead of
-      QEMU's loader (the `image` directory on a FAT partition). --timeout S: stop QEMU and fail
-      if the machine has not powered off after S seconds (it powers off when the initial
-      domain does; without one, when QEMU exits by itself). Fetches guests and installs host
-      tools as needed. --gic applies without --config ([machine] gic otherwise).
+      initial domain with a busybox shell plus two dom0less domUs (the scenario of
+      examples/three-domains.toml). With --config: the domains FILE.toml describes
+      (docs/config.md), checked first; errors name the field and its line. --uboot boots
+      through Debian's U-Boot (as -bios) from a virtio disk holding the `image` directory,
+      instead of QEMU's loader. --timeout S: stop QEMU and fail if the machine has not
+      powered off after S seconds (it powers off when the initial domain does; without one,
+      when QEMU exits by itself). --defmt: boot Mica's defmt build (compact logging, built
+      under target/defmt/) and decode its log lines on the way to the terminal.
+      Fetches guests and installs host tools as needed. --gic applies without --config
+      ([machine] gic otherwise).
   image  [--platform P] --config FILE.toml [--out DIR] [--release]
       Write a boot directory for U-Boot (default target/images/<FILE stem>/): mica.bin,
-      mica.dtb (QEMU's board tree with the dom0less /chosen), the kernels and ramdisks,
-      boot.cmd and boot.scr (needs mkimage from u-boot-tools) which loads each file at its
-      computed address and runs `booti`. Copy the directory to a FAT partition U-Boot reads.
+      mica.dtb (QEMU's device tree of the machine U-Boot runs on, with the dom0less
+      /chosen), the kernels and ramdisks, boot.cmd and boot.scr (needs mkimage from
+      u-boot-tools) which loads each file at its computed address and runs `booti`.
+      Prints each file's load address and size. Copy the directory to a FAT partition
+      U-Boot reads.
   test   [--filter NAME] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
-      Host unit tests (unit: mica-hv, mica-guest-abi, xtask), then QEMU boot tests with
-      serial logs in target/test-logs/<test>.log: linux-dom0less (600 s), trapcheck (120 s),
-      uboot-linux (the linux-dom0less scenario booted through U-Boot, 600 s), config-minimal
-      (`run --config examples/minimal.toml`, 300 s); --timeout overrides.
-      Ends with the line `N passed, M failed`.
+      Host unit tests, then QEMU boot tests with serial logs in
+      target/test-logs/<test>.log. --filter runs the tests whose name contains NAME.
+        unit                      cargo test of mica-hv, mica-guest-abi, mica-defmt-fmt, xtask
+        linux-dom0less            Linux initial domain + two domUs reach init (600 s)
+        linux-dom0less-other-gic  the same on the other GIC version than --gic
+        trapcheck                 guest-kit trap checks: UART, PSCI, CPU_ON, timer,
+                                  data abort (120 s)
+        uboot-linux               linux-dom0less booted through U-Boot from a disk (600 s)
+        config-minimal            `run --config examples/minimal.toml --timeout` (300 s)
+        pvtest                    guest-kit's PV test guest as the initial domain, on Mica
+                                  and on Xen 4.17: the same outcome per check
+        abi-pingpong              guest-kit abibench: hypercalls, an event loopback and an
+                                  event ping-pong between dom0 and an enhanced domU
+        linux-xen-pv              Linux dom0 and an enhanced domU on console=hvc0 read `xen`
+                                  from /sys/hypervisor/type; a plain domU beside them
+        dom0-disk-gicN            the initial domain reads a virtio disk (N = 2, 3)
+        fail-alone-gicN           a failing domU ends alone; bad domains are refused
+        many-domains-gicN         the initial domain and 7 domUs reach init (1200 s)
+        domu-disk-gicN            a virtio disk passed through to a domU
+        defmt-log                 trapcheck on the defmt build; Mica's lines decode
+      --timeout overrides every test's own. Ends with the line `N passed, M failed`.
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
       writes the `## Boot` section of docs/benchmarks.md.
   bench  abi [--gic 2|3] [--runs N]
       The guest-kit abibench guest on Xen 4.17 and Mica under -icount: hypercall round trip,
       event-channel send to upcall, dom0<->domU event ping-pong; writes `## Guest ABI`.
-  help   This text (also --help, -h).
+  bench  footprint [--platform P]
+      Size of the release mica.bin with and without defmt logging; writes the
+      `## Footprint` section of docs/benchmarks.md.
+  help   This text (also --help, -h, and --help after any command).
 
 Options:
   --platform P     board to build for (default qemu-virt; known: qemu-virt)
@@ -70,10 +95,17 @@ Options:
   --gic 2|3        GIC version of the QEMU machine (default 3)
   --release        build Mica with the release profile
   --hypervisor H   boot Xen 4.17 instead of Mica (to compare behaviour; default mica)
+  --timeout S      seconds (run: until power-off; test: per boot test)
+
+Host needs: qemu-system-aarch64, dtc, mkimage, mkfs.vfat and mcopy, and apt with the arm64
+architecture for the guest files (`sudo bash .ci/install-host-deps.sh` sets all of it up).
+Guests (Debian's arm64 kernel, busybox, U-Boot, Xen 4.17) are fetched once into
+target/guests/.
 ";
 
 /// What `cargo xtask bench` accepts.
-const BENCH_USAGE: &str = "usage: cargo xtask bench boot|abi [--gic 2|3] [--runs N]";
+const BENCH_USAGE: &str =
+    "usage: cargo xtask bench boot|abi [--gic 2|3] [--runs N] | cargo xtask bench footprint";
 
 /// Hand-rolled option parsing: `--name value`, `--name=value` and `--flag`.
 struct Args {
@@ -182,11 +214,23 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
             let hv = args.hypervisor()?;
             let config = args.value("--config")?.map(PathBuf::from);
             let uboot = args.flag("--uboot");
+            let defmt = args.flag("--defmt");
             args.finish()?;
+            if defmt && hv != Hypervisor::Mica {
+                return Err(
+                    "--defmt is a build of Mica: it does not go with --hypervisor xen".into(),
+                );
+            }
+            let run = RunOptions {
+                release,
+                timeout,
+                hv,
+                defmt,
+            };
             match config {
-                Some(config) => run_config(platform, &config, uboot, release, timeout, hv),
+                Some(config) => run_config(platform, &config, uboot, &run),
                 None if uboot => Err("--uboot needs --config FILE.toml".into()),
-                None => run(platform, gic, release, timeout, hv),
+                None => run_default(platform, gic, &run),
             }
         }
         "image" => {
@@ -235,6 +279,11 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                     args.finish()?;
                     abi_bench::bench(&options)?;
                 }
+                "footprint" => {
+                    let platform = args.platform()?;
+                    args.finish()?;
+                    defmt_log::footprint(&platform)?;
+                }
                 other => return Err(format!("unknown benchmark `{other}`; {BENCH_USAGE}")),
             }
             Ok(true)
@@ -249,24 +298,46 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
     }
 }
 
-fn run(
-    platform: images::Platform,
-    gic: u8,
+/// How `run` boots, whatever the scenario.
+struct RunOptions {
     release: bool,
     timeout: Option<Duration>,
     hv: Hypervisor,
-) -> Result<bool, String> {
+    /// Mica's defmt build, its log decoded on the way to the terminal.
+    defmt: bool,
+}
+
+impl RunOptions {
+    /// The image to boot, and the ELF whose table decodes its log (defmt build only).
+    fn image(&self, platform: &images::Platform) -> Result<(PathBuf, Option<PathBuf>), String> {
+        if self.defmt {
+            let built = defmt_log::build(platform, self.release)?;
+            Ok((built.image, Some(built.elf)))
+        } else {
+            Ok((self.hv.image(platform, self.release)?, None))
+        }
+    }
+
+    fn boot(&self, qemu_args: &[String], defmt_elf: Option<&Path>) -> Result<bool, String> {
+        let status = match defmt_elf {
+            Some(elf) => defmt_log::run_interactive(qemu_args, elf, self.timeout)?,
+            None => qemu::run_interactive(qemu_args, self.timeout)?,
+        };
+        Ok(status.success())
+    }
+}
+
+fn run_default(platform: images::Platform, gic: u8, options: &RunOptions) -> Result<bool, String> {
     host::ensure_host_tools()?;
-    let image = hv.image(&platform, release)?;
+    let (image, defmt_elf) = options.image(&platform)?;
     let files = host::ensure_linux_guest()?;
-    let scenario = suites::linux_dom0less(hv, platform, gic, &files, Dom0Mode::Shell, "");
+    let scenario = suites::linux_dom0less(options.hv, platform, gic, &files, Dom0Mode::Shell, "");
     let prepared = scenario.prepare(&image, &util::target_dir().join("scenarios").join("run"))?;
     println!(
         "Console: Ctrl-a three times switches between the domains' consoles; \
          QEMU's escape is Ctrl-] (Ctrl-] x quits, Ctrl-] c the QEMU monitor)."
     );
-    let status = qemu::run_interactive(&prepared.qemu_args, timeout)?;
-    Ok(status.success())
+    options.boot(&prepared.qemu_args, defmt_elf.as_deref())
 }
 
 /// `run --config`: boots the scenario a TOML file describes, directly or through U-Boot.
@@ -274,19 +345,16 @@ fn run_config(
     platform: images::Platform,
     config: &Path,
     uboot: bool,
-    release: bool,
-    timeout: Option<Duration>,
-    hv: Hypervisor,
+    options: &RunOptions,
 ) -> Result<bool, String> {
     host::ensure_host_tools()?;
-    let image = hv.image(&platform, release)?;
+    let (image, defmt_elf) = options.image(&platform)?;
     let (args, has_initial) = config_qemu_args(platform, config, uboot, &image)?;
     if !has_initial {
         util::say("no initial domain: the run ends when QEMU exits by itself");
     }
     println!("Console: QEMU's escape is Ctrl-] (Ctrl-] x quits, Ctrl-] c the QEMU monitor).");
-    let status = qemu::run_interactive(&args, timeout)?;
-    Ok(status.success())
+    options.boot(&args, defmt_elf.as_deref())
 }
 
 /// QEMU arguments for a configuration file, and whether it has an initial domain.
@@ -303,8 +371,18 @@ pub fn config_qemu_args(
     let work = util::target_dir()
         .join("scenarios")
         .join(format!("config-{stem}"));
-    let (config, scenario) =
-        config::load_scenario(config, platform, util::file_size(hypervisor)?, &work)?;
+    let firmware = if uboot {
+        Some(uboot::ensure_uboot()?)
+    } else {
+        None
+    };
+    let (config, scenario) = config::load_scenario(
+        config,
+        platform,
+        util::file_size(hypervisor)?,
+        &work,
+        firmware,
+    )?;
     let args = if uboot {
         uboot::prepare(&scenario, hypervisor, &work)?
     } else {
@@ -330,8 +408,13 @@ fn image(
     let work = util::target_dir()
         .join("scenarios")
         .join(format!("image-{stem}"));
-    let (_, scenario) =
-        config::load_scenario(config_path, platform, util::file_size(&hypervisor)?, &work)?;
+    let (_, scenario) = config::load_scenario(
+        config_path,
+        platform,
+        util::file_size(&hypervisor)?,
+        &work,
+        Some(uboot::ensure_uboot()?),
+    )?;
     let written = uboot::write_image_dir(&scenario, &hypervisor, &out, &work)?;
     let plan = &written.plan;
     for load in std::iter::once(&plan.hypervisor)
@@ -342,7 +425,8 @@ fn image(
     }
     if written.script.is_none() {
         println!(
-            "boot.scr was not made (no mkimage; install u-boot-tools):              U-Boot can run boot.cmd's lines typed at its prompt"
+            "boot.scr was not made (no mkimage; install u-boot-tools): \
+             U-Boot can run boot.cmd's lines typed at its prompt"
         );
     }
     println!("{}", written.dir.display());

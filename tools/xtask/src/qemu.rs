@@ -95,7 +95,7 @@ fn capture(
         .stdout(log_file)
         .stderr(log_err)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        .map_err(|e| crate::util::start_error(&Command::new(program), &e))?;
     let read_log =
         || String::from_utf8_lossy(&std::fs::read(log_path).unwrap_or_default()).replace('\r', "");
     let ending = loop {
@@ -132,7 +132,7 @@ pub fn run_interactive(args: &[String], timeout: Option<Duration>) -> Result<Exi
     command.args(args).args(["-echr", "0x1d"]);
     let mut child = command
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+        .map_err(|e| crate::util::start_error(&command, &e))?;
     let Some(timeout) = timeout else {
         return child.wait().map_err(|e| format!("waiting for qemu: {e}"));
     };

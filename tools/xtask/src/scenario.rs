@@ -50,6 +50,10 @@ pub struct Scenario {
     pub chosen_properties: Vec<String>,
     /// Device-tree source appended after the root node, e.g. `&{/pl061@9030000} { ... };`.
     pub dts_appendix: String,
+    /// Boot firmware QEMU runs first (`-bios`, e.g. U-Boot). It is part of the machine shape:
+    /// with firmware, QEMU `virt` turns ACPI on and puts the ACPI event device where the
+    /// PL061 GPIO was, so the board tree must be dumped with the same firmware.
+    pub firmware: Option<PathBuf>,
 }
 
 /// Where one boot module is loaded.
@@ -97,6 +101,7 @@ impl Scenario {
             mem_mib: 2048,
             chosen_properties: Vec::new(),
             dts_appendix: String::new(),
+            firmware: None,
         }
     }
 
@@ -159,7 +164,7 @@ impl Scenario {
 
     /// The machine-shape arguments shared by every QEMU invocation of this scenario.
     pub fn machine_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "-M".into(),
             self.machine(),
             "-cpu".into(),
@@ -168,7 +173,12 @@ impl Scenario {
             self.smp.to_string(),
             "-m".into(),
             format!("{}M", self.mem_mib),
-        ]
+        ];
+        if let Some(firmware) = &self.firmware {
+            args.push("-bios".into());
+            args.push(firmware.display().to_string());
+        }
+        args
     }
 
     /// Places every module: initial domain first, then the domUs in order; kernel then
@@ -295,7 +305,8 @@ impl Scenario {
         })
     }
 
-    /// QEMU's own device tree for this machine shape, as a blob (`work_dir/base.dtb`).
+    /// QEMU's own device tree for this machine shape, firmware included, as a blob
+    /// (`work_dir/base.dtb`).
     pub fn board_dtb(&self, work_dir: &Path) -> Result<Vec<u8>, String> {
         std::fs::create_dir_all(work_dir)
             .map_err(|e| format!("creating {}: {e}", work_dir.display()))?;
@@ -309,10 +320,14 @@ impl Scenario {
             ))
             .args(&self.machine_args()[2..])
             .arg("-nographic")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        run(&mut dump)?;
+            .stdin(Stdio::null());
+        output(&mut dump).map_err(|e| {
+            format!(
+                "QEMU could not make the board device tree of `-M {}` ({e}); fix: QEMU 7.2 or \
+                 newer (qemu-system-arm, Debian: bookworm-backports)",
+                self.machine()
+            )
+        })?;
         read_file(&base_dtb)
     }
 

@@ -21,6 +21,8 @@ pub const HYPERVISOR_ADDR: u64 = 0x4040_0000;
 const DTB_SLACK: u64 = 64 << 10;
 /// The top of RAM belongs to the relocated U-Boot (code, heap, stack): keep modules below.
 const UBOOT_RESERVE: u64 = 64 * MIB;
+/// U-Boot for QEMU's arm64 `virt` inside Debian's u-boot-qemu package.
+const UBOOT_IN_PACKAGE: &str = "usr/lib/u-boot/qemu_arm64/u-boot.bin";
 /// Sectors before the FAT partition (1 MiB, the usual alignment).
 const PARTITION_START_SECTOR: u32 = 2048;
 
@@ -200,12 +202,14 @@ pub struct ImageDir {
 /// Writes the image directory `out`: mica.bin, mica.dtb, the modules, boot.cmd and (with
 /// mkimage) boot.scr.
 /// Work files (QEMU's board tree, the generated source) go to `work`.
+/// The device tree is QEMU's for the machine U-Boot boots (`with_uboot`).
 pub fn write_image_dir(
     scenario: &Scenario,
     hypervisor: &Path,
     out: &Path,
     work: &Path,
 ) -> Result<ImageDir, String> {
+    let scenario = &with_uboot(scenario)?;
     let hypervisor_size = file_size(hypervisor)?;
     let layout = scenario.layout(hypervisor_size, file_size)?;
     let _ = std::fs::remove_dir_all(out);
@@ -213,6 +217,11 @@ pub fn write_image_dir(
     let dtb = scenario.write_dtb(&layout, work)?;
     let names = module_names(&layout);
     let plan = plan(scenario, &layout, hypervisor_size, file_size(&dtb)?, &names)?;
+    say(format!(
+        "writing the boot directory {} ({} files)",
+        out.display(),
+        names.len() + 4
+    ));
     copy(hypervisor, &out.join("mica.bin"))?;
     copy(&dtb, &out.join("mica.dtb"))?;
     for (source, name) in &names {
@@ -287,6 +296,11 @@ pub fn write_disk(dir: &Path, disk: &Path) -> Result<(), String> {
         total += file_size(f)?;
     }
     let part_mib = ((total + total / 8) / MIB + 40).max(64);
+    say(format!(
+        "making the disk image {} ({part_mib} MiB FAT partition, {} files)",
+        disk.display(),
+        files.len()
+    ));
     let part = disk.with_extension("fat");
     let _ = std::fs::remove_file(&part);
     let mkfs = if on_path("mkfs.vfat") {
@@ -300,7 +314,14 @@ pub fn write_disk(dir: &Path, disk: &Path) -> Result<(), String> {
             .arg(&part)
             .arg((part_mib * 1024).to_string()),
     )?;
-    for f in &files {
+    for (i, f) in files.iter().enumerate() {
+        say(format!(
+            "  [{}/{}] {} ({} KiB)",
+            i + 1,
+            files.len(),
+            f.file_name().unwrap_or_default().to_string_lossy(),
+            file_size(f)? >> 10
+        ));
         run(Command::new("mcopy")
             .args(["-o", "-i"])
             .arg(&part)
@@ -323,19 +344,36 @@ pub fn write_disk(dir: &Path, disk: &Path) -> Result<(), String> {
 pub fn ensure_uboot() -> Result<PathBuf, String> {
     let bin = crate::host::guests_dir().join("u-boot-qemu_arm64.bin");
     if !bin.exists() {
-        let unpacked = crate::host::fetch_deb("u-boot-qemu", "U-Boot for QEMU")?;
-        let found = unpacked.join("usr/lib/u-boot/qemu_arm64/u-boot.bin");
-        let bytes = crate::util::read_file(&found)?;
+        let unpacked = crate::host::fetch_deb("u-boot-qemu", "U-Boot for QEMU, the firmware")?;
+        let found = unpacked.join(UBOOT_IN_PACKAGE);
+        let bytes = crate::util::read_file(&found).map_err(|e| {
+            format!(
+                "the u-boot-qemu package has no {UBOOT_IN_PACKAGE} ({e}); fix: put a U-Boot \
+                 built for qemu_arm64 at {}",
+                bin.display()
+            )
+        })?;
         write_file(&bin, &bytes)?;
     }
     Ok(bin)
 }
 
-/// QEMU arguments that boot `disk` through U-Boot on the scenario's machine.
-pub fn qemu_args(scenario: &Scenario, uboot: &Path, disk: &Path) -> Vec<String> {
+/// `scenario` on the machine U-Boot boots: QEMU `virt` with U-Boot as its firmware. That
+/// machine differs from a `-kernel` boot (ACPI on, so no PL061 GPIO), and the device tree
+/// given to Mica must describe it: a tree dumped without the firmware lists a PL061 the
+/// initial domain then probes into an external abort.
+pub fn with_uboot(scenario: &Scenario) -> Result<Scenario, String> {
+    let mut scenario = scenario.clone();
+    if scenario.firmware.is_none() {
+        scenario.firmware = Some(ensure_uboot()?);
+    }
+    Ok(scenario)
+}
+
+/// QEMU arguments that boot `disk` on the scenario's machine, its firmware (U-Boot) included.
+pub fn qemu_args(scenario: &Scenario, disk: &Path) -> Vec<String> {
     let mut args = scenario.machine_args();
-    args.extend(["-nographic", "-no-reboot", "-bios"].map(String::from));
-    args.push(uboot.display().to_string());
+    args.extend(["-nographic", "-no-reboot"].map(String::from));
     args.push("-drive".into());
     args.push(format!(
         "if=none,format=raw,id=boot,file={}",
@@ -349,14 +387,14 @@ pub fn qemu_args(scenario: &Scenario, uboot: &Path, disk: &Path) -> Vec<String> 
 
 /// Everything for a U-Boot boot of `scenario` under `work`: image directory, disk, QEMU args.
 pub fn prepare(scenario: &Scenario, hypervisor: &Path, work: &Path) -> Result<Vec<String>, String> {
-    let uboot = ensure_uboot()?;
+    let scenario = &with_uboot(scenario)?;
     let image = write_image_dir(scenario, hypervisor, &work.join("image"), work)?;
     if image.script.is_none() {
         return Err("mkimage (u-boot-tools) is needed to make boot.scr for the disk".into());
     }
     let disk = work.join("disk.img");
     write_disk(&image.dir, &disk)?;
-    Ok(qemu_args(scenario, &uboot, &disk))
+    Ok(qemu_args(scenario, &disk))
 }
 
 #[cfg(test)]
@@ -450,6 +488,21 @@ mod tests {
                 .unwrap_err()
                 .contains("outside RAM")
         );
+    }
+
+    #[test]
+    fn firmware_is_part_of_the_machine_shape() {
+        // The board tree is dumped with `machine_args`, so it sees the same -bios as the run.
+        let mut s = scenario();
+        assert!(!s.machine_args().contains(&"-bios".to_string()));
+        s.firmware = Some("/g/u-boot.bin".into());
+        let args = qemu_args(&s, Path::new("/d/disk.img"));
+        let bios = args.iter().position(|a| a == "-bios").unwrap();
+        assert_eq!(args[bios + 1], "/g/u-boot.bin");
+        assert_eq!(args.iter().filter(|a| *a == "-bios").count(), 1);
+        assert!(s
+            .machine_args()
+            .ends_with(&["-bios".into(), "/g/u-boot.bin".into()]));
     }
 
     #[test]

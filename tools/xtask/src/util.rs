@@ -50,9 +50,7 @@ pub fn file_size(path: &Path) -> Result<u64, String> {
 
 /// Runs `command` to completion, failing on a non-zero exit.
 pub fn run(command: &mut Command) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot start {}: {e}", describe(command)))?;
+    let status = command.status().map_err(|e| start_error(command, &e))?;
     if status.success() {
         Ok(())
     } else {
@@ -62,9 +60,7 @@ pub fn run(command: &mut Command) -> Result<(), String> {
 
 /// Runs `command` and returns its standard output, failing on a non-zero exit.
 pub fn output(command: &mut Command) -> Result<String, String> {
-    let out = command
-        .output()
-        .map_err(|e| format!("cannot start {}: {e}", describe(command)))?;
+    let out = command.output().map_err(|e| start_error(command, &e))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
@@ -75,6 +71,39 @@ pub fn output(command: &mut Command) -> Result<String, String> {
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Why `command` did not start, in one line; for a missing host tool, with the fix.
+pub fn start_error(command: &Command, error: &std::io::Error) -> String {
+    let program = command.get_program().to_string_lossy();
+    if error.kind() == std::io::ErrorKind::NotFound {
+        if let Some(fix) = missing_tool_fix(&program) {
+            return format!("{program} not found: {fix}");
+        }
+    }
+    format!("cannot start {}: {error}", describe(command))
+}
+
+/// The fix for a host tool xtask needs, by program name.
+pub fn missing_tool_fix(program: &str) -> Option<String> {
+    let name = Path::new(program).file_name()?.to_str()?;
+    let package = match name {
+        "qemu-system-aarch64" => "qemu-system-arm (QEMU 7.2 or newer; Debian: bookworm-backports)",
+        "dtc" => "device-tree-compiler",
+        "mkimage" => "u-boot-tools",
+        "mkfs.vfat" => "dosfstools",
+        "mcopy" => "mtools",
+        "apt-get" | "dpkg" | "apt-cache" => {
+            return Some(
+                "xtask fetches the guest files with apt, so it needs a Debian or Ubuntu host"
+                    .into(),
+            )
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "install {package}, or run `sudo bash .ci/install-host-deps.sh` for every host tool"
+    ))
 }
 
 /// The command line of `command`, for messages.
@@ -110,4 +139,30 @@ pub fn is_root() -> bool {
 /// The cargo that runs us (so nested builds use the pinned toolchain).
 pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_gets_one_line_with_its_package() {
+        let mut qemu = Command::new("/nonexistent/qemu-system-aarch64");
+        let error = run(qemu.arg("-version")).unwrap_err();
+        assert!(
+            error
+                .starts_with("/nonexistent/qemu-system-aarch64 not found: install qemu-system-arm"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'));
+        let error = output(&mut Command::new("/nonexistent/mkimage")).unwrap_err();
+        assert!(error.contains("install u-boot-tools"), "{error}");
+        // Unknown programs keep the plain message.
+        let error = run(&mut Command::new("/nonexistent/frobnicate")).unwrap_err();
+        assert!(
+            error.starts_with("cannot start /nonexistent/frobnicate"),
+            "{error}"
+        );
+        assert!(missing_tool_fix("apt-get").unwrap().contains("Debian"));
+    }
 }

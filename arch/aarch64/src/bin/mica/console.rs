@@ -80,7 +80,8 @@ pub fn poll_input() -> Option<u8> {
     UART.lock().as_mut().and_then(|u| u.get())
 }
 
-/// `(MICA) ...` log line.
+/// `(MICA) ...` log line. (The defmt build has its own, in logline.rs.)
+#[cfg(not(feature = "defmt"))]
 #[macro_export]
 macro_rules! info {
     ($($arg:tt)*) => { $crate::console::hv_line(format_args!($($arg)*)) };

@@ -1,4 +1,5 @@
-//! Formatting of Mica's own log lines before the console multiplexer exists.
+//! Formatting of Mica's own log lines, handed to the console multiplexer. In the `defmt` build
+//! `info!` goes to defmt instead (below), its format string's text interned.
 
 use core::fmt::{self, Write};
 
@@ -28,4 +29,12 @@ pub fn emit(args: fmt::Arguments<'_>) {
     let _ = line.write_fmt(args);
     let text = core::str::from_utf8(&line.buf[..line.len]).unwrap_or("<bad utf-8>");
     crate::consoles::hypervisor_line(text);
+}
+
+/// `(MICA) ...` log line, in the defmt build: a defmt frame holding the index of the interned
+/// format string and each argument's text (mica-defmt-fmt rewrites the Rust format string).
+#[cfg(feature = "defmt")]
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { ::mica_defmt_fmt::println!($($arg)*) };
 }

@@ -10,8 +10,13 @@
 extern crate alloc;
 
 mod cache;
+// The defmt build sends Mica's lines around the multiplexer, leaving its text path unused.
+#[cfg_attr(feature = "defmt", allow(dead_code))]
 mod console;
+#[cfg_attr(feature = "defmt", allow(dead_code))]
 mod consoles;
+#[cfg(feature = "defmt")]
+mod defmt_log;
 mod domain;
 mod firmware;
 mod gic;
