@@ -14,7 +14,7 @@ use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
 use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
 use mica_hv::sched::Scheduler;
 use mica_hv::vgic::{ListReg, VcpuSet};
-use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
 /// The Xen hypercall immediate (`HVC #0xEA1`).
 const XEN_HYPERCALL_IMM: u16 = 0xEA1;
@@ -127,6 +127,16 @@ pub fn init_cpu(cpu: usize) {
     timer::init_cpu();
 }
 
+/// Traps WFI and WFE (the vCPU shares its CPU), or lets them run natively.
+fn set_wfi_trap(trap: bool) {
+    let (twi, twe) = if trap {
+        (HCR_EL2::TWI::SET, HCR_EL2::TWE::SET)
+    } else {
+        (HCR_EL2::TWI::CLEAR, HCR_EL2::TWE::CLEAR)
+    };
+    HCR_EL2.modify(twi + twe);
+}
+
 /// Runs the scheduler on this CPU forever.
 pub fn run(cpu: usize) -> ! {
     let mut local = Local {
@@ -151,7 +161,7 @@ pub fn run(cpu: usize) -> ! {
         }
         let decision = with_sched(cpu, |s| s.pick_next(now));
         let Some(pick) = decision.run else {
-            idle(&mut local);
+            idle(&mut local, decision.until);
             continue;
         };
         match world::domain(pick.domain) {
@@ -164,7 +174,7 @@ pub fn run(cpu: usize) -> ! {
     }
 }
 
-fn with_sched<R>(cpu: usize, f: impl FnOnce(&mut mica_hv::sched::RoundRobin) -> R) -> R {
+fn with_sched<R>(cpu: usize, f: impl FnOnce(&mut mica_hv::sched::PcpuScheduler) -> R) -> R {
     let mut guard = PCPUS[cpu].sched.lock();
     let sched = guard
         .as_mut()
@@ -172,15 +182,23 @@ fn with_sched<R>(cpu: usize, f: impl FnOnce(&mut mica_hv::sched::RoundRobin) -> 
     f(sched)
 }
 
-fn idle(local: &mut Local) {
-    let deadline = next_deadline(local, None);
+/// Waits for an interrupt, or until `until` (a replenishment or window start).
+fn idle(local: &mut Local, until: Option<u64>) {
+    let deadline = next_deadline(local, until);
     timer::set_deadline(deadline);
     aarch64_cpu::asm::wfi();
     handle_irqs(local);
 }
 
+/// When the hypervisor timer must next fire: the scheduler's `until` (budget, period or
+/// window end), a descheduled vCPU's timer, or (CPU 0 only) housekeeping. Other CPUs have
+/// no housekeeping, so a vCPU alone on its CPU is not interrupted for nothing.
 fn next_deadline(local: &Local, until: Option<u64>) -> u64 {
-    let housekeeping = timer::now() + timer::us_to_ticks(HOUSEKEEPING_US);
+    let housekeeping = if this_cpu() == 0 {
+        timer::now() + timer::us_to_ticks(HOUSEKEEPING_US)
+    } else {
+        u64::MAX
+    };
     local
         .timers
         .iter()
@@ -236,6 +254,7 @@ fn switch_to(local: &mut Local, dom: &Arc<Domain>, index: usize) {
     if !already {
         unload(local);
         stage2::load(dom.vttbr);
+        set_wfi_trap(!vcpu.wfi_native);
         local
             .timers
             .retain(|t| !(t.domain == dom.id && t.vcpu == index && t.kind == TimerKind::Virtual));

@@ -24,8 +24,12 @@ pub fn init_cpu() {
     CNTHP_CTL_EL2.set(0);
 }
 
-/// Raises the hypervisor timer interrupt at counter value `deadline`.
+/// Raises the hypervisor timer interrupt at counter value `deadline` (`u64::MAX`: never).
 pub fn set_deadline(deadline: u64) {
+    if deadline == u64::MAX {
+        CNTHP_CTL_EL2.set(0);
+        return;
+    }
     CnthpCvalEl2.set(deadline);
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
 }
