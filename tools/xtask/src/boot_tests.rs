@@ -59,6 +59,7 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
     let selected: Vec<&str> = TESTS
         .iter()
         .chain(issue3::TESTS)
+        .chain(crate::rt::TESTS)
         .copied()
         .filter(|name| match filter {
             None => !NOT_BY_DEFAULT.contains(name),
@@ -97,6 +98,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             "uboot-linux" => context.uboot_linux(),
             "config-minimal" => context.config_minimal(),
             "pvtest" => context.pvtest(),
+            rt if crate::rt::TESTS.contains(&rt) => context.hypervisor().and_then(|image| {
+                crate::rt::test(rt, options.platform, options.hypervisor, &image)
+            }),
             other => context.issue3_test(other),
         };
         match result {

@@ -15,6 +15,7 @@ mod initrd;
 mod initrd_modules;
 mod pvtest_suite;
 mod qemu;
+mod rt;
 mod scenario;
 mod suites;
 mod uboot;
@@ -58,6 +59,11 @@ Commands:
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
       writes the `## Boot` section of docs/benchmarks.md.
+  bench  rt [--runs N] [--only CELL]
+      Timer-interrupt lateness of the rtbench guest (alone, beside a hog on the other CPU,
+      beside a hog on its CPU under EDF and fixed priority) under -icount on bare QEMU,
+      Mica, Xen 4.17 null and credit2; writes the `## Real-time` section of docs/benchmarks.md
+      (--only mica-alone, xen-null, ...: just the matching cells, printed, not written).
   help   This text (also --help, -h).
 
 Options:
@@ -69,7 +75,8 @@ Options:
 ";
 
 /// What `cargo xtask bench` accepts.
-const BENCH_USAGE: &str = "usage: cargo xtask bench boot [--gic 2|3] [--runs N]";
+const BENCH_USAGE: &str =
+    "usage: cargo xtask bench boot [--gic 2|3] [--runs N] | cargo xtask bench rt [--runs N]";
 
 /// Hand-rolled option parsing: `--name value`, `--name=value` and `--flag`.
 struct Args {
@@ -221,6 +228,13 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                     };
                     args.finish()?;
                     bench::boot(&options)?;
+                }
+                "rt" => {
+                    let platform = args.platform()?;
+                    let runs = args.number::<usize>("--runs")?.unwrap_or(3);
+                    let only = args.value("--only")?;
+                    args.finish()?;
+                    rt::bench(platform, runs, only.as_deref())?;
                 }
                 other => return Err(format!("unknown benchmark `{other}`; {BENCH_USAGE}")),
             }
