@@ -168,7 +168,7 @@ pub fn scenario(
         hv_args.push_str(" sched=null vwfi=native");
     }
     if target == Target::Mica {
-        hv_args.push_str(" vwfi=trap");
+        hv_args.push_str(" vwfi=native");
     }
     let mut s = Scenario::new(platform, 3, &hv_args);
     s.cpu = "max".into();

@@ -371,6 +371,21 @@ fn plan_scheduling(
                 *p.sched.lock() = Some(s);
             }
         }
+        // Mica's own periodic work goes to a CPU no real-time pool owns, if there is one.
+        let housekeeping = PCPUS.iter().position(|p| {
+            p.online.load(Ordering::Acquire)
+                && plan
+                    .cpu_pool
+                    .get(p.host_index.load(Ordering::Relaxed))
+                    .and_then(|&i| plan.pools.get(i))
+                    .is_some_and(|pool| pool.policy == Policy::Fair)
+        });
+        if let Some(cpu) = housekeeping {
+            run::set_housekeeping_cpu(cpu);
+            if cpu != 0 {
+                info!("housekeeping (console flushing) on CPU {cpu}, outside the real-time pools");
+            }
+        }
         for pool in &plan.pools {
             info!(
                 "cpupool {}: {} on CPU{} {:?}{}",

@@ -7,7 +7,7 @@ use crate::{consoles, firmware, gic, stage2, timer};
 use aarch64_cpu::registers::*;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use mica_guest_abi::layout::{PHYS_TIMER_PPI, VIRT_TIMER_PPI};
 use mica_hv::addr::GuestPhysAddr;
 use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
@@ -75,6 +75,8 @@ struct TimerEvent {
 pub struct Local {
     loaded: Option<(Arc<Domain>, usize)>,
     timers: Vec<TimerEvent>,
+    /// When this CPU next flushes consoles, if it is the housekeeping CPU.
+    housekeeping: u64,
 }
 
 /// What to do after handling an exit.
@@ -84,6 +86,18 @@ enum Next {
     Continue,
     /// Go back to the scheduler.
     Reschedule,
+}
+
+/// The CPU that flushes idle consoles and polls the PV consoles every `HOUSEKEEPING_US`.
+static HOUSEKEEPING_CPU: AtomicUsize = AtomicUsize::new(0);
+
+/// Moves Mica's periodic housekeeping to `cpu` (boot chooses a CPU outside real-time pools).
+pub fn set_housekeeping_cpu(cpu: usize) {
+    HOUSEKEEPING_CPU.store(cpu, Ordering::Relaxed);
+}
+
+fn housekeeping_cpu() -> usize {
+    HOUSEKEEPING_CPU.load(Ordering::Relaxed)
 }
 
 /// This CPU's logical index (kept in TPIDR_EL2).
@@ -142,15 +156,15 @@ pub fn run(cpu: usize) -> ! {
     let mut local = Local {
         loaded: None,
         timers: Vec::new(),
+        housekeeping: 0,
     };
-    let mut next_housekeeping = 0;
     loop {
         let now = timer::now();
         fire_timers(&mut local, now);
-        if cpu == 0 && now >= next_housekeeping {
+        if cpu == housekeeping_cpu() && now >= local.housekeeping {
             consoles::flush_idle(now);
             crate::xen::poll_consoles();
-            next_housekeeping = now + timer::us_to_ticks(HOUSEKEEPING_US);
+            local.housekeeping = now + timer::us_to_ticks(HOUSEKEEPING_US);
         }
         if local
             .loaded
@@ -191,11 +205,13 @@ fn idle(local: &mut Local, until: Option<u64>) {
 }
 
 /// When the hypervisor timer must next fire: the scheduler's `until` (budget, period or
-/// window end), a descheduled vCPU's timer, or (CPU 0 only) housekeeping. Other CPUs have
-/// no housekeeping, so a vCPU alone on its CPU is not interrupted for nothing.
+/// window end), a descheduled vCPU's timer, or (one CPU only) housekeeping. Other CPUs have
+/// no housekeeping, so a vCPU alone on its CPU is not interrupted for nothing. The result
+/// only moves when one of these does, so re-arming the timer on every guest entry is
+/// usually a no-op (see `timer::set_deadline`).
 fn next_deadline(local: &Local, until: Option<u64>) -> u64 {
-    let housekeeping = if this_cpu() == 0 {
-        timer::now() + timer::us_to_ticks(HOUSEKEEPING_US)
+    let housekeeping = if this_cpu() == housekeeping_cpu() {
+        local.housekeeping
     } else {
         u64::MAX
     };
