@@ -89,8 +89,16 @@ impl VcpuSet {
     }
     /// Members, lowest first.
     pub fn iter(&self) -> impl Iterator<Item = usize> {
-        let bits = self.0;
-        (0..MAX_VCPUS).filter(move |&i| bits & (1 << i) != 0)
+        // One step per member, not per possible vCPU: this runs on every interrupt.
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(i)
+        })
     }
 }
 

@@ -31,7 +31,7 @@ const SAMPLES: usize = 2000;
 const TEST_SAMPLES: usize = 500;
 /// A vCPU that owns its CPU (`null`) sees its interrupt within this much: the exit, the
 /// injection and the return are a few thousand instructions, far below it.
-const NULL_MAX_LATENESS_NS: u64 = 100_000;
+const NULL_MAX_LATENESS_NS: u64 = 50_000;
 /// What EDF promises a vCPU with a reservation per period: its job runs within its period.
 const EDF_MAX_LATENESS_NS: u64 = PERIOD_US * 1000;
 /// rtbench's reservation when it shares its CPU (EDF and fixed priority): 300 us per 1 ms.

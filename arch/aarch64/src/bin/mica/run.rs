@@ -13,7 +13,7 @@ use mica_hv::addr::GuestPhysAddr;
 use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
 use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
 use mica_hv::sched::Scheduler;
-use mica_hv::vgic::{ListReg, VcpuSet};
+use mica_hv::vgic::{ListReg, LrState, VcpuSet};
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
 /// The Xen hypercall immediate (`HVC #0xEA1`).
@@ -289,20 +289,33 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
     timer::set_deadline(next_deadline(local, until));
     let lr_count = gic::list_register_count();
     let mut lrs = [ListReg::default(); 16];
+    // List registers this loop emptied itself (written all-zero): the guest cannot fill
+    // them, so they are neither read back nor rewritten while they stay empty (this path
+    // runs on every interrupt a vCPU gets). One read back as invalid may still carry an
+    // EOI-maintenance bit, so it is rewritten once.
+    let mut hw_empty = [false; 16];
     loop {
         if dom.dying.load(Ordering::Acquire) {
             return;
         }
         let fill = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
         for (i, lr) in lrs[..lr_count].iter().enumerate() {
-            gic::write_lr(i, lr);
+            let empty = lr.state == LrState::Invalid;
+            if !(empty && hw_empty[i]) {
+                gic::write_lr(i, lr);
+            }
+            hw_empty[i] = empty;
         }
         gic::set_underflow_interrupt(fill.overflow);
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
         let kind = ctx.run();
         for (i, lr) in lrs[..lr_count].iter_mut().enumerate() {
-            *lr = gic::read_lr(i);
+            *lr = if hw_empty[i] {
+                ListReg::default()
+            } else {
+                gic::read_lr(i)
+            };
         }
         let moved = dom.vgic.sync_from_lrs(index, &lrs[..lr_count]);
         kick(&dom, moved);
