@@ -112,10 +112,10 @@ fn hog() -> ! {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // SAFETY: `offset < HOG_BYTES`; only this loop touches HOG.
-            unsafe {
-                core::ptr::write_volatile(HOG.0.get().cast::<u8>().add(offset), x as u8);
-            }
+            // SAFETY: `offset < HOG_BYTES`, so the pointer stays inside HOG.
+            let byte = unsafe { HOG.0.get().cast::<u8>().add(offset) };
+            // SAFETY: a valid, aligned byte of HOG, which only this loop touches.
+            unsafe { core::ptr::write_volatile(byte, x as u8) };
         }
     }
 }
