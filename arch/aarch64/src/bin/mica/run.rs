@@ -201,7 +201,7 @@ fn idle(local: &mut Local, until: Option<u64>) {
     let deadline = next_deadline(local, until);
     timer::set_deadline(deadline);
     aarch64_cpu::asm::wfi();
-    handle_irqs(local);
+    handle_irqs(local, false);
 }
 
 /// When the hypervisor timer must next fire: the scheduler's `until` (budget, period or
@@ -321,7 +321,7 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
         kick(&dom, moved);
         let next = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
-                if handle_irqs(local) {
+                if handle_irqs(local, true) {
                     Next::Reschedule
                 } else {
                     Next::Continue
@@ -344,7 +344,8 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
 }
 
 /// Handles every pending physical interrupt. Returns whether the scheduler should run.
-fn handle_irqs(local: &mut Local) -> bool {
+/// `running`: the loaded vCPU was interrupted while running (so it needs no waking).
+fn handle_irqs(local: &mut Local, running: bool) -> bool {
     let mut resched = false;
     while let Some(ack) = gic::acknowledge() {
         if crate::passthrough::on_physical(ack.intid) {
@@ -372,7 +373,13 @@ fn handle_irqs(local: &mut Local) -> bool {
                     CNTV_CTL_EL0.set(ctl | timer_ctl::IMASK);
                     if let Some((dom, index)) = &local.loaded {
                         let set = dom.vgic.inject(*index, VIRT_TIMER_PPI);
-                        kick(dom, set);
+                        let mut only_me = VcpuSet::default();
+                        only_me.insert(*index);
+                        // The fast path: a running vCPU re-enters the guest next, which
+                        // lists the interrupt; waking it would only take two locks.
+                        if !(running && set == only_me) {
+                            kick(dom, set);
+                        }
                     }
                 }
             }
