@@ -17,10 +17,16 @@ use crate::scenario::{Domain, Scenario};
 use crate::suites::Hypervisor;
 use crate::util::{output, repo_root, say, target_dir, write_file};
 
+#[path = "rt_cyclictest.rs"]
+mod cyclictest;
+
 /// Tests this file runs (registered in boot_tests.rs).
 pub const TESTS: &[&str] = &["rt-null", "rt-edf", "rt-fixed-priority", "rt-bad-params"];
 
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+/// QEMU's `max` CPU has the 1 GHz counter. Without SVE, SME and pointer authentication: Mica does not virtualise
+/// them (a Linux guest touching SVE would be ended), and every target gets the same CPU.
+const CPU: &str = "max,sve=off,sme=off,pauth=off";
 /// icount makes TCG single-threaded; a hog on the same CPU doubles the work.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Timer period of the measurement, microseconds.
@@ -171,7 +177,7 @@ pub fn scenario(
         hv_args.push_str(" vwfi=native");
     }
     let mut s = Scenario::new(platform, 3, &hv_args);
-    s.cpu = "max".into();
+    s.cpu = CPU.into();
     s.mem_mib = 1024;
     let mut rt = rtbench_domain(image, "rtbench", bench_args(samples));
     let mut hog = rtbench_domain(image, "hog", "console=ttyAMA0 mode=hog".into());
@@ -222,16 +228,22 @@ pub fn scenario(
 
 /// QEMU arguments booting rtbench directly at EL1 (no hypervisor) on the same machine.
 fn bare_args(platform: Platform, image: &Path, samples: usize) -> Vec<String> {
-    let mut s = Scenario::new(platform, 3, "");
-    s.cpu = "max".into();
-    s.mem_mib = 1024;
-    let mut args = s.machine_args();
-    // No EL2: QEMU enters the image at EL1 like a Linux kernel.
-    args[1] = format!("{},gic-version=3", platform.qemu_machine);
-    args.extend(["-nographic", "-no-reboot", "-kernel"].map(String::from));
+    let mut args = bare_machine_args(platform);
+    args.push("-kernel".into());
     args.push(image.display().to_string());
     args.push("-append".into());
     args.push(bench_args(samples));
+    args
+}
+
+/// The scenarios' machine without EL2: QEMU enters a kernel image at EL1.
+fn bare_machine_args(platform: Platform) -> Vec<String> {
+    let mut s = Scenario::new(platform, 3, "");
+    s.cpu = CPU.into();
+    s.mem_mib = 1024;
+    let mut args = s.machine_args();
+    args[1] = format!("{},gic-version=3", platform.qemu_machine);
+    args.extend(["-nographic", "-no-reboot"].map(String::from));
     args
 }
 
@@ -493,7 +505,9 @@ pub fn bench(platform: Platform, runs: usize, only: Option<&str>) -> Result<(), 
         }
         rows.push(Row { setup, cells });
     }
-    let section = report(&rows, runs, xen_has_no_null);
+    let mut section = report(&rows, runs, xen_has_no_null);
+    let cyclic = bench_cyclictest(platform, runs, only, &mica, xen.as_ref().ok(), &guest);
+    section.push_str(&report_cyclictest(&cyclic, runs));
     println!("{section}");
     if only.is_some() {
         return Ok(());
@@ -509,6 +523,123 @@ pub fn bench(platform: Platform, runs: usize, only: Option<&str>) -> Result<(), 
         docs.display()
     ));
     Ok(())
+}
+
+/// Per setup, each target's median cyclictest result (None: failed or not run).
+type CyclicRows = Vec<(Setup, Vec<(Target, Option<cyclictest::CyclicResult>)>)>;
+
+fn bench_cyclictest(
+    platform: Platform,
+    runs: usize,
+    only: Option<&str>,
+    mica: &Path,
+    xen: Option<&PathBuf>,
+    hog: &Path,
+) -> CyclicRows {
+    let mut rows = Vec::new();
+    let mut files = None;
+    for setup in [Setup::Alone, Setup::HogOtherCpu] {
+        let mut cells = Vec::new();
+        for &target in targets_for(setup) {
+            let cell_name = format!("cyclictest-{}-{}", target_name(target), setup_name(setup));
+            if only.is_some_and(|o| !cell_name.contains(o)) {
+                continue;
+            }
+            let files = match files.get_or_insert_with(cyclictest::initrd) {
+                Ok(f) => f.clone(),
+                Err(e) => {
+                    say(format!("cyclictest initramfs: {e}"));
+                    cells.push((target, None));
+                    continue;
+                }
+            };
+            let image = match target {
+                Target::Bare => None,
+                Target::Mica => Some(mica.to_path_buf()),
+                Target::XenNull | Target::XenCredit2 => xen.cloned(),
+            };
+            let mut results = Vec::new();
+            for run in 1..=runs {
+                let log = target_dir()
+                    .join("bench-logs")
+                    .join(format!("rt-{cell_name}-{run}.log"));
+                match cyclictest::measure_once(
+                    platform,
+                    target,
+                    setup,
+                    image.as_deref(),
+                    hog,
+                    (&files.0, &files.1),
+                    &log,
+                ) {
+                    Ok(r) => {
+                        say(format!("{cell_name} run {run}: {r:?}"));
+                        results.push(r);
+                    }
+                    Err(e) => say(format!(
+                        "{cell_name} run {run} failed: {e} (log {})",
+                        log.display()
+                    )),
+                }
+            }
+            let pick =
+                |f: fn(&cyclictest::CyclicResult) -> u64| median(results.iter().map(f).collect());
+            let merged = (|| {
+                Some(cyclictest::CyclicResult {
+                    count: pick(|r| r.count)?,
+                    min_us: pick(|r| r.min_us)?,
+                    avg_us: pick(|r| r.avg_us)?,
+                    max_us: pick(|r| r.max_us)?,
+                })
+            })();
+            cells.push((target, merged));
+        }
+        if !cells.is_empty() {
+            rows.push((setup, cells));
+        }
+    }
+    rows
+}
+
+fn report_cyclictest(rows: &CyclicRows, runs: usize) -> String {
+    let mut s = String::new();
+    if rows.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\n### cyclictest in a Linux domain\n\nDebian's `cyclictest` (rt-tests 2.4) in the test \
+         kernel's domain (1 vCPU, 256 MiB; bare: the kernel booted by QEMU, 2 CPUs): one SCHED_FIFO thread \
+         on CPU 0, {} wake-ups 1000 µs apart with absolute `clock_nanosleep` (`cyclictest -q -m -p 90 \
+         -a 0 -t 1 -i 1000`), same machine, set-ups and hog as above. Latency in µs as cyclictest \
+         reports it (whole µs): min / avg / max, each the median of {runs} runs.\n",
+        cyclictest::LOOPS
+    );
+    let _ = writeln!(
+        s,
+        "| scenario | bare QEMU | Mica | Xen 4.17 null | Xen 4.17 credit2 | Mica/Xen null (max) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for (setup, cells) in rows {
+        let get = |t: Target| cells.iter().find(|c| c.0 == t).map(|c| c.1);
+        let show = |t: Target| match get(t) {
+            None => "n/a".to_string(),
+            Some(None) => "failed".to_string(),
+            Some(Some(r)) => format!("{} / {} / {}", r.min_us, r.avg_us, r.max_us),
+        };
+        let max = |t: Target| get(t).flatten().map(|r| r.max_us * 1000);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            setup.label(),
+            show(Target::Bare),
+            show(Target::Mica),
+            show(Target::XenNull),
+            show(Target::XenCredit2),
+            ratio(max(Target::Mica), max(Target::XenNull)),
+        );
+    }
+    s
 }
 
 fn target_name(t: Target) -> &'static str {
@@ -561,7 +692,7 @@ fn report(rows: &[Row], runs: usize, xen_has_no_null: bool) -> String {
     let _ = writeln!(s, "Command: `cargo xtask bench rt --runs {runs}`\n");
     let _ = writeln!(
         s,
-        "Machine: QEMU `virt,virtualization=on,gic-version=3`, `-cpu max` (1 GHz counter), 2 CPUs, \
+        "Machine: QEMU `virt,virtualization=on,gic-version=3`, `-cpu max,sve=off,sme=off,pauth=off` (1 GHz counter), 2 CPUs, \
          `-icount shift=0,sleep=off` (1 ns per instruction: the numbers count instructions, not a real \
          CPU's time), {qemu}. Domains: rtbench (1 vCPU, 64 MiB) and, where named, rtbench `mode=hog` \
          (1 vCPU, sweeps 16 MiB and computes without pause).\n"
@@ -638,7 +769,7 @@ fn report(rows: &[Row], runs: usize, xen_has_no_null: bool) -> String {
 mod tests {
     use super::*;
 
-    const LINE: &str = "(MICA) DOM1: rtbench: result samples=2000 period_us=1000 freq_hz=1000000000 mean_ns=1500 p99_ns=2100 max_ns=3000 min_ns=1200 early=0\r";
+    const LINE: &str = "(MICA) DOM1: rtbench: result samples=2000 mean_ns=1500 p99_ns=2100 max_ns=3000 min_ns=1200 early=0\r";
 
     #[test]
     fn parses_the_result_line_with_any_prefix() {
