@@ -639,6 +639,15 @@ fn report_cyclictest(rows: &CyclicRows, runs: usize) -> String {
             ratio(max(Target::Mica), max(Target::XenNull)),
         );
     }
+    let _ = writeln!(
+        s,
+        "\nWith the hog on the other pCPU every hypervisor shows averages near 0.7 ms and maxima of \
+         several ms that change from run to run, unlike rtbench in the same set-up: under `-icount` QEMU \
+         lets one CPU run until the next timer event it knows of, and a Linux guest reprograms its timer \
+         and takes interrupts in ways that leave the busy CPU running for a whole turn first. That row \
+         measures QEMU's round-robin, not the hypervisors; it needs real hardware (or QEMU without \
+         `-icount`, on an idle host) to mean more."
+    );
     s
 }
 
