@@ -887,3 +887,13 @@ fn shareable_between_physical_cpus() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Vgic>();
 }
+
+#[test]
+fn vcpu_sets_iterate_their_members_in_order() {
+    let s = set(&[127, 0, 5, 64]);
+    assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 5, 64, 127]);
+    assert_eq!(VcpuSet::EMPTY.iter().count(), 0);
+    let mut big = VcpuSet::EMPTY;
+    big.insert(MAX_VCPUS);
+    assert!(big.is_empty(), "out-of-range members are ignored");
+}
