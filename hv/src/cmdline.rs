@@ -26,7 +26,6 @@ const KNOWN_IGNORED: &[&str] = &[
     "sync_console",
     "bootscrub",
     "sched",
-    "vwfi",
     "conswitch",
 ];
 
@@ -40,6 +39,9 @@ pub struct HvCmdline {
     /// `console_timestamps=`: any of Xen's timestamp modes (`boot`, `date`, `datems`, `raw`)
     /// or a true boolean turns them on; `none` or a false boolean turns them off.
     pub console_timestamps: bool,
+    /// `vwfi=native`: vCPUs that own their CPU (a `null` cpupool) execute WFI/WFE without
+    /// trapping, as Xen's option does; `vwfi=trap` (the default) traps them.
+    pub vwfi_native: bool,
     /// Xen options recognised and ignored, as written (`console=dtuart`).
     pub known_ignored: Vec<String>,
     /// Options Mica does not know, as written.
@@ -235,6 +237,12 @@ pub fn parse(s: &str) -> HvCmdline {
                     Err(why) => note(why),
                 }
             }
+        } else if same_name(name, "vwfi") {
+            match value {
+                Some("native") => out.vwfi_native = true,
+                Some("trap") => out.vwfi_native = false,
+                _ => note("expected native or trap"),
+            }
         } else if KNOWN_IGNORED.iter().any(|k| same_name(name, k)) {
             out.known_ignored.push(token.to_string());
         } else {
@@ -364,9 +372,21 @@ mod tests {
     }
 
     #[test]
+    fn vwfi() {
+        assert!(!parse("").vwfi_native);
+        assert!(parse("vwfi=native").vwfi_native);
+        assert!(!parse("vwfi=native vwfi=trap").vwfi_native);
+        let c = parse("vwfi=sometimes");
+        assert!(!c.vwfi_native);
+        assert_eq!(c.errors, ["vwfi=sometimes: expected native or trap"]);
+        assert_eq!(parse("vwfi").errors.len(), 1);
+    }
+
+    #[test]
     fn ignored_unknown_and_quotes() {
         let c = parse("  loglvl=all guest_loglvl=all sync_console bootscrub=0 sched=null vwfi=native conswitch=ax  frobnicate=7 noreboot");
-        assert_eq!(c.known_ignored.len(), 7);
+        assert_eq!(c.known_ignored.len(), 6);
+        assert!(c.vwfi_native);
         assert_eq!(c.unknown, ["frobnicate=7", "noreboot"]);
         let c = parse("console=\"dtuart com1\" x=\"a b\"");
         assert_eq!(c.known_ignored, ["console=dtuart com1"]);

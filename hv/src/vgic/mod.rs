@@ -89,6 +89,7 @@ impl VcpuSet {
     }
     /// Members, lowest first. Visits only the members (this runs on every guest exit).
     pub fn iter(&self) -> impl Iterator<Item = usize> {
+        // One step per member, not per possible vCPU: this runs on every interrupt.
         let mut bits = self.0;
         core::iter::from_fn(move || {
             if bits == 0 {

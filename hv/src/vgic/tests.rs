@@ -943,3 +943,13 @@ fn a_fixed_edge_ppi_needs_no_eoi_notification_and_ignores_icfgr_writes() {
         "PPI 27 configurable"
     );
 }
+
+#[test]
+fn vcpu_sets_iterate_their_members_in_order() {
+    let s = set(&[127, 0, 5, 64]);
+    assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 5, 64, 127]);
+    assert_eq!(VcpuSet::EMPTY.iter().count(), 0);
+    let mut big = VcpuSet::EMPTY;
+    big.insert(MAX_VCPUS);
+    assert!(big.is_empty(), "out-of-range members are ignored");
+}

@@ -60,6 +60,7 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
         .iter()
         .chain(issue3::TESTS)
         .chain(crate::defmt_log::TESTS)
+        .chain(crate::rt::TESTS)
         .copied()
         .filter(|name| match filter {
             None => !NOT_BY_DEFAULT.contains(name),
@@ -108,6 +109,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
                 options.release,
                 options.timeout,
             ),
+            rt if crate::rt::TESTS.contains(&rt) => context.hypervisor().and_then(|image| {
+                crate::rt::test(rt, options.platform, options.hypervisor, &image)
+            }),
             other => context.issue3_test(other),
         };
         match result {

@@ -17,6 +17,7 @@ mod initrd;
 mod initrd_modules;
 mod pvtest_suite;
 mod qemu;
+mod rt;
 mod scenario;
 mod suites;
 mod uboot;
@@ -87,6 +88,11 @@ Commands:
   bench  footprint [--platform P]
       Size of the release mica.bin with and without defmt logging; writes the
       `## Footprint` section of docs/benchmarks.md.
+  bench  rt [--runs N] [--only CELL]
+      Timer-interrupt lateness of the rtbench guest (alone, beside a hog on the other CPU,
+      beside a hog on its CPU under EDF and fixed priority) under -icount on bare QEMU,
+      Mica, Xen 4.17 null and credit2; writes the `## Real-time` section of docs/benchmarks.md
+      (--only mica-alone, xen-null, ...: just the matching cells, printed, not written).
   help   This text (also --help, -h, and --help after any command).
 
 Options:
@@ -105,7 +111,7 @@ target/guests/.
 
 /// What `cargo xtask bench` accepts.
 const BENCH_USAGE: &str =
-    "usage: cargo xtask bench boot|abi [--gic 2|3] [--runs N] | cargo xtask bench footprint";
+    "usage: cargo xtask bench boot|abi|rt [--gic 2|3] [--runs N] | cargo xtask bench footprint";
 
 /// Hand-rolled option parsing: `--name value`, `--name=value` and `--flag`.
 struct Args {
@@ -283,6 +289,13 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                     let platform = args.platform()?;
                     args.finish()?;
                     defmt_log::footprint(&platform)?;
+                }
+                "rt" => {
+                    let platform = args.platform()?;
+                    let runs = args.number::<usize>("--runs")?.unwrap_or(3);
+                    let only = args.value("--only")?;
+                    args.finish()?;
+                    rt::bench(platform, runs, only.as_deref())?;
                 }
                 other => return Err(format!("unknown benchmark `{other}`; {BENCH_USAGE}")),
             }

@@ -4,15 +4,17 @@
 use crate::world::{DOMAINS, FRAMES, MAX_CPUS, PCPUS};
 use crate::{consoles, domain, firmware, gic, halt, heap, info, mmu, run, timer};
 use aarch64_cpu::registers::{MPIDR_EL1, VBAR_EL2};
-use alloc::string::String;
+use alloc::format;
+use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use mica_guest_abi::layout::{HYP_TIMER_PPI, VIRT_TIMER_PPI};
 use mica_hv::addr::{HostPhysAddr, HostRange};
 use mica_hv::bootcfg::{self, DomainKind, HostInfo};
+use mica_hv::cpupool::{self, Policy, SchedPlan};
 use mica_hv::frame_alloc::FrameAllocator;
-use mica_hv::sched::{RoundRobin, Scheduler};
+use mica_hv::sched::{PcpuScheduler, RoundRobin, SchedParams, Scheduler};
 use spin::Once;
 use tock_registers::interfaces::{Readable, Writeable};
 
@@ -21,7 +23,7 @@ const MIB2: u64 = 2 << 20;
 const XEN_CONSOLE_GFN: u64 = 0x39000;
 /// Heap Mica takes from RAM once it knows the memory map.
 const HEAP_GROWTH: u64 = 8 << 20;
-/// Round-robin time slice.
+/// Round-robin time slice (the policy of a host with no CPU pools).
 const SLICE_US: u64 = 10_000;
 
 static HOST: Once<HostInfo> = Once::new();
@@ -59,7 +61,10 @@ fn init_this_cpu(cpu: usize, ppis: &[u32]) {
     PCPUS[cpu]
         .mpidr
         .store(my_mpidr() as usize, Ordering::Relaxed);
-    *PCPUS[cpu].sched.lock() = Some(RoundRobin::new(timer::us_to_ticks(SLICE_US)));
+    // Round robin until the boot CPU installs the CPU pools' policies (before any domain).
+    *PCPUS[cpu].sched.lock() = Some(PcpuScheduler::RoundRobin(RoundRobin::new(
+        timer::us_to_ticks(SLICE_US),
+    )));
     PCPUS[cpu].online.store(true, Ordering::Release);
 }
 
@@ -141,6 +146,14 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
         info!("cannot use the interrupt controller: {e}. Halting.");
         halt();
     }
+    let boot_host_index = info
+        .cpus
+        .iter()
+        .position(|c| c.mpidr == my_mpidr())
+        .unwrap_or(0);
+    PCPUS[0]
+        .host_index
+        .store(boot_host_index, Ordering::Relaxed);
     init_this_cpu(0, &cpu_ppis());
     let uart_intid = info.uart.as_ref().and_then(|u| u.intid);
     consoles::init(info.cmdline.console_timestamps, uart_intid);
@@ -148,7 +161,9 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
 
     crate::xen::init();
     start_secondaries(info);
-    create_domains(info, dtb_bytes);
+    let ids = domain_ids(info);
+    let sched = plan_scheduling(info, dtb_bytes, boot_host_index, &ids);
+    create_domains(info, dtb_bytes, &ids, &sched);
     release_boot_modules(info);
 
     if let Some(intid) = uart_intid {
@@ -210,7 +225,7 @@ fn start_secondaries(info: &HostInfo) {
     crate::cache::clean_to_poc(tables, len);
     let me = my_mpidr();
     let mut next = 1;
-    for cpu in &info.cpus {
+    for (host_index, cpu) in info.cpus.iter().enumerate() {
         if cpu.mpidr == me {
             continue;
         }
@@ -218,6 +233,7 @@ fn start_secondaries(info: &HostInfo) {
             info!("more than {MAX_CPUS} CPUs: the rest stay off");
             break;
         }
+        PCPUS[next].host_index.store(host_index, Ordering::Relaxed);
         let entry = secondary_entry as *const () as u64;
         if let Err(e) = firmware::cpu_on(cpu.mpidr, entry, next as u64) {
             info!(
@@ -275,32 +291,246 @@ fn passthrough_conflicts(info: &HostInfo, dtb: &[u8]) -> Vec<String> {
     }
 }
 
-fn create_domains(info: &HostInfo, dtb: &[u8]) {
-    let conflicts = passthrough_conflicts(info, dtb);
+/// The id each domain gets (`None` for a description that failed): the initial domain 0,
+/// domUs 1, 2, ... in device-tree order, failed ones included, so ids do not depend on
+/// which domains could be built.
+fn domain_ids(info: &HostInfo) -> Vec<Option<u16>> {
     let mut next_domu = 1u16;
-    let mut built = Vec::new();
-    let mut pending_xen = Vec::new();
-    for spec in &info.domains {
-        let spec = match spec {
-            Ok(s) => s,
+    info.domains
+        .iter()
+        .map(|spec| match spec {
+            Ok(s) if s.kind == DomainKind::Initial => Some(0),
+            Ok(_) => {
+                next_domu += 1;
+                Some(next_domu - 1)
+            }
             Err(e) => {
-                info!("{e}; not created");
                 if !e.domain.starts_with("dom0") {
                     next_domu += 1;
                 }
+                None
+            }
+        })
+        .collect()
+}
+
+/// How the CPUs are scheduled: the validated CPU pool plan, if the device tree could be read.
+struct SchedSetup {
+    plan: Option<SchedPlan>,
+    /// The device tree has `xen,cpupool` nodes. Without any, every CPU keeps the original
+    /// round robin and vCPUs go to the least loaded CPU, as before pools existed.
+    pools: bool,
+    /// `vwfi=native` on Mica's command line.
+    vwfi_native: bool,
+}
+
+/// Reads and validates the CPU pools and the domains' scheduling parameters, reports what
+/// is refused, and gives each online CPU its pool's scheduler.
+fn plan_scheduling(
+    info: &HostInfo,
+    dtb: &[u8],
+    boot_host_index: usize,
+    ids: &[Option<u16>],
+) -> SchedSetup {
+    let vwfi_native = info.cmdline.vwfi_native;
+    let domains: Vec<(&str, u32)> = info
+        .domains
+        .iter()
+        .flatten()
+        .map(|d| (d.name.as_str(), d.vcpus))
+        .collect();
+    let input = match cpupool::parse(dtb, &info.cpus, &domains) {
+        Ok(i) => i,
+        Err(e) => {
+            info!("cpupools: cannot read the device tree ({e}): round robin on every CPU");
+            return SchedSetup {
+                plan: None,
+                pools: false,
+                vwfi_native,
+            };
+        }
+    };
+    let plan = cpupool::plan(info.cpus.len(), boot_host_index, &input);
+    let pools = !input.pools.is_empty();
+    for e in &plan.pool_errors {
+        info!("{e}; its CPUs join the unassigned ones");
+    }
+    if pools {
+        let id_of = |name: &str| {
+            info.domains
+                .iter()
+                .zip(ids)
+                .find_map(|(d, id)| d.as_ref().ok().filter(|d| d.name == name).and(*id))
+        };
+        let epoch = timer::now();
+        let freq = timer::frequency();
+        for p in PCPUS.iter().filter(|p| p.online.load(Ordering::Acquire)) {
+            let host = p.host_index.load(Ordering::Relaxed);
+            if let Some(s) = plan.scheduler_for(host, freq, epoch, id_of) {
+                // No vCPU has been inserted yet: replacing the run queue loses nothing.
+                *p.sched.lock() = Some(s);
+            }
+        }
+        // Mica's own periodic work goes to a CPU no real-time pool owns, if there is one.
+        let housekeeping = PCPUS.iter().position(|p| {
+            p.online.load(Ordering::Acquire)
+                && plan
+                    .cpu_pool
+                    .get(p.host_index.load(Ordering::Relaxed))
+                    .and_then(|&i| plan.pools.get(i))
+                    .is_some_and(|pool| pool.policy == Policy::Fair)
+        });
+        if let Some(cpu) = housekeeping {
+            run::set_housekeeping_cpu(cpu);
+            if cpu != 0 {
+                info!("housekeeping (console flushing) on CPU {cpu}, outside the real-time pools");
+            }
+        }
+        for pool in &plan.pools {
+            info!(
+                "cpupool {}: {} on CPU{} {:?}{}",
+                pool.name,
+                policy_name(pool.policy),
+                if pool.cpus.len() == 1 { "" } else { "s" },
+                pool.cpus,
+                if pool.policy == Policy::Null && vwfi_native {
+                    ", WFI not trapped"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    SchedSetup {
+        plan: Some(plan),
+        pools,
+        vwfi_native,
+    }
+}
+
+fn policy_name(policy: Policy) -> &'static str {
+    match policy {
+        Policy::Null => "null",
+        Policy::Edf => "rtds (EDF)",
+        Policy::FixedPriority => "fixed-priority",
+        Policy::Arinc653 => "arinc653",
+        Policy::Fair => "credit2 (fair share)",
+    }
+}
+
+/// The running CPU whose host device-tree index is `host_index`.
+fn logical_cpu(host_index: usize) -> Option<usize> {
+    PCPUS.iter().position(|p| {
+        p.online.load(Ordering::Acquire) && p.host_index.load(Ordering::Relaxed) == host_index
+    })
+}
+
+/// Where domain `name`'s vCPUs run and with which parameters, or the line that refuses it.
+fn placement_for(
+    sched: &SchedSetup,
+    name: &str,
+) -> Result<(domain::Placement, SchedParams), String> {
+    let default = domain::Placement {
+        pins: None,
+        wfi_native: false,
+    };
+    let Some(plan) = &sched.plan else {
+        return Ok((default, SchedParams::default()));
+    };
+    let placed = match plan.domain(name) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return Err(e.to_string()),
+        None => return Ok((default, SchedParams::default())),
+    };
+    if !sched.pools {
+        // Parameters were checked, but round robin has no use for them.
+        return Ok((default, SchedParams::default()));
+    }
+    let pool = plan
+        .pools
+        .get(placed.pool)
+        .ok_or_else(|| format!("domain {name}: its cpupool vanished (hypervisor bug)"))?;
+    let pins = placed
+        .vcpu_cpus
+        .iter()
+        .map(|&host| {
+            logical_cpu(host).ok_or_else(|| {
+                format!(
+                    "domain {name}: CPU {host} of its cpupool {} is not running",
+                    pool.name
+                )
+            })
+        })
+        .collect::<Result<Vec<usize>, String>>()?;
+    Ok((
+        domain::Placement {
+            pins: Some(pins),
+            wfi_native: sched.vwfi_native && pool.policy == Policy::Null,
+        },
+        placed.params.to_ticks(timer::frequency()),
+    ))
+}
+
+/// Puts every vCPU of `dom` on its CPU's run queue (vCPU 0 runnable, the others off until
+/// PSCI CPU_ON), or takes them all back out and says why not.
+fn admit(dom: &crate::world::Domain, params: SchedParams) -> Result<(), String> {
+    for (index, vcpu) in dom.vcpus.iter().enumerate() {
+        let vref = dom.vcpu_ref(index);
+        let mut sched = PCPUS[vcpu.pcpu].sched.lock();
+        let Some(s) = sched.as_mut() else {
+            continue;
+        };
+        if let Err(e) = s.insert_with(vref, params) {
+            drop(sched);
+            for (i, v) in dom.vcpus.iter().enumerate().take(index) {
+                if let Some(s) = PCPUS[v.pcpu].sched.lock().as_mut() {
+                    s.remove(dom.vcpu_ref(i));
+                }
+            }
+            return Err(format!(
+                "domain {}: vCPU {index} on CPU {}: {e}",
+                dom.name, vcpu.pcpu
+            ));
+        }
+        if index != 0 {
+            s.block(vref);
+        }
+    }
+    Ok(())
+}
+
+/// Gives back what building `dom` took besides its memory (freed when it is dropped).
+fn unbuild(dom: &crate::world::Domain) {
+    crate::passthrough::release(dom.id);
+    for vcpu in &dom.vcpus {
+        PCPUS[vcpu.pcpu].load.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn create_domains(info: &HostInfo, dtb: &[u8], ids: &[Option<u16>], sched: &SchedSetup) {
+    let conflicts = passthrough_conflicts(info, dtb);
+    let mut built = Vec::new();
+    let mut pending_xen = Vec::new();
+    for (spec, id) in info.domains.iter().zip(ids) {
+        let (spec, id) = match (spec, id) {
+            (Ok(s), Some(id)) => (s, *id),
+            (Err(e), _) => {
+                info!("{e}; not created");
                 continue;
             }
-        };
-        let id = if spec.kind == DomainKind::Initial {
-            0
-        } else {
-            next_domu += 1;
-            next_domu - 1
+            (Ok(_), None) => continue,
         };
         if conflicts.contains(&spec.name) {
             continue;
         }
-        match domain::build(id, spec, info, dtb) {
+        let (placement, params) = match placement_for(sched, &spec.name) {
+            Ok(p) => p,
+            Err(line) => {
+                info!("{line}; not created");
+                continue;
+            }
+        };
+        match domain::build(id, spec, info, dtb, &placement) {
             Ok(dom) => {
                 if dom.initial || spec.enhanced {
                     let mut cfg = mica_hv::xen::DomainConfig::domu(id, spec.vcpus);
@@ -313,41 +543,50 @@ fn create_domains(info: &HostInfo, dtb: &[u8]) {
                     }
                     pending_xen.push(cfg);
                 }
-                info!(
-                    "DOM{id}: {} created: {} MiB, {} vCPU{}{}",
-                    spec.name,
-                    spec.memory_bytes >> 20,
-                    spec.vcpus,
-                    if spec.vcpus == 1 { "" } else { "s" },
-                    if dom.initial { ", direct-mapped" } else { "" }
-                );
-                built.push(dom);
+                built.push((dom, params, spec.memory_bytes));
             }
             Err(e) => info!("{e}; not created"),
         }
     }
     let mut table = DOMAINS.write();
-    for dom in built {
+    let mut refused = Vec::new();
+    for (dom, params, memory_bytes) in built {
+        // Under the table lock: a CPU that picks a vCPU finds its domain listed.
+        if let Err(e) = admit(&dom, params) {
+            info!("{e}; not created");
+            unbuild(&dom);
+            refused.push(dom);
+            continue;
+        }
         let id = usize::from(dom.id);
         if table.len() <= id {
             table.resize(id + 1, None);
         }
         consoles::add_domain(dom.id, &dom.name);
-        for (index, vcpu) in dom.vcpus.iter().enumerate() {
-            let vref = dom.vcpu_ref(index);
-            let mut sched = PCPUS[vcpu.pcpu].sched.lock();
-            if let Some(s) = sched.as_mut() {
-                s.insert(vref);
-                if index != 0 {
-                    s.block(vref);
-                }
-            }
-        }
+        let vcpus = dom.vcpus.len();
+        let pins: Vec<usize> = dom.vcpus.iter().map(|v| v.pcpu).collect();
+        info!(
+            "DOM{}: {} created: {} MiB, {} vCPU{} on CPU{} {:?}{}",
+            dom.id,
+            dom.name,
+            memory_bytes >> 20,
+            vcpus,
+            if vcpus == 1 { "" } else { "s" },
+            if vcpus == 1 { "" } else { "s" },
+            pins,
+            if dom.initial { ", direct-mapped" } else { "" }
+        );
         table[id] = Some(Arc::clone(&dom));
     }
     drop(table);
+    // Their memory is scrubbed and freed here, outside the table lock.
+    let refused_ids: Vec<u16> = refused.iter().map(|d| d.id).collect();
+    drop(refused);
     // The Xen layer reaches domains through the table, so register them now.
-    for cfg in pending_xen {
+    for cfg in pending_xen
+        .into_iter()
+        .filter(|c| !refused_ids.contains(&c.domid))
+    {
         if let Err(e) = crate::xen::create_domain(&cfg) {
             info!("DOM{}: Xen interface not available: {e:?}", cfg.domid);
         }

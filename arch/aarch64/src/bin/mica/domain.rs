@@ -211,12 +211,22 @@ fn place_vcpu() -> usize {
     cpu
 }
 
+/// Where a domain's vCPUs run.
+pub struct Placement {
+    /// `pins[i]` is the physical CPU of vCPU `i` (its CPU pool's choice); `None`: the least
+    /// loaded online CPU.
+    pub pins: Option<Vec<usize>>,
+    /// The vCPUs wait in WFI natively (see [`Vcpu::wfi_native`]).
+    pub wfi_native: bool,
+}
+
 /// Builds domain `id` from `spec` and starts its first vCPU.
 pub fn build(
     id: u16,
     spec: &DomainSpec,
     host: &HostInfo,
     host_dtb: &[u8],
+    placement: &Placement,
 ) -> Result<Arc<Domain>, BuildError> {
     let fail = |what: String| format!("domain {}: {what}", spec.name);
     let initial = spec.kind == DomainKind::Initial;
@@ -338,7 +348,16 @@ pub fn build(
         vgic.set_hw_backed(intid, true);
     }
     let vcpus = (0..vcpu_count)
-        .map(|index| Vcpu::new(place_vcpu(), mpidrs[index]))
+        .map(|index| {
+            let pcpu = match placement.pins.as_ref().and_then(|p| p.get(index)) {
+                Some(&cpu) => {
+                    PCPUS[cpu].load.fetch_add(1, Ordering::Relaxed);
+                    cpu
+                }
+                None => place_vcpu(),
+            };
+            Vcpu::new(pcpu, mpidrs[index], placement.wfi_native)
+        })
         .collect();
     let dom = Domain {
         id,

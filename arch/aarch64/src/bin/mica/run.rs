@@ -7,7 +7,7 @@ use crate::{consoles, firmware, gic, stage2, timer};
 use aarch64_cpu::registers::*;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use mica_guest_abi::layout::{PHYS_TIMER_PPI, VIRT_TIMER_PPI};
 use mica_hv::addr::GuestPhysAddr;
 use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
@@ -15,7 +15,7 @@ use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
 use mica_hv::sched::Scheduler;
 use mica_hv::vgic::{ListReg, VcpuSet};
 use mica_hv::xen::Runstate;
-use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
 /// The Xen hypercall immediate (`HVC #0xEA1`).
 const XEN_HYPERCALL_IMM: u16 = 0xEA1;
@@ -76,6 +76,8 @@ struct TimerEvent {
 pub struct Local {
     loaded: Option<(Arc<Domain>, usize)>,
     timers: Vec<TimerEvent>,
+    /// When this CPU next flushes consoles, if it is the housekeeping CPU.
+    housekeeping: u64,
 }
 
 /// What to do after handling an exit.
@@ -85,6 +87,18 @@ enum Next {
     Continue,
     /// Go back to the scheduler.
     Reschedule,
+}
+
+/// The CPU that flushes idle consoles and polls the PV consoles every `HOUSEKEEPING_US`.
+static HOUSEKEEPING_CPU: AtomicUsize = AtomicUsize::new(0);
+
+/// Moves Mica's periodic housekeeping to `cpu` (boot chooses a CPU outside real-time pools).
+pub fn set_housekeeping_cpu(cpu: usize) {
+    HOUSEKEEPING_CPU.store(cpu, Ordering::Relaxed);
+}
+
+fn housekeeping_cpu() -> usize {
+    HOUSEKEEPING_CPU.load(Ordering::Relaxed)
 }
 
 /// This CPU's logical index (kept in TPIDR_EL2).
@@ -128,20 +142,30 @@ pub fn init_cpu(cpu: usize) {
     timer::init_cpu();
 }
 
+/// Traps WFI and WFE (the vCPU shares its CPU), or lets them run natively.
+fn set_wfi_trap(trap: bool) {
+    let (twi, twe) = if trap {
+        (HCR_EL2::TWI::SET, HCR_EL2::TWE::SET)
+    } else {
+        (HCR_EL2::TWI::CLEAR, HCR_EL2::TWE::CLEAR)
+    };
+    HCR_EL2.modify(twi + twe);
+}
+
 /// Runs the scheduler on this CPU forever.
 pub fn run(cpu: usize) -> ! {
     let mut local = Local {
         loaded: None,
         timers: Vec::new(),
+        housekeeping: 0,
     };
-    let mut next_housekeeping = 0;
     loop {
         let now = timer::now();
         fire_timers(&mut local, now);
-        if cpu == 0 && now >= next_housekeeping {
+        if cpu == housekeeping_cpu() && now >= local.housekeeping {
             consoles::flush_idle(now);
             crate::xen::poll_consoles();
-            next_housekeeping = now + timer::us_to_ticks(HOUSEKEEPING_US);
+            local.housekeeping = now + timer::us_to_ticks(HOUSEKEEPING_US);
         }
         if local
             .loaded
@@ -152,7 +176,7 @@ pub fn run(cpu: usize) -> ! {
         }
         let decision = with_sched(cpu, |s| s.pick_next(now));
         let Some(pick) = decision.run else {
-            idle(&mut local);
+            idle(&mut local, decision.until);
             continue;
         };
         match world::domain(pick.domain) {
@@ -165,7 +189,7 @@ pub fn run(cpu: usize) -> ! {
     }
 }
 
-fn with_sched<R>(cpu: usize, f: impl FnOnce(&mut mica_hv::sched::RoundRobin) -> R) -> R {
+fn with_sched<R>(cpu: usize, f: impl FnOnce(&mut mica_hv::sched::PcpuScheduler) -> R) -> R {
     let mut guard = PCPUS[cpu].sched.lock();
     let sched = guard
         .as_mut()
@@ -173,15 +197,25 @@ fn with_sched<R>(cpu: usize, f: impl FnOnce(&mut mica_hv::sched::RoundRobin) -> 
     f(sched)
 }
 
-fn idle(local: &mut Local) {
-    let deadline = next_deadline(local, None);
+/// Waits for an interrupt, or until `until` (a replenishment or window start).
+fn idle(local: &mut Local, until: Option<u64>) {
+    let deadline = next_deadline(local, until);
     timer::set_deadline(deadline);
     aarch64_cpu::asm::wfi();
-    handle_irqs(local);
+    handle_irqs(local, false);
 }
 
+/// When the hypervisor timer must next fire: the scheduler's `until` (budget, period or
+/// window end), a descheduled vCPU's timer, or (one CPU only) housekeeping. Other CPUs have
+/// no housekeeping, so a vCPU alone on its CPU is not interrupted for nothing. The result
+/// only moves when one of these does, so re-arming the timer on every guest entry is
+/// usually a no-op (see `timer::set_deadline`).
 fn next_deadline(local: &Local, until: Option<u64>) -> u64 {
-    let housekeeping = timer::now() + timer::us_to_ticks(HOUSEKEEPING_US);
+    let housekeeping = if this_cpu() == housekeeping_cpu() {
+        local.housekeeping
+    } else {
+        u64::MAX
+    };
     local
         .timers
         .iter()
@@ -239,6 +273,7 @@ fn switch_to(local: &mut Local, dom: &Arc<Domain>, index: usize) {
     if !already {
         unload(local);
         stage2::load(dom.vttbr);
+        set_wfi_trap(!vcpu.wfi_native);
         local
             .timers
             .retain(|t| !(t.domain == dom.id && t.vcpu == index && t.kind == TimerKind::Virtual));
@@ -286,7 +321,7 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
         }
         let next = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
-                if handle_irqs(local) {
+                if handle_irqs(local, true) {
                     Next::Reschedule
                 } else {
                     Next::Continue
@@ -309,7 +344,8 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
 }
 
 /// Handles every pending physical interrupt. Returns whether the scheduler should run.
-fn handle_irqs(local: &mut Local) -> bool {
+/// `running`: the loaded vCPU was interrupted while running (so it needs no waking).
+fn handle_irqs(local: &mut Local, running: bool) -> bool {
     let mut resched = false;
     while let Some(ack) = gic::acknowledge() {
         if crate::passthrough::on_physical(ack.intid) {
@@ -337,7 +373,13 @@ fn handle_irqs(local: &mut Local) -> bool {
                     CNTV_CTL_EL0.set(ctl | timer_ctl::IMASK);
                     if let Some((dom, index)) = &local.loaded {
                         let set = dom.vgic.inject(*index, VIRT_TIMER_PPI);
-                        kick(dom, set);
+                        let mut only_me = VcpuSet::default();
+                        only_me.insert(*index);
+                        // The fast path: a running vCPU re-enters the guest next, which
+                        // lists the interrupt; waking it would only take two locks.
+                        if !(running && set == only_me) {
+                            kick(dom, set);
+                        }
                     }
                 }
             }

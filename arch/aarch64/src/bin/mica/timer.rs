@@ -29,8 +29,21 @@ pub fn init_cpu() {
     CNTHP_CTL_EL2.set(0);
 }
 
-/// Raises the hypervisor timer interrupt at counter value `deadline`.
+/// Raises the hypervisor timer interrupt at counter value `deadline` (`u64::MAX`: never).
+/// Leaves the timer alone when it is already armed so: rewriting it costs little on
+/// hardware, but an emulator may treat every write as a new event (QEMU's `-icount`
+/// lets another CPU run up to the new deadline first).
 pub fn set_deadline(deadline: u64) {
+    let armed = CNTHP_CTL_EL2.matches_all(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+    if deadline == u64::MAX {
+        if armed {
+            CNTHP_CTL_EL2.set(0);
+        }
+        return;
+    }
+    if armed && CnthpCvalEl2.get() == deadline {
+        return;
+    }
     CnthpCvalEl2.set(deadline);
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
 }

@@ -10,7 +10,7 @@ use mica_aarch64::pagetable::{PageTable, TableMemory, ENTRIES};
 use mica_hv::addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange, PAGE_SIZE};
 use mica_hv::frame_alloc::FrameAllocator;
 use mica_hv::ratelimit::RateLimiter;
-use mica_hv::sched::{RoundRobin, VcpuRef};
+use mica_hv::sched::{PcpuScheduler, VcpuRef};
 use mica_hv::vgic::Vgic;
 use mica_hv::vpl011::Vpl011;
 use spin::{Mutex, RwLock};
@@ -27,8 +27,10 @@ pub struct Pcpu {
     pub mpidr: AtomicUsize,
     /// The CPU is running Mica's scheduler.
     pub online: AtomicBool,
-    /// Its run queue.
-    pub sched: Mutex<Option<RoundRobin>>,
+    /// Index of this CPU in the host device tree's CPU list (what CPU pools name).
+    pub host_index: AtomicUsize,
+    /// Its run queue, under its CPU pool's policy.
+    pub sched: Mutex<Option<PcpuScheduler>>,
     /// vCPUs placed on it, for balancing.
     pub load: AtomicUsize,
 }
@@ -38,6 +40,7 @@ pub static PCPUS: [Pcpu; MAX_CPUS] = [const {
     Pcpu {
         mpidr: AtomicUsize::new(0),
         online: AtomicBool::new(false),
+        host_index: AtomicUsize::new(usize::MAX),
         sched: Mutex::new(None),
         load: AtomicUsize::new(0),
     }
@@ -69,6 +72,9 @@ pub struct Vcpu {
     pub power: Mutex<Power>,
     /// The Xen runstate last published for it (`crate::xen::RUNSTATE_*` codes).
     pub runstate: core::sync::atomic::AtomicU8,
+    /// WFI runs natively (HCR_EL2.TWI clear): the vCPU owns its CPU (`null` pool with
+    /// `vwfi=native`), so there is nothing to switch to while it waits.
+    pub wfi_native: bool,
     /// Registers; only the owning physical CPU touches them (see `context`).
     ctx: UnsafeCell<VcpuContext>,
 }
@@ -79,12 +85,13 @@ unsafe impl Sync for Vcpu {}
 
 impl Vcpu {
     /// A powered-off vCPU pinned to physical CPU `pcpu`.
-    pub fn new(pcpu: usize, mpidr: u64) -> Self {
+    pub fn new(pcpu: usize, mpidr: u64, wfi_native: bool) -> Self {
         Self {
             pcpu,
             mpidr,
             power: Mutex::new(Power::Off),
             runstate: core::sync::atomic::AtomicU8::new(crate::xen::RUNSTATE_UNKNOWN),
+            wfi_native,
             ctx: UnsafeCell::new(VcpuContext::default()),
         }
     }
