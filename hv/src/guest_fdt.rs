@@ -344,6 +344,20 @@ pub struct Dom0Fdt<'a> {
     pub hypervisor: Option<HypervisorNode>,
 }
 
+/// Copies one host property. Linux's trees use a few names longer than the 31 characters
+/// the devicetree specification allows (ZynqMP's and i.MX 8M Plus's DWC3 USB
+/// `snps,...-quirk` flags), which the writer refuses: those are left out of dom0's tree
+/// rather than failing dom0 (they tune USB controllers, which dom0 then runs without).
+fn write_host_property(w: &mut FdtWriter, name: &str, value: &[u8]) -> Result<()> {
+    match w.property(name, value) {
+        Err(vm_fdt::Error::InvalidPropertyName) if name.len() > DT_PROPERTY_NAME_MAX => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// The devicetree specification's longest property name.
+const DT_PROPERTY_NAME_MAX: usize = 31;
+
 /// Encodes `value` in `cells` 32-bit cells (1 or 2).
 fn push_cells(out: &mut Vec<u8>, value: u64, cells: u32) -> Result<()> {
     match cells {
@@ -396,7 +410,16 @@ impl Dom0Writer<'_, '_, '_> {
     fn copy_props(&mut self, i: usize, skip: &[&str]) -> Result<()> {
         for p in self.t.nodes[i].node.properties() {
             if !skip.contains(&p.name) {
-                self.w.property(p.name, p.value)?;
+                write_host_property(&mut self.w, p.name, p.value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_only(&mut self, i: usize, keep: &[&str]) -> Result<()> {
+        for p in self.t.nodes[i].node.properties() {
+            if keep.contains(&p.name) {
+                write_host_property(&mut self.w, p.name, p.value)?;
             }
         }
         Ok(())
@@ -502,8 +525,16 @@ impl Dom0Writer<'_, '_, '_> {
             self.copy_props(i, &["method"])?;
             self.w.property_string("method", "hvc")?;
         } else if is_uart && !for_domu {
-            self.copy_props(i, &["status"])?;
+            // Mica emulates an SBSA UART (a PL011 subset) at the host UART's address,
+            // whatever the board's own UART is (Cadence, i.MX, or a PL011 whose clocks come
+            // from firmware dom0 cannot reach): keep only where it is and how it interrupts.
+            self.copy_only(i, &["reg", "interrupts", "interrupt-parent", "phandle"])?;
+            self.w.property_string("compatible", "arm,sbsa-uart")?;
+            self.w.property_u32("current-speed", 115_200)?;
             self.w.property_string("status", "okay")?;
+            // Children (a Bluetooth chip on the Pi's UART) belong to the physical line.
+            self.w.end_node(n)?;
+            return Ok(());
         } else if is_device {
             self.copy_props(i, &["status"])?;
             self.w.property_string("status", "disabled")?;
@@ -524,6 +555,13 @@ impl Dom0Writer<'_, '_, '_> {
             }
             // A host tree without memory or /chosen nodes still gets dom0's.
             self.write_memory()?;
+            // dom0's vCPUs start through Mica's PSCI even where the host uses a spin table
+            // (Raspberry Pi 4) and so has no psci node.
+            let has_psci = (1..t.nodes.len())
+                .any(|k| t.compatible(k).iter().any(|c| c.starts_with("arm,psci")));
+            if !has_psci {
+                write_psci(&mut self.w)?;
+            }
             if t.find("/chosen").is_none() {
                 let initrd = self.spec.initrd.map(|r| (r.start.raw(), r.end().raw()));
                 write_chosen(&mut self.w, self.spec.bootargs, initrd, self.spec.uart_path)?;
@@ -825,6 +863,46 @@ mod tests {
             keep_devices: &["/virtio_mmio@a000000"],
             hypervisor: None,
         }
+    }
+
+    #[test]
+    fn dom0_uart_is_the_emulated_sbsa_uart_whatever_the_host_has() {
+        let dtb = rewrite_dom0_fdt(FIXTURE, &dom0_spec()).unwrap();
+        let fdt = Fdt::new(&dtb).unwrap();
+        let host = Fdt::new(FIXTURE).unwrap();
+        let uart = fdt.find_node("/pl011@9000000").unwrap();
+        let host_uart = host.find_node("/pl011@9000000").unwrap();
+        assert_eq!(text(prop(&uart, "compatible").unwrap()), ["arm,sbsa-uart"]);
+        assert_eq!(prop(&uart, "reg"), prop(&host_uart, "reg"));
+        assert_eq!(prop(&uart, "interrupts"), prop(&host_uart, "interrupts"));
+        assert_eq!(u32s(prop(&uart, "current-speed").unwrap()), [115_200]);
+        // The host's clocks (firmware-provided on a Pi) are not dom0's business.
+        assert!(prop(&uart, "clocks").is_none());
+        assert!(prop(&uart, "clock-names").is_none());
+        assert_eq!(text(prop(&uart, "status").unwrap()), ["okay"]);
+        // The fixture has a psci node: it is kept (with dom0's conduit), not doubled.
+        let psci: Vec<_> = fdt
+            .all_nodes()
+            .filter(|n| n.name.starts_with("psci"))
+            .collect();
+        assert_eq!(psci.len(), 1);
+        assert_eq!(text(prop(&psci[0], "method").unwrap()), ["hvc"]);
+    }
+
+    #[test]
+    fn overlong_host_property_names_are_left_out_not_fatal() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        write_host_property(&mut w, "snps,gfladj-refclk-lpm-sel-quirk", &[]).unwrap();
+        write_host_property(&mut w, "ok-name", &[1, 2, 3, 4]).unwrap();
+        // A short name the writer refuses is still an error: that is a broken tree.
+        assert!(write_host_property(&mut w, "bad name", &[]).is_err());
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let root = fdt.find_node("/").unwrap();
+        assert!(prop(&root, "ok-name").is_some());
+        assert_eq!(root.properties().count(), 1);
     }
 
     #[test]
