@@ -52,6 +52,9 @@ const NOT_BY_DEFAULT: &[&str] = &["uboot-linux"];
 #[path = "issue3_tests.rs"]
 mod issue3;
 
+#[path = "board_tests.rs"]
+pub mod boards;
+
 /// Runs the selected tests; returns whether all passed. Prints `PASS name` / `FAIL name: why`
 /// per test and a final `N passed, M failed` line.
 pub fn run_all(options: &TestOptions) -> Result<bool, String> {
@@ -59,6 +62,7 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
     let selected: Vec<&str> = TESTS
         .iter()
         .chain(issue3::TESTS)
+        .chain(boards::TESTS)
         .copied()
         .filter(|name| match filter {
             None => !NOT_BY_DEFAULT.contains(name),
@@ -97,6 +101,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             "uboot-linux" => context.uboot_linux(),
             "config-minimal" => context.config_minimal(),
             "pvtest" => context.pvtest(),
+            board if board.starts_with("board-") => {
+                boards::run(board, options.release, options.timeout)
+            }
             other => context.issue3_test(other),
         };
         match result {

@@ -61,7 +61,8 @@ Commands:
   help   This text (also --help, -h).
 
 Options:
-  --platform P     board to build for (default qemu-virt; known: qemu-virt)
+  --platform P     board to build for and boot (default qemu-virt; known: qemu-virt,
+                   raspi4b, zcu102, imx8mp: QEMU's models of those boards, docs/boards.md)
   --config FILE    a TOML description of the domains (docs/config.md; examples/*.toml)
   --gic 2|3        GIC version of the QEMU machine (default 3)
   --release        build Mica with the release profile
