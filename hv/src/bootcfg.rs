@@ -809,6 +809,8 @@ pub enum Unassignable {
     PciHostBridge,
     /// Its registers share a page with this node, marked `xen,passthrough` for a domU.
     SharesPageWithDomuDevice(String),
+    /// Its registers overlap a device Mica keeps for itself (its console UART).
+    OverlapsMicaDevice(String),
 }
 
 impl fmt::Display for Unassignable {
@@ -820,6 +822,9 @@ impl fmt::Display for Unassignable {
             ),
             Self::Interrupts => f.write_str("its interrupts are not GIC SPIs Mica can route"),
             Self::PciHostBridge => f.write_str("PCI host bridges are not passed through yet"),
+            Self::OverlapsMicaDevice(p) => {
+                write!(f, "its registers overlap {p}, which Mica keeps for itself")
+            }
             Self::SharesPageWithDomuDevice(p) => {
                 write!(
                     f,
@@ -834,10 +839,11 @@ impl fmt::Display for Unassignable {
 pub type HostDevices = (Vec<HostDevice>, Vec<(String, Unassignable)>);
 
 /// Every enabled device node with `reg` directly under a plain bus (root or `simple-bus`),
-/// except the GIC, memory, CPUs, the nodes named in `exclude` (Mica's own devices) and the
-/// nodes marked `xen,passthrough` (they belong to domUs). Devices with a `reg` above
-/// `ipa_limit`, undecodable interrupts, or registers in a page of a `xen,passthrough` node
-/// come back in the second list with the reason.
+/// except the GIC, memory, CPUs, the buses themselves (their devices are looked at one by
+/// one), the nodes named in `exclude` (Mica's own devices) and the nodes marked
+/// `xen,passthrough` (they belong to domUs). Devices with a `reg` above `ipa_limit`,
+/// undecodable interrupts, registers over an excluded node's, or registers in a page of a
+/// `xen,passthrough` node come back in the second list with the reason.
 pub fn host_devices(
     dtb: &[u8],
     exclude: &[&str],
@@ -863,11 +869,31 @@ pub fn host_devices(
                 })
         })
         .collect();
+    // Pages of Mica's own devices: a bus window around them must not reach dom0 either.
+    let mica_pages: Vec<(u64, u64, &str)> = (1..t.nodes.len())
+        .filter(|&i| exclude.contains(&t.nodes[i].path.as_str()))
+        .flat_map(|i| {
+            let path = t.nodes[i].path.as_str();
+            t.reg_ranges(i)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |r| {
+                    let start = r.start.align_down(PAGE_SIZE).raw();
+                    let end = r.end().checked_align_up(PAGE_SIZE)?.raw();
+                    Some((start, end, path))
+                })
+        })
+        .collect();
     for i in 1..t.nodes.len() {
         let Some(parent) = t.nodes[i].parent else {
             continue;
         };
         let on_bus = parent == 0 || t.is_compatible(parent, "simple-bus");
+        // A bus with its own `reg` (the i.MX AIPS buses) spans all its devices, Mica's
+        // UART among them: only the devices on it are candidates.
+        if t.is_compatible(i, "simple-bus") && t.children(i).next().is_some() {
+            continue;
+        }
         let name = t.base_name(i);
         let path = t.nodes[i].path.as_str();
         let disabled = t
@@ -893,6 +919,17 @@ pub fn host_devices(
         };
         if let Some(r) = regs.iter().find(|r| r.end().raw() > ipa_limit) {
             refused.push((path.to_string(), Unassignable::AboveLimit(r.end().raw())));
+            continue;
+        }
+        let over_mica = mica_pages.iter().find(|&&(start, end, _)| {
+            regs.iter()
+                .any(|r| r.start.raw() < end && start < r.end().raw())
+        });
+        if let Some(&(_, _, mica)) = over_mica {
+            refused.push((
+                path.to_string(),
+                Unassignable::OverlapsMicaDevice(mica.to_string()),
+            ));
             continue;
         }
         let shared = domu_pages.iter().find(|&&(start, end, _)| {

@@ -516,8 +516,11 @@ impl Dom0Writer<'_, '_, '_> {
         };
         // Nodes marked for a domU are hidden even if asked to be kept (as Xen does).
         let for_domu = t.has(i, "xen,passthrough");
+        // A bus with registers of its own stays: hiding it would hide every device on it.
+        let is_bus = t.is_compatible(i, "simple-bus") && t.children(i).next().is_some();
         let is_device = i != 0
             && t.has(i, "reg")
+            && !is_bus
             && !self.is_gic(i)
             && !under_special
             && (for_domu || !self.spec.keep_devices.contains(&path));
@@ -903,6 +906,94 @@ mod tests {
         let root = fdt.find_node("/").unwrap();
         assert!(prop(&root, "ok-name").is_some());
         assert_eq!(root.properties().count(), 1);
+    }
+
+    /// An i.MX 8M Plus shaped tree: the console UART on an AIPS bus that has a `reg` of its
+    /// own spanning all its devices, plus a device whose registers overlap the UART's.
+    fn imx_like() -> Vec<u8> {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let m = w.begin_node("memory@40000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x8000_0000])
+            .unwrap();
+        w.end_node(m).unwrap();
+        let soc = w.begin_node("soc@0").unwrap();
+        w.property_string("compatible", "simple-bus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_array_u32("ranges", &[0, 0, 0, 0x3e00_0000])
+            .unwrap();
+        let bus = w.begin_node("bus@30800000").unwrap();
+        w.property_string_list(
+            "compatible",
+            vec!["fsl,aips-bus".into(), "simple-bus".into()],
+        )
+        .unwrap();
+        w.property_array_u32("reg", &[0x3080_0000, 0x40_0000])
+            .unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_null("ranges").unwrap();
+        for (name, reg) in [
+            ("spi@30820000", [0x3082_0000u32, 0x1_0000]),
+            ("serial@30890000", [0x3089_0000, 0x1_0000]),
+            ("odd@30898000", [0x3089_8000, 0x1000]),
+        ] {
+            let n = w.begin_node(name).unwrap();
+            w.property_string("compatible", "acme,device").unwrap();
+            w.property_array_u32("reg", &reg).unwrap();
+            w.property_array_u32("interrupts", &[0, 0x1b, 4]).unwrap();
+            w.end_node(n).unwrap();
+        }
+        w.end_node(bus).unwrap();
+        w.end_node(soc).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn a_bus_with_registers_is_not_a_device() {
+        const UART: &str = "/soc@0/bus@30800000/serial@30890000";
+        let dtb = imx_like();
+        let (ok, refused) = bootcfg::host_devices(&dtb, &[UART], 1 << 40).unwrap();
+        let paths: Vec<&str> = ok.iter().map(|d| d.path.as_str()).collect();
+        // Neither the bus window (which would map Mica's UART into dom0) nor the UART.
+        assert_eq!(paths, ["/soc@0/bus@30800000/spi@30820000"]);
+        assert_eq!(
+            refused,
+            [(
+                "/soc@0/bus@30800000/odd@30898000".into(),
+                bootcfg::Unassignable::OverlapsMicaDevice(UART.into())
+            )]
+        );
+        // In dom0's tree the bus stays enabled, so the emulated UART on it is found.
+        let spec = Dom0Fdt {
+            ram: vec![hr(0x4000_0000, 0x2000_0000)],
+            vcpu_mpidrs: vec![0],
+            bootargs: None,
+            initrd: None,
+            uart_path: Some(UART),
+            keep_devices: &paths,
+            hypervisor: None,
+        };
+        let out = rewrite_dom0_fdt(&dtb, &spec).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        let status = |p: &str| {
+            let n = fdt.find_node(p).unwrap();
+            prop(&n, "status").map(|v| text(v)[0])
+        };
+        assert_eq!(status("/soc@0/bus@30800000"), None);
+        assert_eq!(status(UART), Some("okay"));
+        assert_eq!(status("/soc@0/bus@30800000/spi@30820000"), None);
+        assert_eq!(status("/soc@0/bus@30800000/odd@30898000"), Some("disabled"));
+        let uart = fdt.find_node(UART).unwrap();
+        assert_eq!(text(prop(&uart, "compatible").unwrap()), ["arm,sbsa-uart"]);
+        // No psci node on the host: dom0 gets one for its vCPUs.
+        let psci = fdt.find_node("/psci").unwrap();
+        assert_eq!(text(prop(&psci, "method").unwrap()), ["hvc"]);
     }
 
     #[test]
