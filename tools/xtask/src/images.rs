@@ -36,6 +36,9 @@ pub struct Platform {
     /// More QEMU options: the serial ports that put the console UART on stdio (default:
     /// QEMU's first serial port), no audio backend for boards that model a sound device.
     pub extra_args: &'static [&'static str],
+    /// The initial domain's console device: Mica's emulated UART sits at the board UART's
+    /// address, and Linux numbers it by the board tree's `serialN` alias for that node.
+    pub dom0_console: &'static str,
 }
 
 pub const PLATFORMS: &[Platform] = &[
@@ -52,6 +55,7 @@ pub const PLATFORMS: &[Platform] = &[
         mem_mib: None,
         board_dtb: None,
         extra_args: &[],
+        dom0_console: "ttyAMA0",
     },
     // Raspberry Pi 4 B: QEMU enters at EL2 with the secondaries in a spin table; GIC-400.
     Platform {
@@ -67,6 +71,7 @@ pub const PLATFORMS: &[Platform] = &[
         mem_mib: Some(2048),
         board_dtb: Some("broadcom/bcm2711-rpi-4-b.dtb"),
         extra_args: &[],
+        dom0_console: "ttyAMA0",
     },
     // Xilinx ZCU102 (ZynqMP): EL2 with `virtualization=on`, PSCI over SMC, GIC-400, Cadence UART.
     Platform {
@@ -82,6 +87,7 @@ pub const PLATFORMS: &[Platform] = &[
         mem_mib: Some(2048),
         board_dtb: Some("xilinx/zynqmp-zcu102-rev1.0.dtb"),
         extra_args: &["-audio", "none"],
+        dom0_console: "ttyAMA0",
     },
     // NXP i.MX 8M Plus EVK: EL2 (the A53s have EL2 and EL3; QEMU starts a kernel at EL2), PSCI
     // over SMC, GICv3, i.MX UART; the console is UART2, QEMU's second serial port.
@@ -98,6 +104,7 @@ pub const PLATFORMS: &[Platform] = &[
         mem_mib: Some(2048),
         board_dtb: Some("freescale/imx8mp-evk.dtb"),
         extra_args: &["-serial", "null", "-serial", "mon:stdio"],
+        dom0_console: "ttyAMA1",
     },
 ];
 
