@@ -240,7 +240,11 @@ fn qemu_version(text: &str) -> Option<(u32, u32, u32)> {
         .take_while(|c| c.is_ascii_digit() || *c == '.')
         .collect();
     let mut parts = number.split('.').map(|p| p.parse::<u32>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 fn has_machine(list: &str, machine: &str) -> bool {
