@@ -10,7 +10,7 @@ use crate::suites::{self, find_line, hello, Dom0Mode, Hypervisor};
 use crate::util::{cargo, repo_root, say, target_dir};
 
 /// Crates with host unit tests (the others are bare-metal).
-const UNIT_TEST_CRATES: &[&str] = &["mica-hv", "mica-guest-abi", "xtask"];
+const UNIT_TEST_CRATES: &[&str] = &["mica-hv", "mica-guest-abi", "mica-platforms", "xtask"];
 
 /// TCG on two host cores boots three Linux kernels slowly.
 pub const LINUX_DOM0LESS_TIMEOUT: Duration = Duration::from_secs(600);

@@ -50,10 +50,13 @@ Commands:
       boot.cmd and boot.scr (needs mkimage from u-boot-tools) which loads each file at its
       computed address and runs `booti`. Copy the directory to a FAT partition U-Boot reads.
   test   [--filter NAME] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
-      Host unit tests (unit: mica-hv, mica-guest-abi, xtask), then QEMU boot tests with
+      Host unit tests (unit: mica-hv, mica-guest-abi, mica-platforms, xtask), then QEMU boot tests with
       serial logs in target/test-logs/<test>.log: linux-dom0less (600 s), trapcheck (120 s),
       uboot-linux (the linux-dom0less scenario booted through U-Boot, 600 s), config-minimal
-      (`run --config examples/minimal.toml`, 300 s); --timeout overrides.
+      (`run --config examples/minimal.toml`, 300 s), board-raspi4b and board-zcu102 (Linux
+      initial domain and the hello guest on QEMU's model of the board with its Debian device
+      tree, 480 s; board-imx8mp only when named: QEMU 10.0.2's model delivers no virtual
+      interrupts, docs/boards.md); --timeout overrides.
       Ends with the line `N passed, M failed`.
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
