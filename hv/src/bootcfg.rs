@@ -79,6 +79,9 @@ impl fmt::Display for BootCfgError {
 pub struct CpuInfo {
     /// Its MPIDR affinity value (the `reg` of its cpu node).
     pub mpidr: u64,
+    /// Where to write its entry point if it waits in a spin table (`enable-method =
+    /// "spin-table"`, `cpu-release-addr`: the Raspberry Pi 4); `None`: started with PSCI.
+    pub release_addr: Option<u64>,
 }
 
 /// How to call PSCI firmware.
@@ -589,6 +592,34 @@ fn decode_reg(v: &[u8], ac: u32, sc: u32) -> Option<Vec<(u64, u64)>> {
     Some(out)
 }
 
+/// `addr..addr+size` of a child bus mapped through one `ranges` property.
+fn map_through_ranges(
+    ranges: &[u8],
+    child_ac: u32,
+    parent_ac: u32,
+    sc: u32,
+    addr: u64,
+    size: u64,
+) -> Option<u64> {
+    if !(1..=2).contains(&child_ac) || !(1..=2).contains(&parent_ac) || !(1..=2).contains(&sc) {
+        return None;
+    }
+    let entry = 4 * (child_ac + parent_ac + sc) as usize;
+    if !ranges.len().is_multiple_of(entry) {
+        return None;
+    }
+    let end = addr.checked_add(size)?;
+    let mut it = u32_cells(ranges);
+    while let Some(child) = read_cells(&mut it, child_ac) {
+        let parent = read_cells(&mut it, parent_ac)?;
+        let len = read_cells(&mut it, sc)?;
+        if addr >= child && end <= child.checked_add(len)? {
+            return parent.checked_add(addr - child);
+        }
+    }
+    None
+}
+
 /// Decodes one GIC interrupt specifier (type, number, flags) into an INTID.
 fn gic_intid(kind: u32, num: u32) -> Option<u32> {
     match kind {
@@ -682,11 +713,34 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
         decode_reg(self.prop(i, "reg")?, ac, sc)
     }
 
+    /// A node's `reg` as CPU physical ranges: each address translated through the `ranges`
+    /// of every bus above it (the Raspberry Pi 4's `/soc` maps bus address 0x7e000000 to
+    /// 0xfe000000). A bus without `ranges`, or with an empty one, maps 1:1; an address no
+    /// `ranges` entry covers makes the whole `reg` unusable.
     pub(crate) fn reg_ranges(&self, i: usize) -> Option<Vec<HostRange>> {
         self.reg(i)?
             .into_iter()
-            .map(|(a, s)| HostRange::new(HostPhysAddr::new(a), s))
+            .map(|(a, s)| {
+                let a = self.translate(i, a, s)?;
+                HostRange::new(HostPhysAddr::new(a), s)
+            })
             .collect()
+    }
+
+    /// Translates `addr` (with `size` bytes after it) from the address space of node `i`'s
+    /// parent bus up to the root's.
+    fn translate(&self, i: usize, mut addr: u64, size: u64) -> Option<u64> {
+        let mut bus = self.nodes[i].parent?;
+        // Bounded by the tree depth: every step moves one level up.
+        while let Some(above) = self.nodes[bus].parent {
+            if let Some(ranges) = self.prop(bus, "ranges").filter(|v| !v.is_empty()) {
+                let (child_ac, sc) = self.cells_of(bus);
+                let (parent_ac, _) = self.cells_of(above);
+                addr = map_through_ranges(ranges, child_ac, parent_ac, sc, addr, size)?;
+            }
+            bus = above;
+        }
+        Some(addr)
     }
 
     /// A node by path; a component without a unit address matches any unit address.
@@ -755,6 +809,8 @@ pub enum Unassignable {
     PciHostBridge,
     /// Its registers share a page with this node, marked `xen,passthrough` for a domU.
     SharesPageWithDomuDevice(String),
+    /// Its registers overlap a device Mica keeps for itself (its console UART).
+    OverlapsMicaDevice(String),
 }
 
 impl fmt::Display for Unassignable {
@@ -766,6 +822,9 @@ impl fmt::Display for Unassignable {
             ),
             Self::Interrupts => f.write_str("its interrupts are not GIC SPIs Mica can route"),
             Self::PciHostBridge => f.write_str("PCI host bridges are not passed through yet"),
+            Self::OverlapsMicaDevice(p) => {
+                write!(f, "its registers overlap {p}, which Mica keeps for itself")
+            }
             Self::SharesPageWithDomuDevice(p) => {
                 write!(
                     f,
@@ -780,10 +839,11 @@ impl fmt::Display for Unassignable {
 pub type HostDevices = (Vec<HostDevice>, Vec<(String, Unassignable)>);
 
 /// Every enabled device node with `reg` directly under a plain bus (root or `simple-bus`),
-/// except the GIC, memory, CPUs, the nodes named in `exclude` (Mica's own devices) and the
-/// nodes marked `xen,passthrough` (they belong to domUs). Devices with a `reg` above
-/// `ipa_limit`, undecodable interrupts, or registers in a page of a `xen,passthrough` node
-/// come back in the second list with the reason.
+/// except the GIC, memory, CPUs, the buses themselves (their devices are looked at one by
+/// one), the nodes named in `exclude` (Mica's own devices) and the nodes marked
+/// `xen,passthrough` (they belong to domUs). Devices with a `reg` above `ipa_limit`,
+/// undecodable interrupts, registers over an excluded node's, or registers in a page of a
+/// `xen,passthrough` node come back in the second list with the reason.
 pub fn host_devices(
     dtb: &[u8],
     exclude: &[&str],
@@ -809,11 +869,31 @@ pub fn host_devices(
                 })
         })
         .collect();
+    // Pages of Mica's own devices: a bus window around them must not reach dom0 either.
+    let mica_pages: Vec<(u64, u64, &str)> = (1..t.nodes.len())
+        .filter(|&i| exclude.contains(&t.nodes[i].path.as_str()))
+        .flat_map(|i| {
+            let path = t.nodes[i].path.as_str();
+            t.reg_ranges(i)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |r| {
+                    let start = r.start.align_down(PAGE_SIZE).raw();
+                    let end = r.end().checked_align_up(PAGE_SIZE)?.raw();
+                    Some((start, end, path))
+                })
+        })
+        .collect();
     for i in 1..t.nodes.len() {
         let Some(parent) = t.nodes[i].parent else {
             continue;
         };
         let on_bus = parent == 0 || t.is_compatible(parent, "simple-bus");
+        // A bus with its own `reg` (the i.MX AIPS buses) spans all its devices, Mica's
+        // UART among them: only the devices on it are candidates.
+        if t.is_compatible(i, "simple-bus") && t.children(i).next().is_some() {
+            continue;
+        }
         let name = t.base_name(i);
         let path = t.nodes[i].path.as_str();
         let disabled = t
@@ -839,6 +919,17 @@ pub fn host_devices(
         };
         if let Some(r) = regs.iter().find(|r| r.end().raw() > ipa_limit) {
             refused.push((path.to_string(), Unassignable::AboveLimit(r.end().raw())));
+            continue;
+        }
+        let over_mica = mica_pages.iter().find(|&&(start, end, _)| {
+            regs.iter()
+                .any(|r| r.start.raw() < end && start < r.end().raw())
+        });
+        if let Some(&(_, _, mica)) = over_mica {
+            refused.push((
+                path.to_string(),
+                Unassignable::OverlapsMicaDevice(mica.to_string()),
+            ));
             continue;
         }
         let shared = domu_pages.iter().find(|&&(start, end, _)| {
@@ -1011,7 +1102,27 @@ fn parse_cpus(t: &Tree<'_, '_>, warnings: &mut Vec<String>) -> Result<Vec<CpuInf
             .filter(|v| v.len() >= 4 * ac as usize)
             .and_then(|v| read_cells(&mut u32_cells(v), ac));
         match mpidr {
-            Some(mpidr) => cpus.push(CpuInfo { mpidr }),
+            Some(mpidr) => {
+                let spin_table = t.prop(c, "enable-method").and_then(string) == Some("spin-table");
+                let release_addr = t
+                    .prop(c, "cpu-release-addr")
+                    .filter(|_| spin_table)
+                    .and_then(|v| match v.len() {
+                        4 => single_u32(v).map(u64::from),
+                        8 => be64(v, 0),
+                        _ => None,
+                    });
+                if spin_table && release_addr.is_none() {
+                    warnings.push(format!(
+                        "{}: spin-table without a usable cpu-release-addr",
+                        t.nodes[c].path
+                    ));
+                }
+                cpus.push(CpuInfo {
+                    mpidr,
+                    release_addr,
+                })
+            }
             None => warnings.push(format!("skipping {}: bad reg", t.nodes[c].path)),
         }
     }
@@ -1413,6 +1524,19 @@ fn parse_domains(
 
 // ---------------------------------------------------------------------------------------------
 
+/// The console UART alone, found as [`parse`] finds it (`stdout-path`, then `dtuart=`,
+/// then the `serial0` alias), for printing before the rest of the tree is read. `dtb` must
+/// have passed [`validate`].
+pub fn console_uart(dtb: &[u8]) -> Option<UartInfo> {
+    let fdt = Fdt::new(dtb).ok()?;
+    let t = Tree::build(&fdt).ok()?;
+    let bootargs = t
+        .find("/chosen")
+        .and_then(|c| t.prop(c, "xen,xen-bootargs"))
+        .and_then(string);
+    parse_uart(&t, &cmdline::parse(bootargs.unwrap_or("")))
+}
+
 /// Parses the host device tree. `mica_reserved` lists memory no boot module may overlap:
 /// Mica's own image and the DTB itself.
 pub fn parse(dtb: &[u8], mica_reserved: &[HostRange]) -> Result<HostInfo, BootCfgError> {
@@ -1805,7 +1929,19 @@ mod tests {
         let dtb_range = hr(0x4800_0000, FIXTURE.len() as u64);
         let info = parse(FIXTURE, &[MICA[0], dtb_range]).unwrap();
         assert_eq!(info.memory, vec![hr(0x4000_0000, 0x8000_0000)]);
-        assert_eq!(info.cpus, vec![CpuInfo { mpidr: 0 }, CpuInfo { mpidr: 1 }]);
+        assert_eq!(
+            info.cpus,
+            vec![
+                CpuInfo {
+                    mpidr: 0,
+                    release_addr: None
+                },
+                CpuInfo {
+                    mpidr: 1,
+                    release_addr: None
+                }
+            ]
+        );
         assert_eq!(info.psci, Some(PsciConduit::Smc));
         assert_eq!(info.root_compatible, ["linux,dummy-virt"]);
         let g = &info.gic;
@@ -2323,7 +2459,13 @@ mod tests {
         assert_eq!(info.gic.hyp_if, Some(hr(0x2c00_4000, 0x2000)));
         assert_eq!(info.gic.vcpu_if, Some(hr(0x2c00_6000, 0x2000)));
         assert_eq!(info.gic.maintenance_intid, Some(25));
-        assert_eq!(info.cpus, vec![CpuInfo { mpidr: 0x100 }]);
+        assert_eq!(
+            info.cpus,
+            vec![CpuInfo {
+                mpidr: 0x100,
+                release_addr: None
+            }]
+        );
         assert_eq!(info.timer.flags, [0xf08; 4]);
         assert_eq!(info.psci, None);
         assert!(info.domains.is_empty());
@@ -2401,5 +2543,148 @@ mod tests {
             }
             let _ = parse(&dtb, &MICA);
         }
+    }
+
+    /// A Raspberry Pi 4 shaped tree: peripherals behind `/soc` with bus addresses,
+    /// spin-table CPUs, a GIC-400 on the bus.
+    fn rpi4_like(soc_ranges: &[u32]) -> Vec<u8> {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_u32("interrupt-parent", 1).unwrap();
+        w.property_string_list("compatible", s(&["raspberrypi,4-model-b", "brcm,bcm2711"]))
+            .unwrap();
+        let n = w.begin_node("memory@0").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u32("reg", &[0, 0, 0x4000_0000]).unwrap();
+        w.end_node(n).unwrap();
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        for (i, release) in [(0u32, 0xd8u32), (1, 0xe0)] {
+            let c = w.begin_node(&format!("cpu@{i}")).unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.property_u32("reg", i).unwrap();
+            w.property_string("enable-method", "spin-table").unwrap();
+            w.property_array_u32("cpu-release-addr", &[0, release])
+                .unwrap();
+            w.end_node(c).unwrap();
+        }
+        // A spin-table CPU whose release address is missing is noted.
+        let c = w.begin_node("cpu@2").unwrap();
+        w.property_string("device_type", "cpu").unwrap();
+        w.property_u32("reg", 2).unwrap();
+        w.property_string("enable-method", "spin-table").unwrap();
+        w.end_node(c).unwrap();
+        w.end_node(cpus).unwrap();
+        let t = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32(
+            "interrupts",
+            &[1, 13, 0xf08, 1, 14, 0xf08, 1, 11, 0xf08, 1, 10, 0xf08],
+        )
+        .unwrap();
+        w.end_node(t).unwrap();
+        let soc = w.begin_node("soc").unwrap();
+        w.property_string("compatible", "simple-bus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_array_u32("ranges", soc_ranges).unwrap();
+        let u = w.begin_node("serial@7e201000").unwrap();
+        w.property_string_list("compatible", s(&["arm,pl011", "arm,primecell"]))
+            .unwrap();
+        w.property_array_u32("reg", &[0x7e20_1000, 0x200]).unwrap();
+        w.property_array_u32("interrupts", &[0, 0x79, 4]).unwrap();
+        w.end_node(u).unwrap();
+        let g = w.begin_node("interrupt-controller@40041000").unwrap();
+        w.property_null("interrupt-controller").unwrap();
+        w.property_string("compatible", "arm,gic-400").unwrap();
+        w.property_array_u32(
+            "reg",
+            &[
+                0x4004_1000,
+                0x1000,
+                0x4004_2000,
+                0x2000,
+                0x4004_4000,
+                0x2000,
+                0x4004_6000,
+                0x2000,
+            ],
+        )
+        .unwrap();
+        w.property_array_u32("interrupts", &[1, 9, 0xf04]).unwrap();
+        w.property_u32("phandle", 1).unwrap();
+        w.end_node(g).unwrap();
+        w.end_node(soc).unwrap();
+        let ch = w.begin_node("chosen").unwrap();
+        w.property_string("stdout-path", "/soc/serial@7e201000")
+            .unwrap();
+        w.end_node(ch).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    const RPI4_SOC_RANGES: &[u32] = &[
+        0x7e00_0000,
+        0,
+        0xfe00_0000,
+        0x180_0000,
+        0x4000_0000,
+        0,
+        0xff80_0000,
+        0x80_0000,
+    ];
+
+    #[test]
+    fn bus_addresses_are_translated_through_ranges() {
+        let dtb = rpi4_like(RPI4_SOC_RANGES);
+        let info = parse(&dtb, &[]).unwrap();
+        let uart = info.uart.unwrap();
+        assert_eq!(uart.base, hr(0xfe20_1000, 0x200));
+        assert_eq!(uart.intid, Some(32 + 0x79));
+        assert_eq!(info.gic.dist, hr(0xff84_1000, 0x1000));
+        assert_eq!(info.gic.cpu_if, Some(hr(0xff84_2000, 0x2000)));
+        assert_eq!(info.gic.vcpu_if, Some(hr(0xff84_6000, 0x2000)));
+        assert_eq!(console_uart(&dtb).unwrap().base, hr(0xfe20_1000, 0x200));
+        // The devices dom0 would get are at CPU addresses too.
+        let (devices, _) = host_devices(&dtb, &[], 1 << 40).unwrap();
+        let serial = devices.iter().find(|d| d.path == "/soc/serial@7e201000");
+        assert_eq!(serial.unwrap().regs, vec![hr(0xfe20_1000, 0x200)]);
+    }
+
+    #[test]
+    fn addresses_outside_every_range_are_unusable() {
+        // The UART's bus address is in no window: no console, and no GIC either.
+        let dtb = rpi4_like(&[0x1000_0000, 0, 0x1000_0000, 0x1000]);
+        assert!(console_uart(&dtb).is_none());
+        assert!(parse(&dtb, &[]).is_err());
+        // A window too small for the whole register block does not count.
+        let dtb = rpi4_like(&[
+            0x7e20_1000,
+            0,
+            0xfe20_1000,
+            0x100,
+            0x4000_0000,
+            0,
+            0xff80_0000,
+            0x80_0000,
+        ]);
+        assert!(console_uart(&dtb).is_none());
+        // Malformed ranges (not a whole number of entries) are refused, not misread.
+        let dtb = rpi4_like(&[0x7e00_0000, 0, 0xfe00_0000]);
+        assert!(console_uart(&dtb).is_none());
+    }
+
+    #[test]
+    fn spin_table_cpus_keep_their_release_address() {
+        let info = parse(&rpi4_like(RPI4_SOC_RANGES), &[]).unwrap();
+        let release: Vec<Option<u64>> = info.cpus.iter().map(|c| c.release_addr).collect();
+        assert_eq!(release, vec![Some(0xd8), Some(0xe0), None]);
+        assert!(info
+            .warnings
+            .iter()
+            .any(|w| w.contains("cpu@2") && w.contains("cpu-release-addr")));
     }
 }

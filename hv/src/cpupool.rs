@@ -1209,7 +1209,10 @@ mod tests {
     fn cpus() -> Vec<CpuInfo> {
         [0, 1, 0x100, 0x101]
             .into_iter()
-            .map(|mpidr| CpuInfo { mpidr })
+            .map(|mpidr| CpuInfo {
+                mpidr,
+                release_addr: None,
+            })
             .collect()
     }
 

@@ -344,6 +344,20 @@ pub struct Dom0Fdt<'a> {
     pub hypervisor: Option<HypervisorNode>,
 }
 
+/// Copies one host property. Linux's trees use a few names longer than the 31 characters
+/// the devicetree specification allows (ZynqMP's and i.MX 8M Plus's DWC3 USB
+/// `snps,...-quirk` flags), which the writer refuses: those are left out of dom0's tree
+/// rather than failing dom0 (they tune USB controllers, which dom0 then runs without).
+fn write_host_property(w: &mut FdtWriter, name: &str, value: &[u8]) -> Result<()> {
+    match w.property(name, value) {
+        Err(vm_fdt::Error::InvalidPropertyName) if name.len() > DT_PROPERTY_NAME_MAX => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// The devicetree specification's longest property name.
+const DT_PROPERTY_NAME_MAX: usize = 31;
+
 /// Encodes `value` in `cells` 32-bit cells (1 or 2).
 fn push_cells(out: &mut Vec<u8>, value: u64, cells: u32) -> Result<()> {
     match cells {
@@ -396,7 +410,16 @@ impl Dom0Writer<'_, '_, '_> {
     fn copy_props(&mut self, i: usize, skip: &[&str]) -> Result<()> {
         for p in self.t.nodes[i].node.properties() {
             if !skip.contains(&p.name) {
-                self.w.property(p.name, p.value)?;
+                write_host_property(&mut self.w, p.name, p.value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_only(&mut self, i: usize, keep: &[&str]) -> Result<()> {
+        for p in self.t.nodes[i].node.properties() {
+            if keep.contains(&p.name) {
+                write_host_property(&mut self.w, p.name, p.value)?;
             }
         }
         Ok(())
@@ -493,8 +516,11 @@ impl Dom0Writer<'_, '_, '_> {
         };
         // Nodes marked for a domU are hidden even if asked to be kept (as Xen does).
         let for_domu = t.has(i, "xen,passthrough");
+        // A bus with registers of its own stays: hiding it would hide every device on it.
+        let is_bus = t.is_compatible(i, "simple-bus") && t.children(i).next().is_some();
         let is_device = i != 0
             && t.has(i, "reg")
+            && !is_bus
             && !self.is_gic(i)
             && !under_special
             && (for_domu || !self.spec.keep_devices.contains(&path));
@@ -502,8 +528,16 @@ impl Dom0Writer<'_, '_, '_> {
             self.copy_props(i, &["method"])?;
             self.w.property_string("method", "hvc")?;
         } else if is_uart && !for_domu {
-            self.copy_props(i, &["status"])?;
+            // Mica emulates an SBSA UART (a PL011 subset) at the host UART's address,
+            // whatever the board's own UART is (Cadence, i.MX, or a PL011 whose clocks come
+            // from firmware dom0 cannot reach): keep only where it is and how it interrupts.
+            self.copy_only(i, &["reg", "interrupts", "interrupt-parent", "phandle"])?;
+            self.w.property_string("compatible", "arm,sbsa-uart")?;
+            self.w.property_u32("current-speed", 115_200)?;
             self.w.property_string("status", "okay")?;
+            // Children (a Bluetooth chip on the Pi's UART) belong to the physical line.
+            self.w.end_node(n)?;
+            return Ok(());
         } else if is_device {
             self.copy_props(i, &["status"])?;
             self.w.property_string("status", "disabled")?;
@@ -524,6 +558,13 @@ impl Dom0Writer<'_, '_, '_> {
             }
             // A host tree without memory or /chosen nodes still gets dom0's.
             self.write_memory()?;
+            // dom0's vCPUs start through Mica's PSCI even where the host uses a spin table
+            // (Raspberry Pi 4) and so has no psci node.
+            let has_psci = (1..t.nodes.len())
+                .any(|k| t.compatible(k).iter().any(|c| c.starts_with("arm,psci")));
+            if !has_psci {
+                write_psci(&mut self.w)?;
+            }
             if t.find("/chosen").is_none() {
                 let initrd = self.spec.initrd.map(|r| (r.start.raw(), r.end().raw()));
                 write_chosen(&mut self.w, self.spec.bootargs, initrd, self.spec.uart_path)?;
@@ -825,6 +866,134 @@ mod tests {
             keep_devices: &["/virtio_mmio@a000000"],
             hypervisor: None,
         }
+    }
+
+    #[test]
+    fn dom0_uart_is_the_emulated_sbsa_uart_whatever_the_host_has() {
+        let dtb = rewrite_dom0_fdt(FIXTURE, &dom0_spec()).unwrap();
+        let fdt = Fdt::new(&dtb).unwrap();
+        let host = Fdt::new(FIXTURE).unwrap();
+        let uart = fdt.find_node("/pl011@9000000").unwrap();
+        let host_uart = host.find_node("/pl011@9000000").unwrap();
+        assert_eq!(text(prop(&uart, "compatible").unwrap()), ["arm,sbsa-uart"]);
+        assert_eq!(prop(&uart, "reg"), prop(&host_uart, "reg"));
+        assert_eq!(prop(&uart, "interrupts"), prop(&host_uart, "interrupts"));
+        assert_eq!(u32s(prop(&uart, "current-speed").unwrap()), [115_200]);
+        // The host's clocks (firmware-provided on a Pi) are not dom0's business.
+        assert!(prop(&uart, "clocks").is_none());
+        assert!(prop(&uart, "clock-names").is_none());
+        assert_eq!(text(prop(&uart, "status").unwrap()), ["okay"]);
+        // The fixture has a psci node: it is kept (with dom0's conduit), not doubled.
+        let psci: Vec<_> = fdt
+            .all_nodes()
+            .filter(|n| n.name.starts_with("psci"))
+            .collect();
+        assert_eq!(psci.len(), 1);
+        assert_eq!(text(prop(&psci[0], "method").unwrap()), ["hvc"]);
+    }
+
+    #[test]
+    fn overlong_host_property_names_are_left_out_not_fatal() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        write_host_property(&mut w, "snps,gfladj-refclk-lpm-sel-quirk", &[]).unwrap();
+        write_host_property(&mut w, "ok-name", &[1, 2, 3, 4]).unwrap();
+        // A short name the writer refuses is still an error: that is a broken tree.
+        assert!(write_host_property(&mut w, "bad name", &[]).is_err());
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let root = fdt.find_node("/").unwrap();
+        assert!(prop(&root, "ok-name").is_some());
+        assert_eq!(root.properties().count(), 1);
+    }
+
+    /// An i.MX 8M Plus shaped tree: the console UART on an AIPS bus that has a `reg` of its
+    /// own spanning all its devices, plus a device whose registers overlap the UART's.
+    fn imx_like() -> Vec<u8> {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let m = w.begin_node("memory@40000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x8000_0000])
+            .unwrap();
+        w.end_node(m).unwrap();
+        let soc = w.begin_node("soc@0").unwrap();
+        w.property_string("compatible", "simple-bus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_array_u32("ranges", &[0, 0, 0, 0x3e00_0000])
+            .unwrap();
+        let bus = w.begin_node("bus@30800000").unwrap();
+        w.property_string_list(
+            "compatible",
+            vec!["fsl,aips-bus".into(), "simple-bus".into()],
+        )
+        .unwrap();
+        w.property_array_u32("reg", &[0x3080_0000, 0x40_0000])
+            .unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_null("ranges").unwrap();
+        for (name, reg) in [
+            ("spi@30820000", [0x3082_0000u32, 0x1_0000]),
+            ("serial@30890000", [0x3089_0000, 0x1_0000]),
+            ("odd@30898000", [0x3089_8000, 0x1000]),
+        ] {
+            let n = w.begin_node(name).unwrap();
+            w.property_string("compatible", "acme,device").unwrap();
+            w.property_array_u32("reg", &reg).unwrap();
+            w.property_array_u32("interrupts", &[0, 0x1b, 4]).unwrap();
+            w.end_node(n).unwrap();
+        }
+        w.end_node(bus).unwrap();
+        w.end_node(soc).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn a_bus_with_registers_is_not_a_device() {
+        const UART: &str = "/soc@0/bus@30800000/serial@30890000";
+        let dtb = imx_like();
+        let (ok, refused) = bootcfg::host_devices(&dtb, &[UART], 1 << 40).unwrap();
+        let paths: Vec<&str> = ok.iter().map(|d| d.path.as_str()).collect();
+        // Neither the bus window (which would map Mica's UART into dom0) nor the UART.
+        assert_eq!(paths, ["/soc@0/bus@30800000/spi@30820000"]);
+        assert_eq!(
+            refused,
+            [(
+                "/soc@0/bus@30800000/odd@30898000".into(),
+                bootcfg::Unassignable::OverlapsMicaDevice(UART.into())
+            )]
+        );
+        // In dom0's tree the bus stays enabled, so the emulated UART on it is found.
+        let spec = Dom0Fdt {
+            ram: vec![hr(0x4000_0000, 0x2000_0000)],
+            vcpu_mpidrs: vec![0],
+            bootargs: None,
+            initrd: None,
+            uart_path: Some(UART),
+            keep_devices: &paths,
+            hypervisor: None,
+        };
+        let out = rewrite_dom0_fdt(&dtb, &spec).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        let status = |p: &str| {
+            let n = fdt.find_node(p).unwrap();
+            prop(&n, "status").map(|v| text(v)[0])
+        };
+        assert_eq!(status("/soc@0/bus@30800000"), None);
+        assert_eq!(status(UART), Some("okay"));
+        assert_eq!(status("/soc@0/bus@30800000/spi@30820000"), None);
+        assert_eq!(status("/soc@0/bus@30800000/odd@30898000"), Some("disabled"));
+        let uart = fdt.find_node(UART).unwrap();
+        assert_eq!(text(prop(&uart, "compatible").unwrap()), ["arm,sbsa-uart"]);
+        // No psci node on the host: dom0 gets one for its vCPUs.
+        let psci = fdt.find_node("/psci").unwrap();
+        assert_eq!(text(prop(&psci, "method").unwrap()), ["hvc"]);
     }
 
     #[test]

@@ -10,7 +10,13 @@ use crate::suites::{self, find_line, hello, Dom0Mode, Hypervisor};
 use crate::util::{cargo, repo_root, say, target_dir};
 
 /// Crates with host unit tests (the others are bare-metal).
-const UNIT_TEST_CRATES: &[&str] = &["mica-hv", "mica-guest-abi", "mica-defmt-fmt", "xtask"];
+const UNIT_TEST_CRATES: &[&str] = &[
+    "mica-hv",
+    "mica-guest-abi",
+    "mica-defmt-fmt",
+    "mica-platforms",
+    "xtask",
+];
 
 /// TCG on two host cores boots three Linux kernels slowly.
 pub const LINUX_DOM0LESS_TIMEOUT: Duration = Duration::from_secs(600);
@@ -52,6 +58,9 @@ const NOT_BY_DEFAULT: &[&str] = &[];
 #[path = "issue3_tests.rs"]
 mod issue3;
 
+#[path = "board_tests.rs"]
+pub mod boards;
+
 /// Runs the selected tests; returns whether all passed. Prints `PASS name` / `FAIL name: why`
 /// per test and a final `N passed, M failed` line.
 pub fn run_all(options: &TestOptions) -> Result<bool, String> {
@@ -61,9 +70,10 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
         .chain(issue3::TESTS)
         .chain(crate::defmt_log::TESTS)
         .chain(crate::rt::TESTS)
+        .chain(boards::TESTS)
         .copied()
         .filter(|name| match filter {
-            None => !NOT_BY_DEFAULT.contains(name),
+            None => !NOT_BY_DEFAULT.contains(name) && !boards::OPT_IN.contains(name),
             Some(f) => name.contains(f),
         })
         .chain(
@@ -112,6 +122,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             rt if crate::rt::TESTS.contains(&rt) => context.hypervisor().and_then(|image| {
                 crate::rt::test(rt, options.platform, options.hypervisor, &image)
             }),
+            board if board.starts_with("board-") => {
+                boards::run(board, options.release, options.timeout)
+            }
             other => context.issue3_test(other),
         };
         match result {

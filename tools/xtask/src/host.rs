@@ -119,7 +119,7 @@ pub fn ensure_xen() -> Result<PathBuf, String> {
 }
 
 /// The versioned package `linux-image-cloud-arm64` depends on, e.g. `linux-image-6.1.0-56-cloud-arm64`.
-fn cloud_kernel_package() -> Result<String, String> {
+pub(crate) fn cloud_kernel_package() -> Result<String, String> {
     let query =
         || output(Command::new("apt-cache").args(["depends", "linux-image-cloud-arm64:arm64"]));
     let mut found = query().ok().and_then(|text| parse_kernel_dependency(&text));

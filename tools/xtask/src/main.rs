@@ -60,7 +60,8 @@ Commands:
   test   [--filter NAME] [--gic 2|3] [--release] [--timeout S] [--hypervisor mica|xen]
       Host unit tests, then QEMU boot tests with serial logs in
       target/test-logs/<test>.log. --filter runs the tests whose name contains NAME.
-        unit                      cargo test of mica-hv, mica-guest-abi, mica-defmt-fmt, xtask
+        unit                      cargo test of mica-hv, mica-guest-abi, mica-defmt-fmt,
+                                  mica-platforms, xtask
         linux-dom0less            Linux initial domain + two domUs reach init (600 s)
         linux-dom0less-other-gic  the same on the other GIC version than --gic
         trapcheck                 guest-kit trap checks: UART, PSCI, CPU_ON, timer,
@@ -78,6 +79,13 @@ Commands:
         many-domains-gicN         the initial domain and 7 domUs reach init (1200 s)
         domu-disk-gicN            a virtio disk passed through to a domU
         defmt-log                 trapcheck on the defmt build; Mica's lines decode
+        rt-null, rt-edf,          rtbench's timer lateness beside a hog under each policy;
+        rt-fixed-priority         (null pools, EDF, fixed priority)
+        rt-bad-params             bad RT parameters refuse that domain only
+        board-raspi4b,            Linux initial domain and the hello guest on QEMU's model
+        board-zcu102              of the board with its Debian device tree (480 s)
+        board-imx8mp              only when named: QEMU 10.0.2's model delivers no
+                                  virtual interrupts (docs/boards.md)
       --timeout overrides every test's own. Ends with the line `N passed, M failed`.
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
@@ -96,7 +104,8 @@ Commands:
   help   This text (also --help, -h, and --help after any command).
 
 Options:
-  --platform P     board to build for (default qemu-virt; known: qemu-virt)
+  --platform P     board to build for and boot (default qemu-virt; known: qemu-virt,
+                   raspi4b, zcu102, imx8mp: QEMU's models of those boards, docs/boards.md)
   --config FILE    a TOML description of the domains (docs/config.md; examples/*.toml)
   --gic 2|3        GIC version of the QEMU machine (default 3)
   --release        build Mica with the release profile

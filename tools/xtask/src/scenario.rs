@@ -90,15 +90,16 @@ pub struct PreparedBoot {
 
 impl Scenario {
     /// A scenario on `platform` with the default machine shape: cortex-a57, 2 CPUs, 2 GiB.
+    /// A board model keeps its own GIC, cores, CPU count and RAM size.
     pub fn new(platform: Platform, gic: u8, hypervisor_bootargs: &str) -> Self {
         Scenario {
             platform,
             domains: Vec::new(),
             hypervisor_bootargs: hypervisor_bootargs.to_string(),
-            gic,
-            cpu: "cortex-a57".into(),
-            smp: 2,
-            mem_mib: 2048,
+            gic: platform.fixed_gic.unwrap_or(gic),
+            cpu: platform.cpu.unwrap_or_default().into(),
+            smp: platform.smp.unwrap_or(2),
+            mem_mib: platform.mem_mib.unwrap_or(2048),
             chosen_properties: Vec::new(),
             dts_appendix: String::new(),
             firmware: None,
@@ -156,24 +157,28 @@ impl Scenario {
 
     /// `-M` value for QEMU.
     pub fn machine(&self) -> String {
-        format!(
-            "{},virtualization=on,gic-version={}",
-            self.platform.qemu_machine, self.gic
-        )
+        let mut machine = self.platform.qemu_machine.to_string();
+        if !self.platform.machine_props.is_empty() {
+            machine = format!("{machine},{}", self.platform.machine_props);
+        }
+        if self.platform.fixed_gic.is_none() {
+            machine = format!("{machine},gic-version={}", self.gic);
+        }
+        machine
     }
 
     /// The machine-shape arguments shared by every QEMU invocation of this scenario.
     pub fn machine_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "-M".into(),
-            self.machine(),
-            "-cpu".into(),
-            self.cpu.clone(),
+        let mut args = vec!["-M".into(), self.machine()];
+        if !self.cpu.is_empty() {
+            args.extend(["-cpu".into(), self.cpu.clone()]);
+        }
+        args.extend([
             "-smp".into(),
             self.smp.to_string(),
             "-m".into(),
             format!("{}M", self.mem_mib),
-        ];
+        ]);
         if let Some(firmware) = &self.firmware {
             args.push("-bios".into());
             args.push(firmware.display().to_string());
@@ -285,7 +290,9 @@ impl Scenario {
         let layout = self.layout(file_size(hypervisor)?, file_size)?;
         let dtb = self.write_dtb(&layout, work_dir)?;
         let mut args = self.machine_args();
-        args.extend(["-nographic", "-no-reboot", "-dtb"].map(String::from));
+        args.extend(["-nographic", "-no-reboot"].map(String::from));
+        args.extend(self.platform.extra_args.iter().map(|a| a.to_string()));
+        args.push("-dtb".into());
         args.push(dtb.display().to_string());
         args.push("-kernel".into());
         args.push(hypervisor.display().to_string());
@@ -311,6 +318,12 @@ impl Scenario {
         std::fs::create_dir_all(work_dir)
             .map_err(|e| format!("creating {}: {e}", work_dir.display()))?;
         let base_dtb = work_dir.join("base.dtb");
+        if self.platform.board_dtb.is_some() {
+            // A board model boots the board's own device tree, as the real board would.
+            let bytes = read_file(&crate::boot_tests::boards::board_dtb(&self.platform)?)?;
+            write_file(&base_dtb, &bytes)?;
+            return Ok(bytes);
+        }
         let mut dump = Command::new("qemu-system-aarch64");
         dump.arg("-M")
             .arg(format!(

@@ -80,12 +80,16 @@ pub fn linux_dom0less(
         hv_args = format!("{hv_args} {extra_hv_args}");
     }
     let mut scenario = Scenario::new(platform, gic, &hv_args);
+    // On a board whose console UART is `serial1` Mica's emulated UART is ttyAMA1.
+    let console = match hv {
+        Hypervisor::Mica => platform.dom0_console,
+        Hypervisor::Xen => hv.dom0_console(),
+    };
     let dom0_args = match dom0 {
-        Dom0Mode::Hold(seconds) => format!(
-            "console={} quiet panic=-1 who=dom0 HOLD={seconds}",
-            hv.dom0_console()
-        ),
-        Dom0Mode::Shell => format!("console={} panic=-1 who=dom0 shell=1", hv.dom0_console()),
+        Dom0Mode::Hold(seconds) => {
+            format!("console={console} quiet panic=-1 who=dom0 HOLD={seconds}")
+        }
+        Dom0Mode::Shell => format!("console={console} panic=-1 who=dom0 shell=1"),
     };
     let linux = |name: &str, bootargs: String, memory_mib: u64, cpus: u32, initial: bool| Domain {
         name: name.into(),

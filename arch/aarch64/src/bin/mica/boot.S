@@ -71,6 +71,15 @@ secondary_entry:
 6:  wfe
     b       6b
 
+// Entry of a secondary physical CPU released from a firmware spin table (Raspberry Pi 4):
+// the loop hands over no argument, so the logical index is the one the boot CPU published
+// in spin_table_cpu (cleaned to memory) before writing this CPU's release address.
+.global spin_table_entry
+spin_table_entry:
+    adrp    x0, spin_table_cpu
+    ldr     x0, [x0, :lo12:spin_table_cpu]
+    b       secondary_entry
+
 // sp = top of the stack of logical CPU x0. Clobbers x1, x2.
 set_boot_stack:
     adrp    x1, __stacks_bottom
@@ -80,6 +89,12 @@ set_boot_stack:
     add     x1, x1, x2
     mov     sp, x1
     ret
+
+.section .data.spin_table, "aw"
+.balign 64                           // a cache line of its own: cleaned alone
+.global spin_table_cpu
+spin_table_cpu:
+    .quad   0
 
 .section .bss.stacks, "aw", %nobits
 .balign 4096

@@ -31,7 +31,13 @@ static HOST: Once<HostInfo> = Once::new();
 unsafe extern "C" {
     static el2_vectors: u8;
     fn secondary_entry();
+    fn spin_table_entry();
+    /// The logical index the next spin-table CPU takes (boot.S).
+    static mut spin_table_cpu: u64;
 }
+
+/// Bytes the boot CPU cleans around a spin-table word (one cache line covers it).
+const SPIN_WORD_BYTES: usize = 8;
 
 /// Our MPIDR with only the affinity fields.
 fn my_mpidr() -> u64 {
@@ -122,6 +128,12 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
     for &r in reserved.iter().chain(&info.reserved) {
         frames.reserve(r);
     }
+    let board = mica_platforms::boards::find(info.root_compatible.iter().map(|s| s.as_str()));
+    for r in board.map(|b| b.firmware_reserved).unwrap_or_default() {
+        if let Some(range) = HostRange::new(HostPhysAddr::new(r.start), r.size) {
+            frames.reserve(range);
+        }
+    }
     for spec in info.domains.iter().flatten() {
         for m in [Some(spec.kernel), spec.ramdisk, spec.device_tree]
             .into_iter()
@@ -204,6 +216,21 @@ fn report_boot_notes(info: &HostInfo) {
             .map(|b| b.name)
             .unwrap_or("generic (device tree only)")
     );
+    if let Some(b) = board {
+        let spin_table = info.cpus.iter().any(|c| c.release_addr.is_some());
+        let expected = b.cpu_start == mica_platforms::boards::CpuStart::SpinTable;
+        if info.cpus.len() > 1 && spin_table != expected {
+            info!(
+                "note: {} normally starts its CPUs {}, but this device tree says otherwise",
+                b.name,
+                if expected {
+                    "from a spin table"
+                } else {
+                    "with PSCI"
+                }
+            );
+        }
+    }
     for u in &info.cmdline.unknown {
         info!("note: unknown option '{u}' on Mica's command line ignored");
     }
@@ -215,12 +242,36 @@ fn report_boot_notes(info: &HostInfo) {
     }
 }
 
+/// Releases the CPU waiting in a spin table at `release_addr` (ARM's booting protocol:
+/// write the entry point there, clean it to memory, wake the waiters with SEV). Its logical
+/// index `index` is published first, since the loop passes the CPU no argument.
+fn release_from_spin_table(release_addr: u64, index: usize) {
+    let published = &raw mut spin_table_cpu;
+    // SAFETY: boot.S reserves this word; only the boot CPU writes it, one release at a time
+    // (the previous CPU read it before marking itself online).
+    unsafe { published.write_volatile(index as u64) };
+    crate::cache::clean_to_poc(published as usize, SPIN_WORD_BYTES);
+    let entry = spin_table_entry as *const () as u64;
+    let slot = release_addr as *mut u64;
+    // SAFETY: `release_addr` comes from the host device tree's cpu-release-addr, a word of
+    // RAM kept out of the frame allocator (the firmware's /memreserve/ covers it) and
+    // identity-mapped by Mica; writing it is how the waiting CPU is meant to be released.
+    unsafe { slot.write_volatile(entry) };
+    crate::cache::clean_to_poc(release_addr as usize, SPIN_WORD_BYTES);
+    aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
+    aarch64_cpu::asm::sev();
+}
+
 fn start_secondaries(info: &HostInfo) {
-    let Some(conduit) = info.psci else {
-        info!("no PSCI in the device tree: running on the boot CPU only");
-        return;
-    };
-    firmware::init(conduit);
+    let spin_table = info.cpus.iter().any(|c| c.release_addr.is_some());
+    match info.psci {
+        Some(conduit) => firmware::init(conduit),
+        None if spin_table => {}
+        None => {
+            info!("no PSCI and no spin table in the device tree: running on the boot CPU only");
+            return;
+        }
+    }
     let (tables, len) = mmu::tables_range();
     crate::cache::clean_to_poc(tables, len);
     let me = my_mpidr();
@@ -235,7 +286,9 @@ fn start_secondaries(info: &HostInfo) {
         }
         PCPUS[next].host_index.store(host_index, Ordering::Relaxed);
         let entry = secondary_entry as *const () as u64;
-        if let Err(e) = firmware::cpu_on(cpu.mpidr, entry, next as u64) {
+        if let Some(release_addr) = cpu.release_addr {
+            release_from_spin_table(release_addr, next);
+        } else if let Err(e) = firmware::cpu_on(cpu.mpidr, entry, next as u64) {
             info!(
                 "CPU with MPIDR {:#x} did not start (PSCI error {e})",
                 cpu.mpidr

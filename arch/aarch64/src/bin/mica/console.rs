@@ -2,23 +2,23 @@
 //! domain's output (multiplexed and tagged by `mica_hv::console`).
 
 use core::fmt::{self, Write};
-use mica_platforms::uart::pl011::Pl011;
+use mica_platforms::uart::{Uart, UartKind};
 use spin::Mutex;
 
 /// The physical UART, once found.
-pub static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+pub static UART: Mutex<Option<Uart>> = Mutex::new(None);
 
-/// Takes over the PL011 at `base`.
+/// Takes over the UART of model `kind` at `base`.
 ///
 /// # Safety
-/// `base` must be a PL011 mapped as device memory in Mica's address space that nothing
-/// else drives.
-pub unsafe fn init_pl011(base: usize) {
+/// `base` must be a UART of that model, mapped as device memory in Mica's address space,
+/// that nothing else drives.
+pub unsafe fn init(kind: UartKind, base: usize) {
     // SAFETY: guaranteed by the caller.
-    *UART.lock() = Some(unsafe { Pl011::new(base) });
+    *UART.lock() = Some(unsafe { Uart::new(kind, base) });
 }
 
-struct UartWriter<'a>(&'a mut Pl011);
+struct UartWriter<'a>(&'a mut Uart);
 
 impl Write for UartWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {

@@ -81,12 +81,11 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     let console = dtb_clean
         .as_ref()
         .ok()
-        .and_then(|bytes| fdt::Fdt::new(bytes).ok())
-        .and_then(|fdt| boot_console::find_console(&fdt));
-    if let Some(base) = console {
-        // SAFETY: the stdout UART is mapped as device memory by the early map and Mica is
-        // the only software running.
-        unsafe { console::init_pl011(base as usize) };
+        .and_then(|bytes| boot_console::find_console(bytes));
+    if let Some((kind, base)) = console {
+        // SAFETY: the stdout UART is mapped as device memory by the early map, `kind` was
+        // matched from its compatible, and Mica is the only software running.
+        unsafe { console::init(kind, base as usize) };
     }
     if el != 2 {
         info!(
@@ -116,12 +115,14 @@ extern "C" fn secondary_main(cpu: usize) -> ! {
 mod boot;
 
 mod boot_console {
-    /// The base address of the UART named by `/chosen/stdout-path`, if Mica can drive it.
-    pub fn find_console(fdt: &fdt::Fdt<'_>) -> Option<u64> {
-        let node = fdt.chosen().stdout()?;
-        mica_platforms::uart::UartKind::from_compatible(node.compatible()?.all())?;
-        let reg = node.reg()?.next()?;
-        Some(reg.starting_address as u64)
+    use mica_platforms::uart::UartKind;
+
+    /// The model and CPU address of the console UART (`/chosen/stdout-path`, `dtuart=` or
+    /// `serial0`, bus addresses translated), if Mica can drive it.
+    pub fn find_console(dtb: &[u8]) -> Option<(UartKind, u64)> {
+        let uart = mica_hv::bootcfg::console_uart(dtb)?;
+        let kind = UartKind::from_compatible(uart.compatible.iter().map(|c| c.as_str()))?;
+        Some((kind, uart.base.start.raw()))
     }
 }
 

@@ -147,6 +147,25 @@ pub fn vcpu_interface() -> Option<HostRange> {
     host().vcpu_if
 }
 
+/// A GIC-400 wired with every 4 KiB page repeated over 64 KiB (Xilinx ZynqMP) describes its
+/// 8 KiB GICC and GICV frames as 128 KiB regions. The two pages are contiguous only at the
+/// last alias of the first page, 60 KiB in (as Linux's and Xen's GICv2 drivers find them).
+const ALIASED_FRAME_SIZE: u64 = 0x2_0000;
+const ALIASED_FRAME_OFFSET: u64 = 0xf000;
+/// The two pages of a GICv2 CPU interface frame.
+const GICV2_CPU_FRAME_SIZE: u64 = 0x2000;
+
+fn unalias_gic400_frame(frame: HostRange) -> HostRange {
+    if frame.size != ALIASED_FRAME_SIZE {
+        return frame;
+    }
+    frame
+        .start
+        .checked_add(ALIASED_FRAME_OFFSET)
+        .and_then(|start| HostRange::new(start, GICV2_CPU_FRAME_SIZE))
+        .unwrap_or(frame)
+}
+
 /// Sets up the distributor. Boot CPU, once.
 pub fn init(info: &GicInfo, boot_mpidr: u64) -> Result<(), &'static str> {
     let maintenance = info.maintenance_intid.unwrap_or(DEFAULT_MAINTENANCE);
@@ -166,7 +185,11 @@ pub fn init(info: &GicInfo, boot_mpidr: u64) -> Result<(), &'static str> {
             let (Some(cpu), Some(hyp), Some(_)) = (info.cpu_if, info.hyp_if, info.vcpu_if) else {
                 return Err("the GICv2 node lacks the GICC, GICH or GICV frame (no virtualization extensions)");
             };
-            v2::init(info.dist.start.raw(), cpu.start.raw(), hyp.start.raw());
+            v2::init(
+                info.dist.start.raw(),
+                unalias_gic400_frame(cpu).start.raw(),
+                hyp.start.raw(),
+            );
         }
     }
     VERSION_IS_V2.store(
@@ -175,7 +198,7 @@ pub fn init(info: &GicInfo, boot_mpidr: u64) -> Result<(), &'static str> {
     );
     HOST.call_once(|| Host {
         maintenance,
-        vcpu_if: info.vcpu_if,
+        vcpu_if: info.vcpu_if.map(unalias_gic400_frame),
     });
     Ok(())
 }
