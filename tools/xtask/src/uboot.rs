@@ -12,11 +12,13 @@ use crate::util::{file_size, on_path, output, run, say, write_file};
 
 const MIB: u64 = 1 << 20;
 const ALIGN: u64 = 2 * MIB;
-/// Distro boot loads `boot.scr` here (qemu_arm64's `scriptaddr`); nothing else may go there.
-pub const SCRIPT_ADDR: u64 = 0x4020_0000;
+/// Distro boot loads `boot.scr` this far into RAM (qemu_arm64's `scriptaddr` is RAM + 2 MiB);
+/// nothing else may go there.
+const SCRIPT_OFFSET: u64 = 2 * MIB;
 const SCRIPT_MAX: u64 = 2 * MIB;
-/// Mica is loaded at qemu_arm64's `kernel_addr_r`, 2 MiB aligned as `booti` wants.
-pub const HYPERVISOR_ADDR: u64 = 0x4040_0000;
+/// Mica is loaded this far into RAM (qemu_arm64's `kernel_addr_r`), 2 MiB aligned as
+/// `booti` wants; on every board, RAM base + 4 MiB.
+const HYPERVISOR_OFFSET: u64 = 4 * MIB;
 /// Room U-Boot may use after the device tree when it applies its fixups in place.
 const DTB_SLACK: u64 = 64 << 10;
 /// The top of RAM belongs to the relocated U-Boot (code, heap, stack): keep modules below.
@@ -54,12 +56,13 @@ pub fn plan(
 ) -> Result<Plan, String> {
     let platform = &scenario.platform;
     let ram_end = platform.ram_base + scenario.mem_mib * MIB;
+    let hypervisor_addr = platform.ram_base + HYPERVISOR_OFFSET;
     let hypervisor = Load {
         name: "mica.bin".into(),
-        addr: HYPERVISOR_ADDR,
+        addr: hypervisor_addr,
         size: hypervisor_size,
     };
-    let dtb_addr = (HYPERVISOR_ADDR + hypervisor_size).next_multiple_of(ALIGN);
+    let dtb_addr = (hypervisor_addr + hypervisor_size).next_multiple_of(ALIGN);
     let dtb = Load {
         name: "mica.dtb".into(),
         addr: dtb_addr,
@@ -83,7 +86,11 @@ pub fn plan(
     };
     // Computed above; now asserted, with U-Boot's own regions in the picture.
     let mut regions: Vec<(String, u64, u64)> = vec![
-        ("boot.scr".into(), SCRIPT_ADDR, SCRIPT_MAX),
+        (
+            "boot.scr".into(),
+            platform.ram_base + SCRIPT_OFFSET,
+            SCRIPT_MAX,
+        ),
         (
             "U-Boot".into(),
             ram_end.saturating_sub(UBOOT_RESERVE),
@@ -441,6 +448,23 @@ mod tests {
             device_tree: None,
         });
         s
+    }
+
+    #[test]
+    fn a_board_with_ram_at_zero_gets_mica_at_4_mib() {
+        let zcu102 = crate::images::platform("zcu102").unwrap();
+        let mut s = scenario();
+        s.platform = zcu102;
+        let layout = vec![DomainModules {
+            kernel: placement("/g/Image", zcu102.module_base, 30 << 20),
+            initrd: None,
+            device_tree: None,
+        }];
+        let names = module_names(&layout);
+        let plan = plan(&s, &layout, 3 << 20, 0x2000, &names).unwrap();
+        assert_eq!(plan.hypervisor.addr, 0x40_0000);
+        assert_eq!(plan.dtb.addr, 0x80_0000);
+        assert!(boot_script(&plan).ends_with("booti 0x400000 - 0x800000\n"));
     }
 
     #[test]
