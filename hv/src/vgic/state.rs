@@ -614,17 +614,28 @@ impl Core {
         }
         let mut candidates = core::mem::take(&mut self.vcpus[vcpu].scratch);
         candidates.clear();
-        let interesting = self.vcpus[vcpu].interesting.clone();
-        interesting.for_each(|intid| match self.belongs(vcpu, intid) {
-            None => self.vcpus[vcpu].interesting.remove(intid),
-            Some(irq) => {
-                if irq.active {
-                    candidates.push((false, irq.priority, intid));
-                } else if irq.pending() && irq.enabled && self.group_enabled(&irq) {
-                    candidates.push((true, irq.priority, intid));
+        // Word by word, copying one word at a time (not the whole set) since the scan
+        // drops stale members as it goes.
+        let mut words = self.vcpus[vcpu].interesting.summary;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let mut bits = self.vcpus[vcpu].interesting.words[w];
+            while bits != 0 {
+                let intid = w as u32 * 64 + bits.trailing_zeros();
+                bits &= bits - 1;
+                match self.belongs(vcpu, intid) {
+                    None => self.vcpus[vcpu].interesting.remove(intid),
+                    Some(irq) => {
+                        if irq.active {
+                            candidates.push((false, irq.priority, intid));
+                        } else if irq.pending() && irq.enabled && self.group_enabled(&irq) {
+                            candidates.push((true, irq.priority, intid));
+                        }
+                    }
                 }
             }
-        });
+        }
         // Active first (false < true), then by priority, then by INTID.
         candidates.sort_unstable();
         let overflow = candidates.len() > lrs.len();
