@@ -11,10 +11,10 @@
 
 extern crate alloc;
 
-//pub mod decode;
+pub mod decode;
 //pub mod elf;
-//pub mod guest_walk;
+pub mod guest_walk;
 pub mod multiboot;
-//pub mod npt;
+pub mod npt;
 //pub mod svm;
 //pub mod xen_x86;
