@@ -302,9 +302,7 @@ pub fn decode(bytes: &[u8], mode: Mode) -> Result<Insn, DecodeError> {
         Imm::Word => 2,
         Imm::Z => {
             // Near branches are always rel32 in 64-bit mode.
-            if mode == Mode::Bits64
-                && (map == Map::Secondary || matches!(opcode, 0xe8 | 0xe9))
-            {
+            if mode == Mode::Bits64 && (map == Map::Secondary || matches!(opcode, 0xe8 | 0xe9)) {
                 4
             } else {
                 z
@@ -432,7 +430,10 @@ mod tests {
         assert_eq!(len(&[0x0f], Bits64), Err(DecodeError::Truncated));
         assert_eq!(len(&[0x0f, 0x01], Bits64), Err(DecodeError::Truncated));
         assert_eq!(len(&[0x8b, 0x04], Bits64), Err(DecodeError::Truncated));
-        assert_eq!(len(&[0x48, 0xb8, 1, 2, 3], Bits64), Err(DecodeError::Truncated));
+        assert_eq!(
+            len(&[0x48, 0xb8, 1, 2, 3], Bits64),
+            Err(DecodeError::Truncated)
+        );
         // 15 prefixes and an opcode: too long.
         let mut long = [0x66u8; 16];
         long[15] = 0x90;
@@ -446,7 +447,10 @@ mod tests {
         assert_eq!(len(&[0x0f, 0x04], Bits64), Err(DecodeError::Invalid));
         assert_eq!(len(&[0x0f, 0xff], Bits64), Err(DecodeError::Truncated));
         // VEX encodings are refused, LES in 32-bit mode is not.
-        assert_eq!(len(&[0xc5, 0xf8, 0x77], Bits64), Err(DecodeError::Unsupported));
+        assert_eq!(
+            len(&[0xc5, 0xf8, 0x77], Bits64),
+            Err(DecodeError::Unsupported)
+        );
         assert_eq!(len(&[0xc4, 0x00], Bits32), Ok(2));
         // Every single byte and every pair decodes or errs without panicking.
         for a in 0..=255u8 {

@@ -133,13 +133,19 @@ mod tests {
     #[test]
     fn faults_and_bad_addresses_are_errors() {
         let m = tables();
-        assert_eq!(translate(&m, LONG, 0x20_5000, true), Err(WalkError::ReadOnly));
+        assert_eq!(
+            translate(&m, LONG, 0x20_5000, true),
+            Err(WalkError::ReadOnly)
+        );
         let no_wp = Paging {
             cr0: LONG.cr0 & !CR0_WP,
             ..LONG
         };
         assert_eq!(translate(&m, no_wp, 0x20_5000, true), Ok(0x7000));
-        assert_eq!(translate(&m, LONG, 0x20_6000, false), Err(WalkError::NotPresent));
+        assert_eq!(
+            translate(&m, LONG, 0x20_6000, false),
+            Err(WalkError::NotPresent)
+        );
         assert_eq!(
             translate(&m, LONG, 0x0000_8000_0000_0000, false),
             Err(WalkError::NonCanonical)
@@ -150,10 +156,7 @@ mod tests {
             ..LONG
         };
         assert_eq!(translate(&m, wild, 0, false), Err(WalkError::NotPresent));
-        let legacy = Paging {
-            efer: 0,
-            ..LONG
-        };
+        let legacy = Paging { efer: 0, ..LONG };
         assert_eq!(translate(&m, legacy, 0, false), Err(WalkError::Unsupported));
     }
 

@@ -12,9 +12,10 @@
 extern crate alloc;
 
 pub mod decode;
-//pub mod elf;
+
 pub mod guest_walk;
+pub mod handler;
 pub mod multiboot;
 pub mod npt;
-//pub mod svm;
-//pub mod xen_x86;
+pub mod svm;
+pub mod xen_x86;

@@ -125,9 +125,7 @@ impl Npt {
         perm: Perm,
     ) -> Result<(), NptError> {
         Self::check(gpa, hpa)?;
-        let table = self
-            .leaf_table(mem, gpa, true)?
-            .ok_or(NptError::NoMemory)?;
+        let table = self.leaf_table(mem, gpa, true)?.ok_or(NptError::NoMemory)?;
         let write = match perm {
             Perm::ReadWrite => WRITABLE,
             Perm::ReadOnly => 0,
@@ -302,8 +300,14 @@ mod tests {
         let mut mem = FakeMem::new(16);
         let mut npt = Npt::new(&mut mem).unwrap();
         let rw = Perm::ReadWrite;
-        assert_eq!(npt.map_page(&mut mem, 0x1001, 0, rw), Err(NptError::Unaligned));
-        assert_eq!(npt.map_page(&mut mem, 0, 0x10, rw), Err(NptError::Unaligned));
+        assert_eq!(
+            npt.map_page(&mut mem, 0x1001, 0, rw),
+            Err(NptError::Unaligned)
+        );
+        assert_eq!(
+            npt.map_page(&mut mem, 0, 0x10, rw),
+            Err(NptError::Unaligned)
+        );
         assert_eq!(
             npt.map_page(&mut mem, GPA_LIMIT, 0, rw),
             Err(NptError::OutOfRange)

@@ -13,7 +13,8 @@ struct Heap([u8; HEAP_SIZE]);
 static mut HEAP: Heap = Heap([0; HEAP_SIZE]);
 
 #[global_allocator]
-static ALLOCATOR: buddy_system_allocator::LockedHeap<32> = buddy_system_allocator::LockedHeap::empty();
+static ALLOCATOR: buddy_system_allocator::LockedHeap<32> =
+    buddy_system_allocator::LockedHeap::empty();
 
 /// q35's ACPI power-management I/O block (the ICH9 PMBASE SeaBIOS programs).
 const Q35_PM_BASE: u16 = 0x600;

@@ -4,20 +4,26 @@
 pub fn outb(port: u16, value: u8) {
     // SAFETY: Mica owns the machine's I/O ports; every caller names a device register Mica
     // drives (the UART, the PIC mask, the ACPI power-management block).
-    unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack))
+    };
 }
 
 /// Writes a 16-bit word to an I/O port.
 pub fn outw(port: u16, value: u16) {
     // SAFETY: as for `outb`.
-    unsafe { core::arch::asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack))
+    };
 }
 
 /// Reads a byte from an I/O port.
 pub fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: as for `outb`; reading a UART register only consumes a received byte.
-    unsafe { core::arch::asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack))
+    };
     value
 }
 
@@ -26,7 +32,9 @@ pub fn rdmsr(msr: u32) -> u64 {
     let (low, high): (u32, u32);
     // SAFETY: callers name architectural MSRs that exist on every CPU Mica accepts (checked
     // through CPUID before SVM MSRs are touched); reading has no side effects.
-    unsafe { core::arch::asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nomem, nostack))
+    };
     u64::from(high) << 32 | u64::from(low)
 }
 
