@@ -74,6 +74,11 @@ impl Npt {
         Ok(Self { root })
     }
 
+    /// Tables built earlier whose top table is at `root` (for read-only walks elsewhere).
+    pub fn from_root(root: u64) -> Self {
+        Self { root }
+    }
+
     /// Host-physical address of the top table (the VMCB's nested CR3).
     pub fn root(&self) -> u64 {
         self.root

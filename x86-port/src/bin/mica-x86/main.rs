@@ -19,6 +19,10 @@ mod port;
 mod run;
 #[cfg(target_os = "none")]
 mod serial;
+#[cfg(target_os = "none")]
+mod svm;
+#[cfg(target_os = "none")]
+mod xen;
 
 #[cfg(not(target_os = "none"))]
 fn main() {
