@@ -10,7 +10,7 @@ use crate::suites::{self, find_line, hello, Dom0Mode, Hypervisor};
 use crate::util::{cargo, repo_root, say, target_dir};
 
 /// Crates with host unit tests (the others are bare-metal).
-const UNIT_TEST_CRATES: &[&str] = &["mica-hv", "mica-guest-abi", "xtask"];
+const UNIT_TEST_CRATES: &[&str] = &["mica-hv", "mica-guest-abi", "xtask", "mica-x86"];
 
 /// TCG on two host cores boots three Linux kernels slowly.
 pub const LINUX_DOM0LESS_TIMEOUT: Duration = Duration::from_secs(600);
@@ -59,6 +59,7 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
     let selected: Vec<&str> = TESTS
         .iter()
         .chain(issue3::TESTS)
+        .chain(crate::x86::TESTS)
         .copied()
         .filter(|name| match filter {
             None => !NOT_BY_DEFAULT.contains(name),
@@ -97,6 +98,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             "uboot-linux" => context.uboot_linux(),
             "config-minimal" => context.config_minimal(),
             "pvtest" => context.pvtest(),
+            x86 if crate::x86::TESTS.contains(&x86) => {
+                crate::x86::run_test(x86, options.release, options.timeout)
+            }
             other => context.issue3_test(other),
         };
         match result {

@@ -19,6 +19,7 @@ mod scenario;
 mod suites;
 mod uboot;
 mod util;
+mod x86;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,0 +1,224 @@
+//! The x86-64 port's boot tests (issue 7): Mica's multiboot image (`x86-port/`) on
+//! `qemu-system-x86_64 -M q35 -cpu max` (TCG: SVM with nested paging), with an x86 guest-kit
+//! guest as the initial domain, given like Xen x86 takes it (`-initrd "KERNEL cmdline"`).
+//! * `x86-hello`: the guest's line reaches Mica's console tagged `(MICA) DOM0:`, and the
+//!   domain shuts down through SCHEDOP_shutdown, after which Mica powers the machine off;
+//! * `x86-pvtest`: the x86 pvtest reports every check ok (the same checks as the Arm pvtest
+//!   where the x86 ABI allows).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::qemu::{run_program, Captured, Ending};
+use crate::suites;
+use crate::util::{cargo, repo_root, run, say, target_dir};
+
+/// Tests this file runs.
+pub const TESTS: &[&str] = &["x86-hello", "x86-pvtest"];
+
+/// Mica's and the guests' target.
+pub const TARGET: &str = "x86_64-unknown-none";
+/// TCG boots Mica and one small guest in a few seconds.
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Checks x86-pvtest must report as ok.
+pub const PVTEST_REQUIRED: &[&str] = &[
+    "detect",
+    "features",
+    "shared-info",
+    "evtchn-loopback",
+    "grant-copy",
+    "console",
+];
+
+/// Builds Mica for x86-64; returns the ELF, which is itself the multiboot image.
+pub fn build_mica(release: bool) -> Result<PathBuf, String> {
+    say("building mica-x86");
+    let mut command = cargo();
+    command
+        .args([
+            "build", "-p", "mica-x86", "--bin", "mica-x86", "--target", TARGET,
+        ])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .current_dir(repo_root());
+    if release {
+        command.arg("--release");
+    }
+    run(&mut command)?;
+    Ok(target_dir()
+        .join(TARGET)
+        .join(if release { "release" } else { "debug" })
+        .join("mica-x86"))
+}
+
+/// Builds x86 guest `bin` (release) and returns its flat image `target/guests/<bin>.bin`.
+pub fn build_guest(bin: &str) -> Result<PathBuf, String> {
+    say(format!("building x86 guest {bin}"));
+    run(cargo()
+        .args([
+            "build",
+            "-p",
+            "x86-guests",
+            "--bin",
+            bin,
+            "--target",
+            TARGET,
+            "--release",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .current_dir(repo_root()))?;
+    let elf = target_dir().join(TARGET).join("release").join(bin);
+    let image = crate::host::guests_dir().join(format!("{bin}.bin"));
+    crate::elf_image::flatten_file(&elf, &image)?;
+    Ok(image)
+}
+
+/// QEMU arguments that boot `mica` with `kernel` (and its command line) as the initial domain.
+pub fn qemu_args(mica: &Path, kernel: &Path, cmdline: &str) -> Vec<String> {
+    let module = if cmdline.is_empty() {
+        kernel.display().to_string()
+    } else {
+        format!("{} {cmdline}", kernel.display())
+    };
+    [
+        "-M",
+        "q35",
+        "-cpu",
+        "max",
+        "-m",
+        "256",
+        "-smp",
+        "1",
+        "-nographic",
+        "-no-reboot",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "-kernel".into(),
+        mica.display().to_string(),
+        "-initrd".into(),
+        module,
+    ])
+    .collect()
+}
+
+/// Runs one of [`TESTS`].
+pub fn run_test(name: &str, release: bool, timeout: Option<Duration>) -> Result<(), String> {
+    let mica = build_mica(release)?;
+    let (bin, check): (&str, fn(&str) -> Result<(), String>) = match name {
+        "x86-hello" => ("x86-hello", check_hello),
+        "x86-pvtest" => ("x86-pvtest", check_pvtest),
+        other => return Err(format!("unknown x86 test {other}")),
+    };
+    let guest = build_guest(bin)?;
+    let log = target_dir().join("test-logs").join(format!("{name}.log"));
+    let timeout = timeout.unwrap_or(TIMEOUT);
+    say(format!(
+        "booting {name} on qemu-system-x86_64 (timeout {} s, log {})",
+        timeout.as_secs(),
+        log.display()
+    ));
+    let captured = run_program(
+        Path::new("qemu-system-x86_64"),
+        &qemu_args(&mica, &guest, "console=hvc0"),
+        &log,
+        timeout,
+    )?;
+    check(&captured.log).map_err(|why| failure(&captured, &why))?;
+    match &captured.ending {
+        Ending::Exited(status) if status.success() => Ok(()),
+        Ending::Exited(status) => Err(failure(&captured, &format!("QEMU exited with {status}"))),
+        Ending::TimedOut => Err(failure(
+            &captured,
+            "QEMU did not power off before the timeout",
+        )),
+        Ending::Stopped => Err(failure(&captured, "QEMU was stopped")),
+    }
+}
+
+fn failure(captured: &Captured, why: &str) -> String {
+    format!("{why}; last 20 log lines:\n{}", captured.tail(20))
+}
+
+/// The guest's line, tagged as the initial domain's, and its orderly shutdown.
+pub fn check_hello(log: &str) -> Result<(), String> {
+    let hello = "hello: hello world from vCPU 0";
+    if suites::find_line(log, Some("(MICA)"), Some(0), hello).is_none() {
+        return Err(format!("missing `(MICA) DOM0: {hello}`"));
+    }
+    if !log.contains("(MICA) DOM0: shut down (PowerOff)") {
+        return Err("DOM0 did not shut down with SCHEDOP_shutdown(poweroff)".into());
+    }
+    Ok(())
+}
+
+/// No FAIL line, a `done P passed, 0 failed` line, an ok line for every required check.
+pub fn check_pvtest(log: &str) -> Result<(), String> {
+    let messages: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("(MICA) DOM0: "))
+        .map(|l| suites::parse_line(l).message)
+        .collect();
+    if let Some(fail) = messages.iter().find(|m| m.starts_with("pvtest: FAIL")) {
+        return Err(format!("guest reported `{fail}`"));
+    }
+    let done = messages
+        .iter()
+        .find_map(|m| m.strip_prefix("pvtest: done "))
+        .ok_or("no `pvtest: done` line from DOM0")?;
+    if !done.ends_with(", 0 failed") {
+        return Err(format!("pvtest: done {done}"));
+    }
+    let missing: Vec<&str> = PVTEST_REQUIRED
+        .iter()
+        .copied()
+        .filter(|c| !messages.iter().any(|m| *m == format!("pvtest: ok {c}")))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("no ok line for: {}", missing.join(", ")));
+    }
+    if !log.contains("(MICA) DOM0: shut down (PowerOff)") {
+        return Err("DOM0 did not power off through SCHEDOP_shutdown".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_needs_the_tagged_line_and_the_shutdown() {
+        let good = "(MICA) DOM0: hello: hello world from vCPU 0\n\
+                    (MICA) DOM0: shut down (PowerOff) after 7 exits\n";
+        check_hello(good).unwrap();
+        assert!(check_hello("hello: hello world from vCPU 0\n").is_err());
+        assert!(check_hello("(MICA) DOM0: hello: hello world from vCPU 0\n").is_err());
+    }
+
+    #[test]
+    fn pvtest_needs_every_check_and_no_failure() {
+        let mut good: String = PVTEST_REQUIRED
+            .iter()
+            .map(|c| format!("(MICA) DOM0: pvtest: ok {c}\n"))
+            .collect();
+        good.push_str("(MICA) DOM0: pvtest: done 6 passed, 0 failed\n");
+        good.push_str("(MICA) DOM0: shut down (PowerOff) after 99 exits\n");
+        check_pvtest(&good).unwrap();
+        let failed = good.replace("ok console", "FAIL console: nope");
+        assert!(check_pvtest(&failed).unwrap_err().contains("FAIL console"));
+        let counted = good.replace("0 failed", "1 failed");
+        assert!(check_pvtest(&counted).is_err());
+        let untagged = good.replace("(MICA) DOM0: ", "");
+        assert!(check_pvtest(&untagged).is_err());
+        assert!(check_pvtest("").is_err());
+    }
+
+    #[test]
+    fn the_module_carries_the_command_line() {
+        let args = qemu_args(Path::new("/m"), Path::new("/k.bin"), "console=hvc0");
+        let i = args.iter().position(|a| a == "-initrd").unwrap();
+        assert_eq!(args[i + 1], "/k.bin console=hvc0");
+        assert!(args.windows(2).any(|w| w == ["-cpu", "max"]));
+    }
+}
