@@ -13,6 +13,8 @@ pub mod console;
 #[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
+pub mod irq;
+#[cfg(target_os = "none")]
 pub mod xen;
 
 /// Names the guest's `fn main()`.

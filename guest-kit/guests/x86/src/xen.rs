@@ -96,3 +96,33 @@ pub fn shutdown(reason: u32) -> ! {
     );
     crate::cpu::halt()
 }
+
+/// Buffer for a hypercall's struct argument (the identity map makes its address physical).
+#[repr(C, align(8))]
+struct ArgBuf([u8; 64]);
+
+/// Hypercall `call(cmd, &arg)`, with `arg` encoded through the ABI crate and decoded back.
+pub fn op<T: mica_guest_abi::xen::Wire>(call: Hypercall, cmd: u64, arg: &mut T) -> i64 {
+    let mut buf = ArgBuf([0; 64]);
+    if arg.encode(&mut buf.0).is_none() {
+        return -22;
+    }
+    let ret = hypercall(call, [cmd, buf.0.as_mut_ptr() as u64, 0, 0, 0]);
+    if let Some(out) = T::decode(&buf.0) {
+        *arg = out;
+    }
+    ret
+}
+
+/// Like [`op`] for the operations that take (cmd, &arg, count) (grant-table ops).
+pub fn op_count<T: mica_guest_abi::xen::Wire>(call: Hypercall, cmd: u64, arg: &mut T) -> i64 {
+    let mut buf = ArgBuf([0; 64]);
+    if arg.encode(&mut buf.0).is_none() {
+        return -22;
+    }
+    let ret = hypercall(call, [cmd, buf.0.as_mut_ptr() as u64, 1, 0, 0]);
+    if let Some(out) = T::decode(&buf.0) {
+        *arg = out;
+    }
+    ret
+}
