@@ -3,7 +3,7 @@
 
 use super::env::XenEnv;
 use super::mem::{read_virt_obj, write_virt_obj, GuestVirtMemory};
-use super::{evtchn, gnttab, memory, After, Outcome, Xen};
+use super::{evtchn, gnttab, memory, After, GuestArch, Outcome, Xen};
 use crate::exit::ShutdownReason;
 use mica_guest_abi::xen::console::{CONSOLEIO_READ, CONSOLEIO_WRITE};
 use mica_guest_abi::xen::errno::*;
@@ -91,17 +91,24 @@ fn write_string(ctx: &mut HypercallCtx<'_>, arg: u64, s: &[u8], len: usize) -> R
     Ok(0)
 }
 
-/// The XENVER_get_features submap 0 for a domain (what Xen on Arm reports, minus what
-/// Mica does not implement: vNUMA memory_op, the runstate phys-area flag).
-pub fn feature_bits(privileged: bool, direct_mapped: bool) -> u32 {
+/// The XENVER_get_features submap 0 for a domain (what Xen reports on the domain's
+/// architecture, minus what Mica does not implement: vNUMA memory_op, the runstate
+/// phys-area flag, x86's PV clock).
+pub fn feature_bits(arch: GuestArch, privileged: bool, direct_mapped: bool) -> u32 {
     let mut f = bit(features::XENFEAT_WRITABLE_PAGE_TABLES)
-        | bit(features::XENFEAT_AUTO_TRANSLATED_PHYSMAP)
-        | bit(features::XENFEAT_ARM_SMCCC_SUPPORTED);
-    f |= if direct_mapped {
-        bit(features::XENFEAT_DIRECT_MAPPED)
-    } else {
-        bit(features::XENFEAT_NOT_DIRECT_MAPPED)
-    };
+        | bit(features::XENFEAT_AUTO_TRANSLATED_PHYSMAP);
+    match arch {
+        GuestArch::Arm64 => {
+            f |= bit(features::XENFEAT_ARM_SMCCC_SUPPORTED);
+            f |= if direct_mapped {
+                bit(features::XENFEAT_DIRECT_MAPPED)
+            } else {
+                bit(features::XENFEAT_NOT_DIRECT_MAPPED)
+            };
+        }
+        // Upcalls arrive on the vector of HVM_PARAM_CALLBACK_IRQ.
+        GuestArch::X86_64 => f |= bit(features::XENFEAT_HVM_CALLBACK_VECTOR),
+    }
     if privileged {
         f |= bit(features::XENFEAT_DOM0);
     }
@@ -112,6 +119,7 @@ pub fn feature_bits(privileged: bool, direct_mapped: bool) -> u32 {
 fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i32> {
     let dom = caller_dom(ctx)?;
     let (privileged, direct, handle) = (dom.privileged, dom.direct_mapped, dom.handle);
+    let arch = dom.arch;
     match cmd {
         XENVER_VERSION => Ok(i64::from(XEN_VERSION_MAJOR << 16 | XEN_VERSION_MINOR)),
         XENVER_EXTRAVERSION => write_string(ctx, arg, b".0-mica", XEN_EXTRAVERSION_LEN),
@@ -123,7 +131,11 @@ fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i3
             Ok(0)
         }
         XENVER_CAPABILITIES => {
-            write_string(ctx, arg, b"xen-3.0-aarch64 ", XEN_CAPABILITIES_INFO_LEN)
+            let caps: &[u8] = match arch {
+                GuestArch::Arm64 => b"xen-3.0-aarch64 ",
+                GuestArch::X86_64 => b"xen-3.0-x86_64 hvm-3.0-x86_64 ",
+            };
+            write_string(ctx, arg, caps, XEN_CAPABILITIES_INFO_LEN)
         }
         XENVER_CHANGESET => write_string(ctx, arg, b"mica", XEN_CHANGESET_INFO_LEN),
         XENVER_PLATFORM_PARAMETERS => {
@@ -136,7 +148,7 @@ fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i3
             if fi.submap_idx >= features::XENFEAT_NR_SUBMAPS {
                 return Err(EINVAL);
             }
-            fi.submap = feature_bits(privileged, direct);
+            fi.submap = feature_bits(arch, privileged, direct);
             write_virt_obj(ctx.vmem, arg, &fi).map_err(|_| EFAULT)?;
             Ok(0)
         }

@@ -54,9 +54,30 @@ pub const MAX_GRANT_FRAMES: u32 = 1024;
 /// Bytes of hardware-domain console input kept for CONSOLEIO_read.
 pub const HWDOM_CONSOLE_INPUT_MAX: usize = 4096;
 
+/// The guest ABI differences between architectures the Xen layer must know: the
+/// shared_info layout, the arch-specific feature bits and the capabilities string. The arch
+/// layer names the one its guests expect in [`DomainConfig::arch`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GuestArch {
+    /// AArch64 (`arch-arm.h`).
+    Arm64,
+    /// x86-64 HVM/PVH (`arch-x86/xen.h`).
+    X86_64,
+}
+
+impl GuestArch {
+    /// Where shared_info's fields are.
+    pub const fn shared_info(self) -> SharedInfoLayout {
+        match self {
+            Self::Arm64 => SharedInfoLayout::ARM,
+            Self::X86_64 => SharedInfoLayout::X86_64,
+        }
+    }
+}
+
 /// Where the fields of shared_info are. The page's layout is part of each architecture's
 /// ABI (x86 has 32 legacy vcpu_info slots of 64 bytes before the event bitmaps, Arm one of
-/// 48), so the arch layer names the layout its guests expect.
+/// 48).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct SharedInfoLayout {
     /// vCPUs with a vcpu_info slot inside shared_info (from offset 0).
@@ -113,8 +134,8 @@ pub struct DomainConfig {
     pub pv_console_gfn: Option<u64>,
     /// The domain's UUID (XENVER_guest_handle).
     pub handle: [u8; 16],
-    /// The shared_info layout of the domain's architecture.
-    pub shared_info: SharedInfoLayout,
+    /// The domain's architecture (its shared_info layout, feature bits).
+    pub arch: GuestArch,
 }
 
 impl DomainConfig {
@@ -131,7 +152,7 @@ impl DomainConfig {
             evtchn_ppi: mica_guest_abi::layout::EVTCHN_PPI,
             pv_console_gfn: None,
             handle: [0; 16],
-            shared_info: SharedInfoLayout::ARM,
+            arch: GuestArch::Arm64,
         }
     }
 }
@@ -177,6 +198,7 @@ pub struct XenDomain {
     vm_assist: u64,
     shutdown_code: Option<u32>,
     console: Option<PvConsole>,
+    arch: GuestArch,
     layout: SharedInfoLayout,
 }
 
@@ -320,7 +342,8 @@ impl Xen {
             vm_assist: 0,
             shutdown_code: None,
             console: None,
-            layout: cfg.shared_info,
+            arch: cfg.arch,
+            layout: cfg.arch.shared_info(),
         };
         if let Some(gfn) = cfg.pv_console_gfn {
             env.map_special_page(cfg.domid, SpecialPage::ConsoleRing, gfn)

@@ -1686,9 +1686,23 @@ fn x86_shared_info_layout() {
     env.mems.insert(5, m);
     let mut xen = Xen::new();
     let mut cfg = DomainConfig::domu(5, 2);
-    cfg.shared_info = SharedInfoLayout::X86_64;
+    cfg.arch = GuestArch::X86_64;
     xen.create_domain(&cfg, &mut env).unwrap();
     let mut w = World { xen, env };
+    // x86 features: the callback vector, none of Arm's bits.
+    w.put(
+        5,
+        ARG,
+        &FeatureInfo {
+            submap_idx: 0,
+            submap: 0,
+        },
+    );
+    w.call(5, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
+    let f = w.get::<FeatureInfo>(5, ARG).submap;
+    use mica_guest_abi::xen::features::{XENFEAT_ARM_SMCCC_SUPPORTED, XENFEAT_HVM_CALLBACK_VECTOR};
+    assert_ne!(f & 1 << XENFEAT_HVM_CALLBACK_VECTOR, 0);
+    assert_eq!(f & 1 << XENFEAT_ARM_SMCCC_SUPPORTED, 0);
     w.map_shared_info(5);
     w.env.upcalls.clear();
     let a = w.alloc_unbound(5, DOMID_SELF);

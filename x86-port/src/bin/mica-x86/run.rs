@@ -6,7 +6,7 @@ use crate::{consoles, mica_println, port, xen};
 use alloc::vec::Vec;
 use mica_hv::addr::{HostPhysAddr, HostRange};
 use mica_hv::frame_alloc::FrameAllocator;
-use mica_hv::xen::{DomainConfig, SharedInfoLayout, Xen};
+use mica_hv::xen::{DomainConfig, GuestArch, Xen};
 use mica_x86::decode::{self, Mode};
 use mica_x86::handler::{self, Action, ExitEnv};
 use mica_x86::multiboot::{self, Info, Module};
@@ -255,7 +255,7 @@ fn build_domain(
     let mut cfg = DomainConfig::domu(id, 1);
     cfg.privileged = id == 0;
     cfg.console_io = id == 0;
-    cfg.shared_info = SharedInfoLayout::X86_64;
+    cfg.arch = GuestArch::X86_64;
     m.domains.push(Domain {
         id,
         ram,
