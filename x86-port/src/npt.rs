@@ -112,7 +112,7 @@ impl Npt {
     }
 
     fn check(gpa: u64, hpa: u64) -> Result<(), NptError> {
-        if gpa % PAGE != 0 || hpa % PAGE != 0 {
+        if !gpa.is_multiple_of(PAGE) || !hpa.is_multiple_of(PAGE) {
             return Err(NptError::Unaligned);
         }
         if gpa >= GPA_LIMIT || hpa >= HPA_LIMIT {
@@ -148,7 +148,7 @@ impl Npt {
         len: u64,
         perm: Perm,
     ) -> Result<(), NptError> {
-        if len % PAGE != 0 {
+        if !len.is_multiple_of(PAGE) {
             return Err(NptError::Unaligned);
         }
         let gpa_end = gpa.checked_add(len).ok_or(NptError::OutOfRange)?;

@@ -4,7 +4,9 @@
 //! * `x86-hello`: the guest's line reaches Mica's console tagged `(MICA) DOM0:`, and the
 //!   domain shuts down through SCHEDOP_shutdown, after which Mica powers the machine off;
 //! * `x86-pvtest`: the x86 pvtest reports every check ok (the same checks as the Arm pvtest
-//!   where the x86 ABI allows).
+//!   where the x86 ABI allows);
+//! * `x86-fault`: a guest that writes outside its RAM is killed (a nested page fault) and
+//!   Mica carries on to its orderly power-off.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +16,7 @@ use crate::suites;
 use crate::util::{cargo, repo_root, run, say, target_dir};
 
 /// Tests this file runs.
-pub const TESTS: &[&str] = &["x86-hello", "x86-pvtest"];
+pub const TESTS: &[&str] = &["x86-hello", "x86-pvtest", "x86-fault"];
 
 /// Mica's and the guests' target.
 pub const TARGET: &str = "x86_64-unknown-none";
@@ -105,9 +107,11 @@ pub fn qemu_args(mica: &Path, kernel: &Path, cmdline: &str) -> Vec<String> {
 /// Runs one of [`TESTS`].
 pub fn run_test(name: &str, release: bool, timeout: Option<Duration>) -> Result<(), String> {
     let mica = build_mica(release)?;
-    let (bin, check): (&str, fn(&str) -> Result<(), String>) = match name {
+    type Check = fn(&str) -> Result<(), String>;
+    let (bin, check): (&str, Check) = match name {
         "x86-hello" => ("x86-hello", check_hello),
         "x86-pvtest" => ("x86-pvtest", check_pvtest),
+        "x86-fault" => ("x86-fault", check_fault),
         other => return Err(format!("unknown x86 test {other}")),
     };
     let guest = build_guest(bin)?;
@@ -148,6 +152,30 @@ pub fn check_hello(log: &str) -> Result<(), String> {
     }
     if !log.contains("(MICA) DOM0: shut down (PowerOff)") {
         return Err("DOM0 did not shut down with SCHEDOP_shutdown(poweroff)".into());
+    }
+    Ok(())
+}
+
+/// The guest ran, was killed for its access outside RAM, and Mica went on to power off.
+pub fn check_fault(log: &str) -> Result<(), String> {
+    if suites::find_line(
+        log,
+        Some("(MICA)"),
+        Some(0),
+        "fault: writing to 0x80000000, outside my RAM",
+    )
+    .is_none()
+    {
+        return Err("the fault guest's first line is missing".into());
+    }
+    if log.contains("fault: FAIL") {
+        return Err("the write outside RAM went through".into());
+    }
+    if !log.contains("(MICA) DOM0: killed: nested page fault at 0x80000000") {
+        return Err("no `DOM0: killed: nested page fault at 0x80000000` line".into());
+    }
+    if !log.contains("(MICA) no domain left running: powering off") {
+        return Err("Mica did not carry on to its power-off after the kill".into());
     }
     Ok(())
 }
@@ -212,6 +240,18 @@ mod tests {
         let untagged = good.replace("(MICA) DOM0: ", "");
         assert!(check_pvtest(&untagged).is_err());
         assert!(check_pvtest("").is_err());
+    }
+
+    #[test]
+    fn fault_needs_the_kill_and_micas_power_off() {
+        let good = "(MICA) DOM0: fault: writing to 0x80000000, outside my RAM\n\
+                    (MICA) DOM0: killed: nested page fault at 0x80000000 (error 0x100000006) at rip 0x1\n\
+                    (MICA) no domain left running: powering off\n";
+        check_fault(good).unwrap();
+        assert!(check_fault(&good.replace("killed", "shut down")).is_err());
+        assert!(check_fault(&good.replace("no domain left", "panic")).is_err());
+        let through = format!("{good}(MICA) DOM0: fault: FAIL the write went through\n");
+        assert!(check_fault(&through).is_err());
     }
 
     #[test]

@@ -68,11 +68,12 @@ pub fn install(vector: u8, handler: fn()) {
     let low = (entry & 0xffff) | KERNEL_CS << 16 | GATE_INTERRUPT | (entry >> 16 & 0xffff) << 48;
     let high = entry >> 32;
     let idt = core::ptr::addr_of_mut!(IDT);
-    // SAFETY: the IDT is ours; one CPU; interrupts are off while it is written.
-    unsafe {
-        (*idt).0[usize::from(vector) * 2] = low;
-        (*idt).0[usize::from(vector) * 2 + 1] = high;
-    }
+    let slot = (idt as *mut u64).wrapping_add(usize::from(vector) * 2);
+    // SAFETY: the gate's two words lie inside the IDT (vector < 256, 512 words); the IDT is
+    // ours, one CPU, interrupts off while it is written.
+    unsafe { slot.write_volatile(low) };
+    // SAFETY: as above, the gate's second word.
+    unsafe { slot.wrapping_add(1).write_volatile(high) };
     #[repr(C, packed)]
     struct Pointer {
         limit: u16,

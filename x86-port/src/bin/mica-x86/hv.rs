@@ -7,7 +7,9 @@ use mica_x86::multiboot;
 /// Heap for `alloc` (the Xen layer's tables, domain records).
 const HEAP_SIZE: usize = 4 << 20;
 
+/// Page-aligned heap bytes; only its address is used (the allocator owns the contents).
 #[repr(align(4096))]
+#[allow(dead_code)]
 struct Heap([u8; HEAP_SIZE]);
 
 static mut HEAP: Heap = Heap([0; HEAP_SIZE]);
@@ -90,12 +92,9 @@ extern "C" fn mica_main(info_addr: u64, magic: u64) -> ! {
     serial::init();
     port::outb(PIC_MASTER_DATA, 0xff);
     port::outb(PIC_SLAVE_DATA, 0xff);
+    let heap = core::ptr::addr_of_mut!(HEAP) as usize;
     // SAFETY: the heap is a static only the allocator touches, handed over once here.
-    unsafe {
-        ALLOCATOR
-            .lock()
-            .init(core::ptr::addr_of_mut!(HEAP) as usize, HEAP_SIZE)
-    };
+    unsafe { ALLOCATOR.lock().init(heap, HEAP_SIZE) };
     crate::consoles::init();
     mica_println!("Mica x86-64 (AMD-V) starting");
     if magic as u32 != multiboot::LOADER_MAGIC {

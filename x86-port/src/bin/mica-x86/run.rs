@@ -8,7 +8,7 @@ use mica_hv::addr::{HostPhysAddr, HostRange};
 use mica_hv::frame_alloc::FrameAllocator;
 use mica_hv::xen::{DomainConfig, GuestArch, Xen};
 use mica_x86::decode::{self, Mode};
-use mica_x86::handler::{self, Action, ExitEnv};
+use mica_x86::handler::{self, Action, ExitEnv, Fault};
 use mica_x86::multiboot::{self, Info, Module};
 use mica_x86::npt::{Npt, Perm, TableMemory};
 use mica_x86::svm::{self, attr, control, misc1, misc2, save};
@@ -101,10 +101,6 @@ pub fn alloc_zeroed(size: u64, align: u64) -> Option<u64> {
 pub struct Domain {
     /// Domain id.
     pub id: u16,
-    /// Host address of its RAM (contiguous, guest-physical 0 upwards).
-    pub ram: u64,
-    /// Guest RAM size.
-    pub ram_size: u64,
     /// Nested page tables.
     pub npt: Npt,
     /// Hypervisor pages it maps (shared_info, grant frames): kind, host page, guest frame.
@@ -195,8 +191,8 @@ fn init_frames(info: &Info, modules: &[Module]) -> bool {
     };
     // Usable RAM: 1 MiB up to the top the loader reported, below the 4 GiB Mica maps.
     let top = (MIB + u64::from(upper_kib) * 1024).min(1 << 32);
-    // SAFETY: taking the address of a linker symbol.
-    let image_end = unsafe { core::ptr::addr_of!(__bss_end) } as u64;
+    // Only the linker symbol's address is taken, never its contents.
+    let image_end = core::ptr::addr_of!(__bss_end) as u64;
     // QEMU puts the info block and module strings after the modules; leave a margin.
     let used = modules.iter().map(|m| m.end).fold(image_end, u64::max) + MIB;
     let start = used.next_multiple_of(2 * MIB);
@@ -240,15 +236,11 @@ fn build_domain(
     let vmcb_pa = alloc_zeroed(PAGE, PAGE).ok_or("no memory for the VMCB")?;
     let iopm = alloc_zeroed(IOPM_SIZE, PAGE).ok_or("no memory for the I/O map")?;
     let msrpm = alloc_zeroed(MSRPM_SIZE, PAGE).ok_or("no memory for the MSR map")?;
-    // SAFETY: fresh pages of the sizes just allocated.
-    unsafe {
-        core::ptr::write_bytes(iopm as *mut u8, 0xff, IOPM_SIZE as usize);
-        core::ptr::write_bytes(
-            (msrpm as usize + MSRPM_RANGE3.start) as *mut u8,
-            0xff,
-            MSRPM_RANGE3.len(),
-        );
-    }
+    // SAFETY: a fresh allocation of IOPM_SIZE bytes.
+    unsafe { core::ptr::write_bytes(iopm as *mut u8, 0xff, IOPM_SIZE as usize) };
+    let range3 = (msrpm as usize + MSRPM_RANGE3.start) as *mut u8;
+    // SAFETY: MSRPM_RANGE3 lies inside the fresh MSRPM_SIZE-byte allocation.
+    unsafe { core::ptr::write_bytes(range3, 0xff, MSRPM_RANGE3.len()) };
     let mut vmcb = Vmcb::new(vmcb_pa);
     init_vmcb(&mut vmcb, iopm, msrpm, npt.root());
 
@@ -258,8 +250,6 @@ fn build_domain(
     cfg.arch = GuestArch::X86_64;
     m.domains.push(Domain {
         id,
-        ram,
-        ram_size: GUEST_RAM,
         npt,
         specials: Vec::new(),
         vmcb,
@@ -267,9 +257,9 @@ fn build_domain(
         upcall_pending: false,
         flush_tlb: true,
     });
-    m.domains
-        .last_mut()
-        .map(|d| d.gprs[handler::reg::RBX] = GUEST_START_INFO);
+    if let Some(d) = m.domains.last_mut() {
+        d.gprs[handler::reg::RBX] = GUEST_START_INFO;
+    }
     let (xen_state, domains) = (&mut m.xen, &mut m.domains);
     xen_state
         .create_domain(&cfg, &mut xen::ArchEnv::new(domains))
@@ -296,15 +286,16 @@ fn write_start_info(ram: u64, cmdline: &str) {
     map[16..20].copy_from_slice(&MEMMAP_RAM.to_le_bytes());
     let cmd = cmdline.as_bytes();
     let cmd = &cmd[..cmd.len().min(GUEST_CMDLINE_MAX - 1)];
-    // SAFETY: all three targets are inside the guest's first page range of its fresh RAM.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            info.as_ptr(),
-            (ram + GUEST_START_INFO) as *mut u8,
-            info.len(),
-        );
-        core::ptr::copy_nonoverlapping(map.as_ptr(), (ram + GUEST_MEMMAP) as *mut u8, map.len());
-        core::ptr::copy_nonoverlapping(cmd.as_ptr(), (ram + GUEST_CMDLINE) as *mut u8, cmd.len());
+    for (at, bytes) in [
+        (GUEST_START_INFO, &info[..]),
+        (GUEST_MEMMAP, &map[..]),
+        (GUEST_CMDLINE, cmd),
+    ] {
+        // SAFETY: each target is in the guest's first pages (0x6000..0x6200 plus at most
+        // 0x100 bytes) of its fresh RAM, which is larger; the sources are local buffers.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), (ram + at) as *mut u8, bytes.len())
+        };
     }
 }
 
@@ -486,7 +477,14 @@ fn run_all(m: &mut Machine) {
             }
             Action::Kill(fault) => {
                 let rip: u64 = d.vmcb.read(save::RIP);
-                mica_println!("DOM{id}: killed: {fault:?} at rip {rip:#x} (exit {code:#x})");
+                match fault {
+                    Fault::NestedPageFault { gpa, error } => mica_println!(
+                        "DOM{id}: killed: nested page fault at {gpa:#x} (error {error:#x}) at rip {rip:#x}"
+                    ),
+                    other => mica_println!(
+                        "DOM{id}: killed: {other:?} at rip {rip:#x} (exit {code:#x})"
+                    ),
+                }
                 destroy(m, index);
                 return;
             }

@@ -24,8 +24,6 @@ const LCR_8N1: u8 = 0x03;
 const FCR_ENABLE_CLEAR: u8 = 0x07;
 /// MCR: DTR and RTS asserted, OUT2 (the interrupt line gate) off: Mica polls.
 const MCR_DTR_RTS: u8 = 0x03;
-/// LSR: a received byte is waiting.
-const LSR_DATA_READY: u8 = 1 << 0;
 /// LSR: the transmit holding register is empty.
 const LSR_THR_EMPTY: u8 = 1 << 5;
 /// 115200 baud from the 1.8432 MHz reference clock.
@@ -70,9 +68,4 @@ pub fn write_text(bytes: &[u8]) {
         }
         put(b);
     }
-}
-
-/// A received byte, if one is waiting.
-pub fn try_read() -> Option<u8> {
-    (port::inb(COM1 + LSR) & LSR_DATA_READY != 0).then(|| port::inb(COM1 + DATA))
 }

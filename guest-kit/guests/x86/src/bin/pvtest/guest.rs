@@ -44,6 +44,18 @@ fn si_word(offset: usize) -> *mut u64 {
     (SHARED_INFO_GFN as usize * 4096 + offset) as *mut u64
 }
 
+/// Writes a byte of our own pages, shared_info or vcpu_info.
+fn poke(p: *mut u8, value: u8) {
+    // SAFETY: callers pass addresses inside our static pages or the mapped Xen pages.
+    unsafe { p.write_volatile(value) }
+}
+
+/// Reads a byte of our own pages.
+fn peek(p: *mut u8) -> u8 {
+    // SAFETY: as for `poke`.
+    unsafe { p.read_volatile() }
+}
+
 fn read(p: *mut u64) -> u64 {
     // SAFETY: `p` points into shared_info or our own pages, mapped for the whole run.
     unsafe { p.read_volatile() }
@@ -58,8 +70,7 @@ fn atomic(p: *mut u64) -> &'static core::sync::atomic::AtomicU64 {
 fn upcall() {
     UPCALLS.fetch_add(1, Ordering::AcqRel);
     let vi = VCPU_INFO_AT.load(Ordering::Acquire) as usize as *mut u8;
-    // SAFETY: the registered vcpu_info (or the legacy slot), a byte Xen sets.
-    unsafe { vi.add(VI_UPCALL_PENDING).write_volatile(0) };
+    poke(vi.wrapping_add(VI_UPCALL_PENDING), 0);
     let sel = atomic(vi.wrapping_add(VI_PENDING_SEL).cast()).swap(0, Ordering::AcqRel);
     for word in 0..64usize {
         if sel & (1 << word) == 0 {
@@ -91,7 +102,8 @@ fn wait(spins: u32, done: impl Fn() -> bool) -> bool {
 }
 
 fn main() {
-    let checks: [(&str, fn() -> Result); 6] = [
+    type Check = fn() -> Result;
+    let checks: [(&str, Check); 6] = [
         ("detect", check_detect),
         ("features", check_features),
         ("shared-info", check_shared_info),
@@ -220,7 +232,9 @@ fn evtchn(cmd: u64, port: u32) -> i64 {
 }
 
 fn fired(port: u32) -> u32 {
-    FIRED.get(port as usize).map_or(0, |c| c.load(Ordering::Acquire))
+    FIRED
+        .get(port as usize)
+        .map_or(0, |c| c.load(Ordering::Acquire))
 }
 
 fn is_pending(port: u32) -> bool {
@@ -249,7 +263,12 @@ fn check_evtchn() -> Result {
         remote_dom: DOMID_SELF,
         port: 0,
     };
-    if xen::op(Hypercall::EventChannelOp, EVTCHNOP_ALLOC_UNBOUND, &mut unbound) != 0 {
+    if xen::op(
+        Hypercall::EventChannelOp,
+        EVTCHNOP_ALLOC_UNBOUND,
+        &mut unbound,
+    ) != 0
+    {
         return Err("EVTCHNOP_alloc_unbound failed");
     }
     let a = unbound.port;
@@ -258,7 +277,12 @@ fn check_evtchn() -> Result {
         remote_port: a,
         local_port: 0,
     };
-    if xen::op(Hypercall::EventChannelOp, EVTCHNOP_BIND_INTERDOMAIN, &mut bind) != 0 {
+    if xen::op(
+        Hypercall::EventChannelOp,
+        EVTCHNOP_BIND_INTERDOMAIN,
+        &mut bind,
+    ) != 0
+    {
         return Err("EVTCHNOP_bind_interdomain failed");
     }
     let b = bind.local_port;
@@ -323,7 +347,12 @@ fn page_ptr(page: *mut Page) -> *mut u8 {
     page.cast()
 }
 
-fn copy(source: GnttabCopyPtr, dest: GnttabCopyPtr, len: u16, flags: u16) -> core::result::Result<i16, &'static str> {
+fn copy(
+    source: GnttabCopyPtr,
+    dest: GnttabCopyPtr,
+    len: u16,
+    flags: u16,
+) -> core::result::Result<i16, &'static str> {
     let mut op = GnttabCopy {
         source,
         dest,
@@ -344,21 +373,26 @@ fn check_grant_copy() -> Result {
         max_nr_frames: 0,
         status: 0,
     };
-    if xen::op_count(Hypercall::GrantTableOp, GNTTABOP_QUERY_SIZE, &mut size) != 0 || size.status != 0 {
+    if xen::op_count(Hypercall::GrantTableOp, GNTTABOP_QUERY_SIZE, &mut size) != 0
+        || size.status != 0
+    {
         return Err("GNTTABOP_query_size failed");
     }
     if add_to_physmap(XENMAPSPACE_GRANT_TABLE, 0, GRANT_FRAME_GFN) != 0 {
         return Err("XENMEM_add_to_physmap(grant_table 0) failed");
     }
-    println!("pvtest: note grant table {}/{} frames", size.nr_frames, size.max_nr_frames);
+    println!(
+        "pvtest: note grant table {}/{} frames",
+        size.nr_frames, size.max_nr_frames
+    );
     let src = page_ptr(core::ptr::addr_of_mut!(SOURCE));
     let dst = page_ptr(core::ptr::addr_of_mut!(DEST));
     for i in 0..4096 {
-        // SAFETY: inside our own pages.
-        unsafe {
-            src.add(i).write_volatile((i as u8).wrapping_mul(31).wrapping_add(7));
-            dst.add(i).write_volatile(0);
-        }
+        poke(
+            src.wrapping_add(i),
+            (i as u8).wrapping_mul(31).wrapping_add(7),
+        );
+        poke(dst.wrapping_add(i), 0);
     }
     let own = cpu::cpuid(xen::CPUID_BASE + 4)[2] as u16;
     let gref = 8u32;
@@ -367,7 +401,7 @@ fn check_grant_copy() -> Result {
         | u64::from(own) << 16
         | (src as u64 / 4096) << 32;
     // SAFETY: entry 8 of grant frame 0, mapped above.
-    unsafe { entry.add(gref as usize).write_volatile(value) };
+    unsafe { entry.wrapping_add(gref as usize).write_volatile(value) };
     let from_grant = GnttabCopyPtr {
         u: u64::from(gref),
         domid: DOMID_SELF,
@@ -382,8 +416,7 @@ fn check_grant_copy() -> Result {
         return Err("GNTTABOP_copy from the grant did not succeed");
     }
     for i in 0..4096 {
-        // SAFETY: inside our own pages.
-        if unsafe { src.add(i).read_volatile() != dst.add(i).read_volatile() } {
+        if peek(src.wrapping_add(i)) != peek(dst.wrapping_add(i)) {
             return Err("copied bytes differ");
         }
     }
@@ -393,7 +426,7 @@ fn check_grant_copy() -> Result {
     }
     // Revoked: a copy from it fails.
     // SAFETY: as above.
-    unsafe { entry.add(gref as usize).write_volatile(0) };
+    unsafe { entry.wrapping_add(gref as usize).write_volatile(0) };
     if copy(from_grant, to_dest, 16, GNTCOPY_SOURCE_GREF)? == GNTST_OKAY {
         return Err("copy through a revoked grant succeeded");
     }
