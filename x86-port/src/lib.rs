@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod decode;
+pub mod elf;
 
 pub mod guest_walk;
 pub mod handler;

@@ -52,7 +52,8 @@ pub fn build_mica(release: bool) -> Result<PathBuf, String> {
         .join("mica-x86"))
 }
 
-/// Builds x86 guest `bin` (release) and returns its flat image `target/guests/<bin>.bin`.
+/// Builds x86 guest `bin` (release) and returns the PVH ELF image (Mica loads its segments and
+/// enters it at its `XEN_ELFNOTE_PHYS32_ENTRY`), copied to `target/guests/<bin>.elf`.
 pub fn build_guest(bin: &str) -> Result<PathBuf, String> {
     say(format!("building x86 guest {bin}"));
     run(cargo()
@@ -69,8 +70,10 @@ pub fn build_guest(bin: &str) -> Result<PathBuf, String> {
         .env("CARGO_TARGET_DIR", target_dir())
         .current_dir(repo_root()))?;
     let elf = target_dir().join(TARGET).join("release").join(bin);
-    let image = crate::host::guests_dir().join(format!("{bin}.bin"));
-    crate::elf_image::flatten_file(&elf, &image)?;
+    let image = crate::host::guests_dir().join(format!("{bin}.elf"));
+    std::fs::create_dir_all(crate::host::guests_dir())
+        .and_then(|()| std::fs::copy(&elf, &image))
+        .map_err(|e| format!("copying {} to {}: {e}", elf.display(), image.display()))?;
     Ok(image)
 }
 

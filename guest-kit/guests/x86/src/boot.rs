@@ -11,6 +11,15 @@ core::arch::global_asm!(
     .set PTE_LARGE, 0x83
     .set PD_COUNT, 4
 
+    /* Xen's PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY = 18): loaders enter here. */
+    .section .note.Xen, "a", @note
+    .balign 4
+    .long 4
+    .long 4
+    .long 18
+    .asciz "Xen"
+    .long guest_start32
+
     .section .text.boot, "ax"
     .code32
     .global guest_start32

@@ -8,6 +8,7 @@ use mica_hv::addr::{HostPhysAddr, HostRange};
 use mica_hv::frame_alloc::FrameAllocator;
 use mica_hv::xen::{DomainConfig, GuestArch, Xen};
 use mica_x86::decode::{self, Mode};
+use mica_x86::elf;
 use mica_x86::handler::{self, Action, ExitEnv, Fault};
 use mica_x86::multiboot::{self, Info, Module};
 use mica_x86::npt::{Npt, Perm, TableMemory};
@@ -218,19 +219,7 @@ fn build_domain(
     let mut npt = Npt::new(&mut HostTables).map_err(|_| "no memory for nested tables")?;
     npt.map_range(&mut HostTables, 0, ram, GUEST_RAM, Perm::ReadWrite)
         .map_err(|_| "nested mapping failed")?;
-    let image_len = kernel.len();
-    if image_len == 0 || GUEST_LOAD + image_len > GUEST_RAM {
-        return Err("kernel empty or larger than guest RAM");
-    }
-    // SAFETY: the module lies in low RAM (loader-placed, below Mica's free frames) and the
-    // destination is the guest's fresh RAM; sizes checked above.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            kernel.start as *const u8,
-            (ram + GUEST_LOAD) as *mut u8,
-            image_len as usize,
-        )
-    };
+    let entry = load_kernel(ram, kernel)?;
     write_start_info(ram, cmdline);
 
     let vmcb_pa = alloc_zeroed(PAGE, PAGE).ok_or("no memory for the VMCB")?;
@@ -242,7 +231,7 @@ fn build_domain(
     // SAFETY: MSRPM_RANGE3 lies inside the fresh MSRPM_SIZE-byte allocation.
     unsafe { core::ptr::write_bytes(range3, 0xff, MSRPM_RANGE3.len()) };
     let mut vmcb = Vmcb::new(vmcb_pa);
-    init_vmcb(&mut vmcb, iopm, msrpm, npt.root());
+    init_vmcb(&mut vmcb, iopm, msrpm, npt.root(), entry);
 
     let mut cfg = DomainConfig::domu(id, 1);
     cfg.privileged = id == 0;
@@ -273,6 +262,46 @@ fn build_domain(
     Ok(())
 }
 
+/// Copies the kernel into guest RAM: a PVH ELF (segments at their physical addresses,
+/// entered at its `XEN_ELFNOTE_PHYS32_ENTRY`), or else a flat image at [`GUEST_LOAD`] entered
+/// at its first byte. Returns the entry point.
+fn load_kernel(ram: u64, kernel: &Module) -> Result<u64, &'static str> {
+    let len = usize::try_from(kernel.len()).map_err(|_| "kernel too large")?;
+    // SAFETY: the loader placed the module there, in low RAM below Mica's free frames, and
+    // nothing writes it while Mica reads.
+    let file = unsafe { crate::hv::phys_bytes(kernel.start, len) };
+    if !elf::is_elf(file) {
+        if len == 0 || GUEST_LOAD + kernel.len() > GUEST_RAM {
+            return Err("kernel empty or larger than guest RAM");
+        }
+        copy_to_guest(ram, GUEST_LOAD, file);
+        return Ok(GUEST_LOAD);
+    }
+    let image = elf::parse_pvh(file).map_err(|e| match e {
+        elf::ElfError::NoPvhEntry => "ELF kernel without a XEN_ELFNOTE_PHYS32_ENTRY note",
+        elf::ElfError::WrongKind => "ELF kernel is not x86-64",
+        _ => "malformed ELF kernel",
+    })?;
+    let (_, high) = image.span().ok_or("ELF kernel without loadable segments")?;
+    if high > GUEST_RAM {
+        return Err("ELF kernel does not fit in guest RAM");
+    }
+    for seg in &image.segments {
+        // parse_pvh checked offset + filesz against the file.
+        copy_to_guest(ram, seg.paddr, &file[seg.offset..seg.offset + seg.filesz]);
+    }
+    Ok(u64::from(image.entry32))
+}
+
+/// Copies `bytes` to guest-physical `gpa` of fresh guest RAM at host `ram`.
+fn copy_to_guest(ram: u64, gpa: u64, bytes: &[u8]) {
+    // Callers check gpa + len against GUEST_RAM (the size of the allocation at `ram`).
+    debug_assert!(gpa + bytes.len() as u64 <= GUEST_RAM);
+    // SAFETY: the destination lies inside the domain's RAM allocation (checked by the
+    // callers), identity-mapped, not yet running; the source is a separate module.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (ram + gpa) as *mut u8, bytes.len()) };
+}
+
 /// PVH's `hvm_start_info` (version 1) with the command line and a one-entry memory map.
 fn write_start_info(ram: u64, cmdline: &str) {
     let mut info = [0u8; 56];
@@ -300,7 +329,7 @@ fn write_start_info(ram: u64, cmdline: &str) {
 }
 
 /// The PVH entry state: 32-bit flat protected mode, paging off, EBX = start info.
-fn init_vmcb(v: &mut Vmcb, iopm: u64, msrpm: u64, npt_root: u64) {
+fn init_vmcb(v: &mut Vmcb, iopm: u64, msrpm: u64, npt_root: u64, entry: u64) {
     v.write(
         control::INTERCEPT_MISC1,
         misc1::INTR
@@ -340,7 +369,7 @@ fn init_vmcb(v: &mut Vmcb, iopm: u64, msrpm: u64, npt_root: u64) {
     v.write(save::DR6, DR6_RESET);
     v.write(save::DR7, DR7_RESET);
     v.write(save::RFLAGS, RFLAGS_FIXED);
-    v.write(save::RIP, GUEST_LOAD);
+    v.write(save::RIP, entry);
     v.write(save::RSP, 0u64);
     v.write(save::RAX, 0u64);
     v.write(save::G_PAT, PAT_RESET);
