@@ -110,10 +110,11 @@ extern "C" fn mica_main(info_addr: u64, magic: u64) -> ! {
             power_off();
         }
     };
+    // The loader's command line starts with Mica's own file name, as on Xen.
+    let cmdline = multiboot::split_module_string(phys_cstr(info.cmdline.unwrap_or(0), 256)).1;
     mica_println!(
-        "memory above 1 MiB: {} KiB, command line `{}`",
+        "memory above 1 MiB: {} KiB, command line `{cmdline}`",
         info.mem_upper_kib.unwrap_or(0),
-        phys_cstr(info.cmdline.unwrap_or(0), 256)
     );
     let mut modules = alloc::vec::Vec::new();
     if let Some((count, table)) = info.modules {
@@ -135,7 +136,7 @@ extern "C" fn mica_main(info_addr: u64, magic: u64) -> ! {
             phys_cstr(m.string, 256)
         );
     }
-    crate::run::start(&info, &modules);
+    crate::run::start(&info, &modules, cmdline);
     mica_println!("no domain left running: powering off");
     power_off()
 }

@@ -18,8 +18,11 @@ use spin::Mutex;
 
 /// Page size.
 pub const PAGE: u64 = 4096;
-/// Guest RAM of the initial domain, from guest-physical 0.
-const GUEST_RAM: u64 = 32 << 20;
+/// Guest RAM of the initial domain, from guest-physical 0, unless `dom0_mem=` says otherwise.
+const DEFAULT_GUEST_RAM: u64 = 32 << 20;
+/// Bounds for `dom0_mem=` (the top stays below the 4 GiB Mica identity-maps).
+const MIN_GUEST_RAM: u64 = 4 << 20;
+const MAX_GUEST_RAM: u64 = 3 << 30;
 /// Where the kernel image is loaded and entered (PVH-style, 32-bit protected mode).
 const GUEST_LOAD: u64 = 0x10_0000;
 /// Where the start-info block, its command line and memory map go.
@@ -126,7 +129,12 @@ pub struct Machine {
 }
 
 /// Sets up memory and SVM, builds the initial domain and runs it.
-pub fn start(info: &Info, modules: &[Module]) {
+pub fn start(info: &Info, modules: &[Module], cmdline: &str) {
+    let options = mica_hv::cmdline::parse(cmdline);
+    let ram_size = options
+        .dom0_mem
+        .map_or(DEFAULT_GUEST_RAM, |m| m.clamp(MIN_GUEST_RAM, MAX_GUEST_RAM))
+        .next_multiple_of(2 << 20);
     if !init_frames(info, modules) {
         mica_println!("no usable RAM above the modules");
         return;
@@ -159,11 +167,11 @@ pub fn start(info: &Info, modules: &[Module]) {
         domains: Vec::new(),
         nrip_save: features.nrip_save,
     };
-    match build_domain(&mut machine, 0, kernel, cmdline) {
+    match build_domain(&mut machine, 0, kernel, cmdline, ram_size) {
         Ok(()) => mica_println!(
             "DOM0: {} KiB kernel, {} MiB RAM, command line `{}`",
             kernel.len() / 1024,
-            GUEST_RAM >> 20,
+            ram_size >> 20,
             cmdline
         ),
         Err(why) => {
@@ -214,13 +222,14 @@ fn build_domain(
     id: u16,
     kernel: &Module,
     cmdline: &str,
+    ram_size: u64,
 ) -> Result<(), &'static str> {
-    let ram = alloc_zeroed(GUEST_RAM, 2 << 20).ok_or("no memory for guest RAM")?;
+    let ram = alloc_zeroed(ram_size, 2 << 20).ok_or("no memory for guest RAM")?;
     let mut npt = Npt::new(&mut HostTables).map_err(|_| "no memory for nested tables")?;
-    npt.map_range(&mut HostTables, 0, ram, GUEST_RAM, Perm::ReadWrite)
+    npt.map_range(&mut HostTables, 0, ram, ram_size, Perm::ReadWrite)
         .map_err(|_| "nested mapping failed")?;
-    let entry = load_kernel(ram, kernel)?;
-    write_start_info(ram, cmdline);
+    let entry = load_kernel(ram, ram_size, kernel)?;
+    write_start_info(ram, ram_size, cmdline);
 
     let vmcb_pa = alloc_zeroed(PAGE, PAGE).ok_or("no memory for the VMCB")?;
     let iopm = alloc_zeroed(IOPM_SIZE, PAGE).ok_or("no memory for the I/O map")?;
@@ -265,16 +274,16 @@ fn build_domain(
 /// Copies the kernel into guest RAM: a PVH ELF (segments at their physical addresses,
 /// entered at its `XEN_ELFNOTE_PHYS32_ENTRY`), or else a flat image at [`GUEST_LOAD`] entered
 /// at its first byte. Returns the entry point.
-fn load_kernel(ram: u64, kernel: &Module) -> Result<u64, &'static str> {
+fn load_kernel(ram: u64, ram_size: u64, kernel: &Module) -> Result<u64, &'static str> {
     let len = usize::try_from(kernel.len()).map_err(|_| "kernel too large")?;
     // SAFETY: the loader placed the module there, in low RAM below Mica's free frames, and
     // nothing writes it while Mica reads.
     let file = unsafe { crate::hv::phys_bytes(kernel.start, len) };
     if !elf::is_elf(file) {
-        if len == 0 || GUEST_LOAD + kernel.len() > GUEST_RAM {
+        if len == 0 || GUEST_LOAD + kernel.len() > ram_size {
             return Err("kernel empty or larger than guest RAM");
         }
-        copy_to_guest(ram, GUEST_LOAD, file);
+        copy_to_guest(ram, ram_size, GUEST_LOAD, file);
         return Ok(GUEST_LOAD);
     }
     let image = elf::parse_pvh(file).map_err(|e| match e {
@@ -283,27 +292,32 @@ fn load_kernel(ram: u64, kernel: &Module) -> Result<u64, &'static str> {
         _ => "malformed ELF kernel",
     })?;
     let (_, high) = image.span().ok_or("ELF kernel without loadable segments")?;
-    if high > GUEST_RAM {
+    if high > ram_size {
         return Err("ELF kernel does not fit in guest RAM");
     }
     for seg in &image.segments {
         // parse_pvh checked offset + filesz against the file.
-        copy_to_guest(ram, seg.paddr, &file[seg.offset..seg.offset + seg.filesz]);
+        copy_to_guest(
+            ram,
+            ram_size,
+            seg.paddr,
+            &file[seg.offset..seg.offset + seg.filesz],
+        );
     }
     Ok(u64::from(image.entry32))
 }
 
 /// Copies `bytes` to guest-physical `gpa` of fresh guest RAM at host `ram`.
-fn copy_to_guest(ram: u64, gpa: u64, bytes: &[u8]) {
-    // Callers check gpa + len against GUEST_RAM (the size of the allocation at `ram`).
-    debug_assert!(gpa + bytes.len() as u64 <= GUEST_RAM);
+fn copy_to_guest(ram: u64, ram_size: u64, gpa: u64, bytes: &[u8]) {
+    // Callers check gpa + len against the size of the allocation at `ram`.
+    debug_assert!(gpa + bytes.len() as u64 <= ram_size);
     // SAFETY: the destination lies inside the domain's RAM allocation (checked by the
     // callers), identity-mapped, not yet running; the source is a separate module.
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (ram + gpa) as *mut u8, bytes.len()) };
 }
 
 /// PVH's `hvm_start_info` (version 1) with the command line and a one-entry memory map.
-fn write_start_info(ram: u64, cmdline: &str) {
+fn write_start_info(ram: u64, ram_size: u64, cmdline: &str) {
     let mut info = [0u8; 56];
     info[0..4].copy_from_slice(&START_INFO_MAGIC.to_le_bytes());
     info[4..8].copy_from_slice(&1u32.to_le_bytes());
@@ -311,7 +325,7 @@ fn write_start_info(ram: u64, cmdline: &str) {
     info[40..48].copy_from_slice(&GUEST_MEMMAP.to_le_bytes());
     info[48..52].copy_from_slice(&1u32.to_le_bytes());
     let mut map = [0u8; 24];
-    map[8..16].copy_from_slice(&GUEST_RAM.to_le_bytes());
+    map[8..16].copy_from_slice(&ram_size.to_le_bytes());
     map[16..20].copy_from_slice(&MEMMAP_RAM.to_le_bytes());
     let cmd = cmdline.as_bytes();
     let cmd = &cmd[..cmd.len().min(GUEST_CMDLINE_MAX - 1)];
