@@ -30,6 +30,9 @@ pub mod reg {
 
 /// Leaf 1 ECX: a hypervisor is present.
 const CPUID1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 EDX: on-chip local APIC; ECX: x2APIC. Mica emulates no local APIC, so it says so.
+const CPUID1_EDX_APIC: u32 = 1 << 9;
+const CPUID1_ECX_X2APIC: u32 = 1 << 21;
 /// Leaf 0x8000_0001 ECX: SVM (not offered to guests).
 const CPUID_EXT1_ECX_SVM: u32 = 1 << 2;
 /// Leaf 1.
@@ -129,7 +132,10 @@ pub fn handle(exit: SvmExit, env: &mut dyn ExitEnv) -> Action {
             let answer = xen_x86::cpuid(leaf, vcpu, domid).unwrap_or_else(|| {
                 let mut r = env.host_cpuid(leaf, sub);
                 match leaf {
-                    CPUID_FEATURES => r[2] |= CPUID1_ECX_HYPERVISOR,
+                    CPUID_FEATURES => {
+                        r[2] = (r[2] | CPUID1_ECX_HYPERVISOR) & !CPUID1_ECX_X2APIC;
+                        r[3] &= !CPUID1_EDX_APIC;
+                    }
                     CPUID_EXT_FEATURES => r[2] &= !CPUID_EXT1_ECX_SVM,
                     CPUID_SVM => r = [0; 4],
                     _ => {}
@@ -417,6 +423,8 @@ mod tests {
         v.gprs[reg::RAX] = 1;
         handle(SvmExit::Cpuid, &mut v);
         assert_ne!(v.gprs[reg::RCX] as u32 & CPUID1_ECX_HYPERVISOR, 0);
+        assert_eq!(v.gprs[reg::RCX] as u32 & CPUID1_ECX_X2APIC, 0);
+        assert_eq!(v.gprs[reg::RDX] as u32 & CPUID1_EDX_APIC, 0);
     }
 
     #[test]

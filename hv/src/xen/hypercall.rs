@@ -187,13 +187,38 @@ fn hvm_op(ctx: &mut HypercallCtx<'_>, op: u64, arg: u64) -> Result<i64, i32> {
         return Err(EINVAL);
     }
     if op == HVMOP_SET_PARAM {
-        // Set by Mica's domain builder (the toolstack's job), never by guests.
-        return Err(EPERM);
+        return set_callback_vector(ctx, target, p.index, p.value).map(|()| 0);
     }
     let dom = ctx.xen.domains.get(&target).ok_or(ESRCH)?;
     p.value = dom.param(p.index).ok_or(EINVAL)?;
     write_virt_obj(ctx.vmem, arg, &p).map_err(|_| EFAULT)?;
     Ok(0)
+}
+
+/// Lowest vector an x86 guest may name for its upcall (0-15 are exceptions' and reserved).
+const MIN_CALLBACK_VECTOR: u64 = 0x10;
+
+/// HVMOP_set_param. On Arm every parameter is set by Mica's domain builder (the toolstack's
+/// job), never by guests. An x86 HVM/PVH guest names its own upcall vector in
+/// HVM_PARAM_CALLBACK_IRQ (type 2 there is "vector"), as Linux does; nothing else.
+fn set_callback_vector(
+    ctx: &mut HypercallCtx<'_>,
+    target: DomId,
+    index: u32,
+    value: u64,
+) -> Result<(), i32> {
+    let dom = ctx.xen.domains.get_mut(&target).ok_or(ESRCH)?;
+    if dom.arch != GuestArch::X86_64 || target != ctx.caller || index != HVM_PARAM_CALLBACK_IRQ {
+        return Err(EPERM);
+    }
+    let kind = value >> HVM_PARAM_CALLBACK_TYPE_SHIFT;
+    let vector = value & !(u64::MAX << HVM_PARAM_CALLBACK_TYPE_SHIFT);
+    if kind != HVM_PARAM_CALLBACK_TYPE_VECTOR || !(MIN_CALLBACK_VECTOR..=0xff).contains(&vector) {
+        return Err(EINVAL);
+    }
+    let slot = dom.params.get_mut(index as usize).ok_or(EINVAL)?;
+    *slot = value;
+    Ok(())
 }
 
 /// `sched_op(cmd, arg)`.

@@ -363,6 +363,11 @@ impl Xen {
         Ok(())
     }
 
+    /// An HVM parameter of a domain (e.g. the upcall vector an x86 guest chose).
+    pub fn hvm_param(&self, domid: DomId, index: u32) -> Option<u64> {
+        self.domains.get(&domid)?.param(index)
+    }
+
     /// Sets an HVM parameter as a toolstack would (e.g. HVM_PARAM_STORE_PFN/EVTCHN for a
     /// xenstore served elsewhere). Returns false for an unknown domain or index.
     pub fn set_hvm_param(&mut self, domid: DomId, index: u32, value: u64) -> bool {

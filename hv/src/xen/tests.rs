@@ -1703,6 +1703,36 @@ fn x86_shared_info_layout() {
     use mica_guest_abi::xen::features::{XENFEAT_ARM_SMCCC_SUPPORTED, XENFEAT_HVM_CALLBACK_VECTOR};
     assert_ne!(f & 1 << XENFEAT_HVM_CALLBACK_VECTOR, 0);
     assert_eq!(f & 1 << XENFEAT_ARM_SMCCC_SUPPORTED, 0);
+    // An x86 guest names its upcall vector; Arm guests and bad values are refused.
+    let set = |w: &mut World, dom: DomId, value: u64| {
+        let p = HvmParam {
+            domid: DOMID_SELF,
+            pad: 0,
+            index: HVM_PARAM_CALLBACK_IRQ,
+            value,
+        };
+        w.put(dom, ARG, &p);
+        w.call(dom, 0, Hypercall::HvmOp, &[HVMOP_SET_PARAM, ARG])
+            .ret
+    };
+    assert_eq!(set(&mut w, 5, 2 << 56 | 0xf3), 0);
+    assert_eq!(
+        w.xen.hvm_param(5, HVM_PARAM_CALLBACK_IRQ),
+        Some(2 << 56 | 0xf3)
+    );
+    assert_eq!(set(&mut w, 5, 2 << 56 | 0x05), neg(EINVAL));
+    assert_eq!(set(&mut w, 5, 1 << 56 | 0xf3), neg(EINVAL));
+    assert_eq!(set(&mut w, 5, 2 << 56 | 0x1f3), neg(EINVAL));
+    assert_eq!(
+        w.xen.hvm_param(5, HVM_PARAM_CALLBACK_IRQ),
+        Some(2 << 56 | 0xf3)
+    );
+    let mut arm = World::new();
+    assert_eq!(
+        set(&mut arm, 0, 2 << 56 | 0xf3),
+        neg(EPERM),
+        "Arm domains may not"
+    );
     w.map_shared_info(5);
     w.env.upcalls.clear();
     let a = w.alloc_unbound(5, DOMID_SELF);

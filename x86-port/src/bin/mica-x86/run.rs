@@ -460,8 +460,17 @@ impl ExitEnv for VcpuExit<'_> {
     }
 }
 
-/// Makes a pending upcall a virtual interrupt the guest takes once it enables interrupts.
-fn deliver_upcall(d: &mut Domain) {
+/// The vector of an HVM_PARAM_CALLBACK_IRQ value, if it names one.
+fn callback_vector(value: u64) -> Option<u8> {
+    (value & !0xff == CALLBACK_TYPE_VECTOR).then_some(value as u8)
+}
+
+/// Makes a pending upcall a virtual interrupt the guest takes once it enables interrupts
+/// (on the vector the guest or the builder set in HVM_PARAM_CALLBACK_IRQ; none: it waits).
+fn deliver_upcall(d: &mut Domain, vector: Option<u8>) {
+    let Some(vector) = vector else {
+        return;
+    };
     if d.upcall_pending {
         d.upcall_pending = false;
         let vintr: u64 = d.vmcb.read(control::VINTR);
@@ -469,7 +478,7 @@ fn deliver_upcall(d: &mut Domain) {
             control::VINTR,
             vintr | VINTR_V_IRQ | VINTR_IGN_TPR | 0xf << VINTR_PRIO_SHIFT,
         );
-        d.vmcb.write(VINTR_VECTOR_OFFSET, u32::from(UPCALL_VECTOR));
+        d.vmcb.write(VINTR_VECTOR_OFFSET, u32::from(vector));
     }
 }
 
@@ -478,8 +487,13 @@ fn run_all(m: &mut Machine) {
     let mut exits: u64 = 0;
     loop {
         {
+            let id = m.domains[index].id;
+            let vector = m
+                .xen
+                .hvm_param(id, mica_guest_abi::xen::hvm::HVM_PARAM_CALLBACK_IRQ)
+                .and_then(callback_vector);
             let d = &mut m.domains[index];
-            deliver_upcall(d);
+            deliver_upcall(d, vector);
             let flush = if core::mem::take(&mut d.flush_tlb) {
                 svm::TLB_FLUSH_ASID
             } else {
