@@ -106,8 +106,12 @@ pub fn feature_bits(arch: GuestArch, privileged: bool, direct_mapped: bool) -> u
                 bit(features::XENFEAT_NOT_DIRECT_MAPPED)
             };
         }
-        // Upcalls arrive on the vector of HVM_PARAM_CALLBACK_IRQ.
-        GuestArch::X86_64 => f |= bit(features::XENFEAT_HVM_CALLBACK_VECTOR),
+        // Upcalls arrive on the vector of HVM_PARAM_CALLBACK_IRQ; Xen 4.17 reports
+        // not_direct_mapped on x86 too.
+        GuestArch::X86_64 => {
+            f |= bit(features::XENFEAT_HVM_CALLBACK_VECTOR)
+                | bit(features::XENFEAT_NOT_DIRECT_MAPPED)
+        }
     }
     if privileged {
         f |= bit(features::XENFEAT_DOM0);

@@ -2,8 +2,8 @@
 //! (the CPUID leaves, XENVER_version = 4.17 and equal to CPUID's), `features` (submap 0 has
 //! auto_translated_physmap, submap 1 is -EINVAL), `shared-info` (XENMEM_add_to_physmap of
 //! shared_info at a free frame reads back, VCPUOP_register_vcpu_info), `evtchn-loopback`
-//! (alloc_unbound + bind_interdomain to itself, send, the upcall on the vector of
-//! HVM_PARAM_CALLBACK_IRQ, masking and EVTCHNOP_unmask re-raising), `grant-copy` (grant frame
+//! (HVM_PARAM_CALLBACK_IRQ set to a vector and read back, alloc_unbound + bind_interdomain
+//! to itself, send, the upcall on that vector, masking and EVTCHNOP_unmask re-raising), `grant-copy` (grant frame
 //! 0 mapped, a read-only grant of our own page, GNTTABOP_copy from it, read-only enforced,
 //! revoke) and `console` (CONSOLEIO_write as the initial domain).
 //!

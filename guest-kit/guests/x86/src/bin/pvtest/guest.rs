@@ -2,7 +2,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use mica_guest_abi::xen::evtchn::*;
 use mica_guest_abi::xen::features::XENFEAT_AUTO_TRANSLATED_PHYSMAP;
 use mica_guest_abi::xen::gnttab::*;
-use mica_guest_abi::xen::hvm::{HvmParam, HVMOP_GET_PARAM, HVM_PARAM_CALLBACK_IRQ};
+use mica_guest_abi::xen::hvm::{
+    HvmParam, HVMOP_GET_PARAM, HVMOP_SET_PARAM, HVM_PARAM_CALLBACK_IRQ,
+    HVM_PARAM_CALLBACK_TYPE_SHIFT, HVM_PARAM_CALLBACK_TYPE_VECTOR,
+};
 use mica_guest_abi::xen::memory::*;
 use mica_guest_abi::xen::vcpu::{VcpuRegisterVcpuInfo, VCPUOP_REGISTER_VCPU_INFO};
 use mica_guest_abi::xen::version::{FeatureInfo, XENVER_GET_FEATURES, XENVER_VERSION};
@@ -21,6 +24,9 @@ const SI_WC_VERSION: usize = 3072;
 /// vcpu_info fields.
 const VI_UPCALL_PENDING: usize = 0;
 const VI_PENDING_SEL: usize = 8;
+/// Our upcall vector (Linux's HYPERVISOR_CALLBACK_VECTOR) and its CALLBACK_IRQ encoding.
+const UPCALL_VECTOR: u8 = 0xf3;
+const CALLBACK_TYPE_VECTOR: u64 = HVM_PARAM_CALLBACK_TYPE_VECTOR << HVM_PARAM_CALLBACK_TYPE_SHIFT;
 /// Spins for any wait (the upcall arrives right after the hypercall that raised it).
 const WAIT_SPINS: u32 = 2_000_000;
 const QUIET_SPINS: u32 = 50_000;
@@ -242,18 +248,22 @@ fn is_pending(port: u32) -> bool {
 }
 
 fn check_evtchn() -> Result {
+    // Name our upcall vector the way Linux does (type 2 = vector), then read it back.
     let mut param = HvmParam {
         domid: DOMID_SELF,
         pad: 0,
         index: HVM_PARAM_CALLBACK_IRQ,
-        value: 0,
+        value: CALLBACK_TYPE_VECTOR | u64::from(UPCALL_VECTOR),
     };
+    if xen::op(Hypercall::HvmOp, HVMOP_SET_PARAM, &mut param) != 0 {
+        return Err("HVMOP_set_param(CALLBACK_IRQ, vector) failed");
+    }
+    param.value = 0;
     if xen::op(Hypercall::HvmOp, HVMOP_GET_PARAM, &mut param) != 0 {
         return Err("HVMOP_get_param(CALLBACK_IRQ) failed");
     }
-    // Type 2 (bits 56-63): a vector in the low byte.
-    if param.value >> 56 != 2 {
-        return Err("HVM_PARAM_CALLBACK_IRQ is not a vector");
+    if param.value != CALLBACK_TYPE_VECTOR | u64::from(UPCALL_VECTOR) {
+        return Err("HVM_PARAM_CALLBACK_IRQ does not read back");
     }
     let vector = param.value as u8;
     irq::install(vector, upcall);
