@@ -4,7 +4,8 @@
 //! * `x86-hello`: the guest's line reaches Mica's console tagged `(MICA) DOM0:`, and the
 //!   domain shuts down through SCHEDOP_shutdown, after which Mica powers the machine off;
 //! * `x86-pvtest`: the x86 pvtest reports every check ok (the same checks as the Arm pvtest
-//!   where the x86 ABI allows);
+//!   where the x86 ABI allows), on Mica and then on Xen 4.17 amd64 (Debian's
+//!   `xen-hypervisor-4.17-amd64`, the same ELF as its PVH dom0), with the same outcomes;
 //! * `x86-fault`: a guest that writes outside its RAM is killed (a nested page fault) and
 //!   Mica carries on to its orderly power-off;
 //! * `x86-linux-early`: Debian's amd64 cloud kernel (its vmlinux, extracted from the bzImage)
@@ -126,6 +127,9 @@ pub fn run_test(name: &str, release: bool, timeout: Option<Duration>) -> Result<
         other => return Err(format!("unknown x86 test {other}")),
     };
     let guest = build_guest(bin)?;
+    if name == "x86-pvtest" {
+        return pvtest(&mica, &guest, timeout);
+    }
     let log = target_dir().join("test-logs").join(format!("{name}.log"));
     let timeout = timeout.unwrap_or(TIMEOUT);
     say(format!(
@@ -149,6 +153,109 @@ pub fn run_test(name: &str, release: bool, timeout: Option<Duration>) -> Result<
         )),
         Ending::Stopped => Err(failure(&captured, "QEMU was stopped")),
     }
+}
+
+/// The x86 pvtest on Mica, then on Xen 4.17 amd64: both pass, with the same outcomes.
+fn pvtest(mica: &Path, guest: &Path, timeout: Option<Duration>) -> Result<(), String> {
+    let timeout = timeout.unwrap_or(TIMEOUT);
+    let log = target_dir().join("test-logs").join("x86-pvtest.log");
+    say(format!(
+        "booting x86-pvtest on Mica (log {})",
+        log.display()
+    ));
+    let on_mica = run_program(
+        Path::new("qemu-system-x86_64"),
+        &qemu_args(mica, guest, "console=hvc0"),
+        &log,
+        timeout,
+    )?;
+    check_pvtest(&on_mica.log).map_err(|why| failure(&on_mica, &why))?;
+    if !matches!(&on_mica.ending, Ending::Exited(s) if s.success()) {
+        return Err(failure(&on_mica, "QEMU did not power off after pvtest"));
+    }
+    let xen = ensure_xen()?;
+    let log = target_dir().join("test-logs").join("x86-pvtest-xen.log");
+    say(format!(
+        "booting x86-pvtest on Xen 4.17 amd64 (log {})",
+        log.display()
+    ));
+    // Xen stays up after its initial domain ends: stop at pvtest's last line.
+    let on_xen = run_until(&xen_args(&xen, guest), &log, timeout, "pvtest: done")?;
+    let mica_outcomes = pvtest_outcomes(&on_mica.log);
+    let xen_outcomes = pvtest_outcomes(&on_xen.log);
+    if xen_outcomes.is_empty() {
+        return Err(failure(&on_xen, "no pvtest outcome lines on Xen"));
+    }
+    if mica_outcomes != xen_outcomes {
+        return Err(format!(
+            "outcomes differ: Mica {mica_outcomes:?}, Xen {xen_outcomes:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The `ok`/`FAIL`/`skip` lines and the `done` line of a pvtest log, tags and reasons removed.
+pub fn pvtest_outcomes(log: &str) -> Vec<String> {
+    log.lines()
+        .map(|l| suites::parse_line(l).message)
+        .filter(|m| {
+            [
+                "pvtest: ok ",
+                "pvtest: FAIL ",
+                "pvtest: skip ",
+                "pvtest: done ",
+            ]
+            .iter()
+            .any(|p| m.starts_with(p))
+        })
+        .map(|m| m.split(':').take(2).collect::<Vec<_>>().join(":"))
+        .collect()
+}
+
+/// QEMU arguments that boot Xen 4.17 amd64 with `guest` as its PVH initial domain. A PVH
+/// hardware domain needs an IOMMU, hence QEMU's AMD IOMMU; `cpuidle=0` and `-monitor` keep
+/// Xen's idle loop away from MWAIT under TCG.
+pub fn xen_args(xen: &Path, guest: &Path) -> Vec<String> {
+    let mut args = qemu_args(xen, guest, "console=hvc0");
+    replace_arg(&mut args, "-cpu", "EPYC,+svm,+npt,-monitor");
+    replace_arg(&mut args, "-m", "512");
+    args.extend(
+        [
+            "-device",
+            "amd-iommu",
+            "-append",
+            "console=com1 com1=115200,8n1 dom0=pvh dom0_mem=64M cpuidle=0 noreboot",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+/// Fetches (once) Debian's Xen 4.17 for amd64 and unpacks its multiboot image (ELF32, gzip'd
+/// in the package) to `target/guests/xen-4.17-amd64`.
+pub fn ensure_xen() -> Result<PathBuf, String> {
+    let out = crate::host::guests_dir().join("xen-4.17-amd64");
+    if out.exists() {
+        return Ok(out);
+    }
+    let unpacked = crate::host::fetch_deb(
+        "xen-hypervisor-4.17-amd64:amd64",
+        "Xen 4.17 amd64, the reference hypervisor",
+    )?;
+    let gz = unpacked.join("boot/xen-4.17-amd64.gz");
+    let file =
+        std::fs::File::create(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let status = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(&gz)
+        .stdout(file)
+        .status()
+        .map_err(|e| format!("cannot start gzip: {e}"))?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&out);
+        return Err(format!("gzip -dc {} failed ({status})", gz.display()));
+    }
+    Ok(out)
 }
 
 /// Debian's amd64 cloud kernel as a PVH initial domain with 256 MiB.
@@ -488,6 +595,26 @@ mod tests {
         bz[0x410] = 0;
         assert!(bzimage_payload(&bz).is_err(), "unknown compression");
         assert!(bzimage_payload(b"MZ").is_err());
+    }
+
+    #[test]
+    fn pvtest_outcomes_ignore_tags_and_reasons() {
+        let mica = "(MICA) DOM0: pvtest: note xen 4.17\n(MICA) DOM0: pvtest: ok detect\n\
+                    (MICA) DOM0: pvtest: FAIL console: CONSOLEIO_write failed\n\
+                    (MICA) DOM0: pvtest: done 1 passed, 1 failed\n";
+        let xen = "(XEN) boot\npvtest: ok detect\npvtest: FAIL console: other reason\n\
+                   pvtest: done 1 passed, 1 failed\n";
+        assert_eq!(pvtest_outcomes(mica), pvtest_outcomes(xen));
+        assert_eq!(pvtest_outcomes(mica).len(), 3);
+        assert_ne!(
+            pvtest_outcomes(mica),
+            pvtest_outcomes(&xen.replace("FAIL console", "ok console"))
+        );
+        let args = xen_args(Path::new("/xen"), Path::new("/g.elf"));
+        assert!(args.windows(2).any(|w| w == ["-device", "amd-iommu"]));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["-cpu", "EPYC,+svm,+npt,-monitor"]));
     }
 
     #[test]
