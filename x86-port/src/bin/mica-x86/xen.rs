@@ -138,15 +138,19 @@ pub fn fetch_virt(d: &Domain, linear: u64, buf: &mut [u8]) -> usize {
         mem: NptMemory::of(d),
         paging: d.vmcb.paging(),
     };
-    // Byte by byte, so an instruction at the end of the readable range still decodes.
-    for (i, slot) in buf.iter_mut().enumerate() {
-        let mut b = [0u8; 1];
-        if vm.read_virt(linear.wrapping_add(i as u64), &mut b).is_err() {
-            return i;
-        }
-        *slot = b[0];
+    // One translation per page: the bytes up to the page end, then the rest (an instruction
+    // at the end of the readable range still decodes from what could be read).
+    let first = ((PAGE - linear % PAGE) as usize).min(buf.len());
+    if vm.read_virt(linear, &mut buf[..first]).is_err() {
+        return 0;
     }
-    buf.len()
+    let Some(next) = linear.checked_add(first as u64) else {
+        return first;
+    };
+    if first < buf.len() && vm.read_virt(next, &mut buf[first..]).is_ok() {
+        return buf.len();
+    }
+    first
 }
 
 /// Writes guest-physical memory of `d`; false if any byte is not writable guest memory.
