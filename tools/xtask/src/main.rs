@@ -59,6 +59,9 @@ Commands:
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
       writes the `## Boot` section of docs/benchmarks.md.
+  bench  abi-x86 [--arch x86_64] [--runs N]   (also: abi --arch x86_64)
+      Hypercall and CPUID round trips of an x86-64 guest under -icount, on Mica x86, Xen 4.17
+      amd64 and bare QEMU; writes the `## ABI round trips (x86-64)` section of docs/benchmarks.md.
   help   This text (also --help, -h).
 
 Options:
@@ -70,7 +73,8 @@ Options:
 ";
 
 /// What `cargo xtask bench` accepts.
-const BENCH_USAGE: &str = "usage: cargo xtask bench boot [--gic 2|3] [--runs N]";
+const BENCH_USAGE: &str =
+    "usage: cargo xtask bench boot [--gic 2|3] [--runs N] | abi-x86 [--arch x86_64] [--runs N]";
 
 /// Hand-rolled option parsing: `--name value`, `--name=value` and `--flag`.
 struct Args {
@@ -222,6 +226,17 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                     };
                     args.finish()?;
                     bench::boot(&options)?;
+                }
+                "abi-x86" | "abi" => {
+                    let arch = args.value("--arch")?.unwrap_or_else(|| "x86_64".into());
+                    if arch != "x86_64" {
+                        return Err(format!(
+                            "the abi benchmark exists for --arch x86_64 only, not {arch}"
+                        ));
+                    }
+                    let runs = args.number::<usize>("--runs")?.unwrap_or(3);
+                    args.finish()?;
+                    x86::bench_abi(runs)?;
                 }
                 other => return Err(format!("unknown benchmark `{other}`; {BENCH_USAGE}")),
             }

@@ -258,6 +258,177 @@ pub fn ensure_xen() -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// One abibench run's medians (ticks): empty interval, CPUID, hypercall.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AbiTimes {
+    pub empty: Option<u64>,
+    pub cpuid: Option<u64>,
+    pub hypercall: Option<u64>,
+}
+
+/// Reads `abibench: <name> median <ticks> ticks` lines.
+pub fn parse_abibench(log: &str) -> AbiTimes {
+    let mut t = AbiTimes::default();
+    for line in log.lines() {
+        // Anywhere in the line: bare QEMU's first line follows the firmware's text.
+        let Some(at) = line.find("abibench: ") else {
+            continue;
+        };
+        let rest = &line[at + "abibench: ".len()..];
+        let mut words = rest.split_whitespace();
+        let (Some(name), Some("median"), Some(ticks)) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let Ok(ticks) = ticks.parse::<u64>() else {
+            continue;
+        };
+        match name {
+            "empty" => t.empty = Some(ticks),
+            "cpuid" => t.cpuid = Some(ticks),
+            "hypercall" => t.hypercall = Some(ticks),
+            _ => {}
+        }
+    }
+    t
+}
+
+/// Median of the values that were measured.
+fn median(mut v: Vec<u64>) -> Option<u64> {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().filter(|_| !v.is_empty())
+}
+
+/// Net ticks of an operation: its interval minus the empty interval (the timing's own cost).
+fn net(op: Option<u64>, empty: Option<u64>) -> Option<u64> {
+    Some(op?.saturating_sub(empty?))
+}
+
+/// `cargo xtask bench abi-x86`: the abibench guest under `-icount shift=0,sleep=off` on Mica
+/// (release), Xen 4.17 amd64 (PVH dom0) and bare QEMU (PVH boot, no hypervisor), `runs` times
+/// each; writes the section of docs/benchmarks.md.
+pub fn bench_abi(runs: usize) -> Result<(), String> {
+    let runs = runs.max(1);
+    let mica = build_mica(true)?;
+    let guest = build_guest("x86-abibench")?;
+    let xen = ensure_xen()?;
+    let icount = ["-icount".to_string(), "shift=0,sleep=off".to_string()];
+    let timeout = Duration::from_secs(300);
+    let mut results: Vec<(&str, Vec<AbiTimes>)> = Vec::new();
+    for (name, mut args) in [
+        ("Mica", qemu_args(&mica, &guest, "")),
+        ("Xen 4.17", xen_args(&xen, &guest)),
+        ("bare QEMU", {
+            let mut a = qemu_args(&guest, &guest, "");
+            // PVH boot of the guest itself: QEMU reads its Xen PHYS32_ENTRY note.
+            let i = a.iter().position(|x| x == "-initrd").unwrap_or(a.len());
+            a.truncate(i);
+            a
+        }),
+    ] {
+        args.extend(icount.iter().cloned());
+        let mut all = Vec::new();
+        for run in 0..runs {
+            let log = target_dir()
+                .join("bench-logs")
+                .join(format!("abi-x86-{}-{run}.log", name.replace(' ', "-")));
+            say(format!("abi-x86: {name}, run {} of {runs}", run + 1));
+            let captured = run_until(&args, &log, timeout, "abibench: done")?;
+            let t = parse_abibench(&captured.log);
+            if t.cpuid.is_none() {
+                return Err(failure(&captured, &format!("no abibench lines on {name}")));
+            }
+            all.push(t);
+        }
+        results.push((name, all));
+    }
+    let section = abi_report(runs, &results);
+    print!("{section}");
+    let docs = repo_root().join("docs/benchmarks.md");
+    let existing = std::fs::read_to_string(&docs).unwrap_or_default();
+    std::fs::write(
+        &docs,
+        crate::bench::replace_section(&existing, ABI_HEADING, &section),
+    )
+    .map_err(|e| format!("writing {}: {e}", docs.display()))?;
+    say(format!(
+        "wrote the {ABI_HEADING} section of {}",
+        docs.display()
+    ));
+    Ok(())
+}
+
+const ABI_HEADING: &str = "## ABI round trips (x86-64)";
+
+fn abi_report(runs: usize, results: &[(&str, Vec<AbiTimes>)]) -> String {
+    use std::fmt::Write;
+    let qemu =
+        crate::util::output(std::process::Command::new("qemu-system-x86_64").arg("--version"))
+            .unwrap_or_default();
+    let qemu = qemu.lines().next().unwrap_or("unknown QEMU").to_string();
+    let pick = |all: &[AbiTimes], f: fn(&AbiTimes) -> Option<u64>| {
+        median(all.iter().filter_map(f).collect())
+    };
+    let mut rows = Vec::new();
+    for (name, all) in results {
+        let empty = pick(all, |t| t.empty);
+        let cpuid = net(pick(all, |t| t.cpuid), empty);
+        let hypercall = net(pick(all, |t| t.hypercall), empty);
+        rows.push((*name, empty, cpuid, hypercall));
+    }
+    let show = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
+    let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0 => format!("{:.2}", a as f64 / b as f64),
+        _ => "—".into(),
+    };
+    let (mica, xen) = (rows.first().copied(), rows.get(1).copied());
+    let mut s = String::new();
+    let _ = writeln!(s, "{ABI_HEADING}\n");
+    let _ = writeln!(
+        s,
+        "Round trips of an x86-64 PVH guest (`guest-kit/guests/x86`, `x86-abibench`): XENVER_version \
+         through the hypercall page (VMMCALL), and CPUID leaf 0. Guest TSC ticks under \
+         `-icount shift=0,sleep=off` (the TSC counts executed instructions, hypervisor code included), \
+         median of 201 timed round trips per run, then the median of {runs} runs; each value is net of \
+         the empty interval (two back-to-back RDTSCs; on Xen RDTSC itself exits, which this removes).\n"
+    );
+    let _ = writeln!(s, "Command: `cargo xtask bench abi-x86 --runs {runs}`\n");
+    let _ = writeln!(
+        s,
+        "Machine: QEMU q35, 1 CPU, {qemu}. Mica (release) with `-cpu max`; Xen 4.17 (Debian \
+         `xen-hypervisor-4.17-amd64`) with `-cpu EPYC,+svm,+npt,-monitor -device amd-iommu`, \
+         `dom0=pvh dom0_mem=64M cpuidle=0`, the guest as its PVH initial domain; bare QEMU boots \
+         the guest itself through QEMU's PVH loader (no hypercalls there).\n"
+    );
+    let _ = writeln!(s, "| | empty interval | CPUID | hypercall |");
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    for (name, empty, cpuid, hypercall) in &rows {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} |",
+            show(*empty),
+            show(*cpuid),
+            show(*hypercall)
+        );
+    }
+    if let (Some(m), Some(x)) = (mica, xen) {
+        let _ = writeln!(
+            s,
+            "| Mica / Xen | | {} | {} |",
+            ratio(m.2, x.2),
+            ratio(m.3, x.3)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nOn Mica every trapped CPUID and VMMCALL also has its length decoded (TCG offers no NRIP \
+         save), fetching the instruction bytes through the guest's page tables and the nested \
+         tables; that is included above. Under Xen the guest's RDTSC exits too (the empty \
+         interval), so Xen's figures carry more uncertainty from the subtraction than Mica's."
+    );
+    s
+}
+
 /// Debian's amd64 cloud kernel as a PVH initial domain with 256 MiB.
 fn linux_early(mica: &Path, timeout: Option<Duration>) -> Result<(), String> {
     let vmlinux = ensure_vmlinux()?;
@@ -615,6 +786,20 @@ mod tests {
         assert!(args
             .windows(2)
             .any(|w| w == ["-cpu", "EPYC,+svm,+npt,-monitor"]));
+    }
+
+    #[test]
+    fn abibench_lines_parse_and_bad_ones_are_skipped() {
+        let log = "Booting from ROM..abibench: empty median 4 ticks over 201\n\
+                   abibench: cpuid median 2174 ticks over 201\n\
+                   abibench: hypercall median x ticks\nabibench: hypercall absent\n";
+        let t = parse_abibench(log);
+        assert_eq!((t.empty, t.cpuid, t.hypercall), (Some(4), Some(2174), None));
+        assert_eq!(net(Some(10), Some(4)), Some(6));
+        assert_eq!(net(Some(3), Some(4)), Some(0));
+        assert_eq!(net(None, Some(4)), None);
+        assert_eq!(median(vec![5, 1, 3]), Some(3));
+        assert_eq!(median(vec![]), None);
     }
 
     #[test]
