@@ -27,6 +27,8 @@ pub mod control {
     pub const TLB_CONTROL: usize = 0x05c;
     /// Virtual interrupt control.
     pub const VINTR: usize = 0x060;
+    /// Vector of the pending virtual interrupt (8 bits).
+    pub const V_INTR_VECTOR: usize = 0x064;
     /// Exit code.
     pub const EXIT_CODE: usize = 0x070;
     /// Exit information 1.
@@ -125,6 +127,12 @@ pub mod misc2 {
 
 /// VINTR: physical interrupts follow the host's RFLAGS.IF, not the guest's.
 pub const VINTR_MASKING: u64 = 1 << 24;
+/// VINTR: a virtual interrupt is pending (taken when the guest's IF allows).
+pub const VINTR_V_IRQ: u64 = 1 << 8;
+/// VINTR: the virtual interrupt ignores the virtual TPR.
+pub const VINTR_IGN_TPR: u64 = 1 << 20;
+/// VINTR: the virtual interrupt's priority (bits 16-19), highest.
+pub const VINTR_PRIO_HIGHEST: u64 = 0xf << 16;
 /// TLB_CONTROL: flush this guest's ASID on the next VMRUN.
 pub const TLB_FLUSH_ASID: u8 = 3;
 /// EFER.SVME (required in guest and host EFER).

@@ -60,13 +60,6 @@ const GUEST_COM1: u16 = 0x3f8;
 /// 16550 line status register offset, and "transmitter empty" for reads.
 const UART_LSR: u16 = 5;
 const UART_LSR_IDLE: u32 = 0x60;
-/// Exits handled before a domain is declared stuck (a guard for tests).
-const MAX_EXITS: u64 = 50_000_000;
-/// VINTR fields: a virtual interrupt is pending, ignore V_TPR, its priority, its vector.
-const VINTR_V_IRQ: u64 = 1 << 8;
-const VINTR_IGN_TPR: u64 = 1 << 20;
-const VINTR_PRIO_SHIFT: u32 = 16;
-const VINTR_VECTOR_OFFSET: usize = 0x064;
 
 /// Host frames: the RAM above Mica and its modules.
 pub static FRAMES: Mutex<Option<FrameAllocator>> = Mutex::new(None);
@@ -476,9 +469,9 @@ fn deliver_upcall(d: &mut Domain, vector: Option<u8>) {
         let vintr: u64 = d.vmcb.read(control::VINTR);
         d.vmcb.write(
             control::VINTR,
-            vintr | VINTR_V_IRQ | VINTR_IGN_TPR | 0xf << VINTR_PRIO_SHIFT,
+            vintr | svm::VINTR_V_IRQ | svm::VINTR_IGN_TPR | svm::VINTR_PRIO_HIGHEST,
         );
-        d.vmcb.write(VINTR_VECTOR_OFFSET, u32::from(vector));
+        d.vmcb.write(control::V_INTR_VECTOR, u32::from(vector));
     }
 }
 
@@ -545,11 +538,6 @@ fn run_all(m: &mut Machine) {
                 destroy(m, index);
                 return;
             }
-        }
-        if exits >= MAX_EXITS {
-            mica_println!("DOM{id}: killed: no end after {exits} exits");
-            destroy(m, index);
-            return;
         }
     }
 }
