@@ -10,10 +10,7 @@ use crate::addr::GuestPhysAddr;
 use alloc::vec::Vec;
 use mica_guest_abi::xen::errno::*;
 use mica_guest_abi::xen::evtchn::*;
-use mica_guest_abi::xen::shared::{
-    SHARED_INFO_EVTCHN_MASK, SHARED_INFO_EVTCHN_PENDING, VCPU_INFO_PENDING_SEL,
-    VCPU_INFO_UPCALL_PENDING,
-};
+use mica_guest_abi::xen::shared::{VCPU_INFO_PENDING_SEL, VCPU_INFO_UPCALL_PENDING};
 use mica_guest_abi::xen::{DomId, EvtchnPort, DOMID_SELF};
 
 /// What a port is connected to.
@@ -169,8 +166,8 @@ fn word_and_bit(port: EvtchnPort) -> (u64, u64) {
     (u64::from(port / 64), 1u64 << (port % 64))
 }
 
-fn bitmap_word(si: GuestPhysAddr, bitmap: usize, word: u64) -> Option<GuestPhysAddr> {
-    si.checked_add(bitmap as u64)?.checked_add(word * 8)
+fn bitmap_word(si: GuestPhysAddr, bitmap: u64, word: u64) -> Option<GuestPhysAddr> {
+    si.checked_add(bitmap)?.checked_add(word * 8)
 }
 
 /// Makes `port` of `domid` pending (Xen's 2-level `set_pending`): sets the pending bit,
@@ -193,14 +190,14 @@ pub(crate) fn set_pending(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &m
     };
     let vcpu_info = dom.vcpu_info_gpa(vcpu);
     let Some(mem) = env.memory(domid) else { return };
-    let Some(pending_at) = bitmap_word(si, SHARED_INFO_EVTCHN_PENDING, word) else {
+    let Some(pending_at) = bitmap_word(si, dom.layout.evtchn_pending, word) else {
         return;
     };
     match mem.fetch_or_u64(pending_at, bit) {
         Ok(old) if old & bit == 0 => {}
         _ => return,
     }
-    let Some(mask_at) = bitmap_word(si, SHARED_INFO_EVTCHN_MASK, word) else {
+    let Some(mask_at) = bitmap_word(si, dom.layout.evtchn_mask, word) else {
         return;
     };
     if mem::read_u64(mem, mask_at).map_or(true, |m| m & bit != 0) {
@@ -248,12 +245,15 @@ pub(crate) fn replay_early(xen: &mut Xen, domid: DomId, env: &mut dyn XenEnv) {
 }
 
 fn clear_pending(xen: &Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) {
-    let Some(si) = xen.domains.get(&domid).and_then(|d| d.shared_info_gpa()) else {
+    let Some(dom) = xen.domains.get(&domid) else {
+        return;
+    };
+    let Some(si) = dom.shared_info_gpa() else {
         return;
     };
     let (word, bit) = word_and_bit(port);
     if let (Some(at), Some(mem)) = (
-        bitmap_word(si, SHARED_INFO_EVTCHN_PENDING, word),
+        bitmap_word(si, dom.layout.evtchn_pending, word),
         env.memory(domid),
     ) {
         let _ = mem.fetch_and_u64(at, !bit);
@@ -272,7 +272,7 @@ pub(crate) fn is_pending(xen: &Xen, domid: DomId, port: EvtchnPort, env: &mut dy
             .get(word as usize)
             .is_some_and(|w| w & bit != 0);
     };
-    let Some(at) = bitmap_word(si, SHARED_INFO_EVTCHN_PENDING, word) else {
+    let Some(at) = bitmap_word(si, dom.layout.evtchn_pending, word) else {
         return false;
     };
     env.memory(domid)
@@ -596,8 +596,8 @@ fn unmask(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) -
     let vcpu_info = dom.vcpu_info_gpa(vcpu);
     let (word, bit) = word_and_bit(port);
     let mem = env.memory(domid).ok_or(ESRCH)?;
-    let mask_at = bitmap_word(si, SHARED_INFO_EVTCHN_MASK, word).ok_or(EFAULT)?;
-    let pending_at = bitmap_word(si, SHARED_INFO_EVTCHN_PENDING, word).ok_or(EFAULT)?;
+    let mask_at = bitmap_word(si, dom.layout.evtchn_mask, word).ok_or(EFAULT)?;
+    let pending_at = bitmap_word(si, dom.layout.evtchn_pending, word).ok_or(EFAULT)?;
     let was_masked = mem.fetch_and_u64(mask_at, !bit).map_err(|_| EFAULT)? & bit != 0;
     let pending = mem::read_u64(mem, pending_at).map_err(|_| EFAULT)? & bit != 0;
     if was_masked && pending && mark_selector(mem, vcpu_info, word) {

@@ -3,7 +3,7 @@
 
 use super::env::XenEnv;
 use super::mem::{read_virt_obj, write_virt_obj, GuestVirtMemory};
-use super::{evtchn, gnttab, memory, After, Outcome, Xen};
+use super::{evtchn, gnttab, memory, After, GuestArch, Outcome, Xen};
 use crate::exit::ShutdownReason;
 use mica_guest_abi::xen::console::{CONSOLEIO_READ, CONSOLEIO_WRITE};
 use mica_guest_abi::xen::errno::*;
@@ -92,17 +92,28 @@ fn write_string(ctx: &mut HypercallCtx<'_>, arg: u64, s: &[u8], len: usize) -> R
     Ok(0)
 }
 
-/// The XENVER_get_features submap 0 for a domain (what Xen on Arm reports, minus what
-/// Mica does not implement: vNUMA memory_op, the runstate phys-area flag).
-pub fn feature_bits(privileged: bool, direct_mapped: bool) -> u32 {
+/// The XENVER_get_features submap 0 for a domain (what Xen reports on the domain's
+/// architecture, minus what Mica does not implement: vNUMA memory_op, the runstate
+/// phys-area flag, x86's PV clock).
+pub fn feature_bits(arch: GuestArch, privileged: bool, direct_mapped: bool) -> u32 {
     let mut f = bit(features::XENFEAT_WRITABLE_PAGE_TABLES)
-        | bit(features::XENFEAT_AUTO_TRANSLATED_PHYSMAP)
-        | bit(features::XENFEAT_ARM_SMCCC_SUPPORTED);
-    f |= if direct_mapped {
-        bit(features::XENFEAT_DIRECT_MAPPED)
-    } else {
-        bit(features::XENFEAT_NOT_DIRECT_MAPPED)
-    };
+        | bit(features::XENFEAT_AUTO_TRANSLATED_PHYSMAP);
+    match arch {
+        GuestArch::Arm64 => {
+            f |= bit(features::XENFEAT_ARM_SMCCC_SUPPORTED);
+            f |= if direct_mapped {
+                bit(features::XENFEAT_DIRECT_MAPPED)
+            } else {
+                bit(features::XENFEAT_NOT_DIRECT_MAPPED)
+            };
+        }
+        // Upcalls arrive on the vector of HVM_PARAM_CALLBACK_IRQ; Xen 4.17 reports
+        // not_direct_mapped on x86 too.
+        GuestArch::X86_64 => {
+            f |= bit(features::XENFEAT_HVM_CALLBACK_VECTOR)
+                | bit(features::XENFEAT_NOT_DIRECT_MAPPED)
+        }
+    }
     if privileged {
         f |= bit(features::XENFEAT_DOM0);
     }
@@ -117,6 +128,7 @@ fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i3
     }
     let dom = caller_dom(ctx)?;
     let (privileged, direct, handle) = (dom.privileged, dom.direct_mapped, dom.handle);
+    let arch = dom.arch;
     match cmd {
         XENVER_EXTRAVERSION => write_string(ctx, arg, b".0-mica", XEN_EXTRAVERSION_LEN),
         XENVER_COMPILE_INFO => {
@@ -127,7 +139,11 @@ fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i3
             Ok(0)
         }
         XENVER_CAPABILITIES => {
-            write_string(ctx, arg, b"xen-3.0-aarch64 ", XEN_CAPABILITIES_INFO_LEN)
+            let caps: &[u8] = match arch {
+                GuestArch::Arm64 => b"xen-3.0-aarch64 ",
+                GuestArch::X86_64 => b"xen-3.0-x86_64 hvm-3.0-x86_64 ",
+            };
+            write_string(ctx, arg, caps, XEN_CAPABILITIES_INFO_LEN)
         }
         XENVER_CHANGESET => write_string(ctx, arg, b"mica", XEN_CHANGESET_INFO_LEN),
         XENVER_PLATFORM_PARAMETERS => {
@@ -140,7 +156,7 @@ fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i3
             if fi.submap_idx >= features::XENFEAT_NR_SUBMAPS {
                 return Err(EINVAL);
             }
-            fi.submap = feature_bits(privileged, direct);
+            fi.submap = feature_bits(arch, privileged, direct);
             write_virt_obj(ctx.vmem, arg, &fi).map_err(|_| EFAULT)?;
             Ok(0)
         }
@@ -179,13 +195,38 @@ fn hvm_op(ctx: &mut HypercallCtx<'_>, op: u64, arg: u64) -> Result<i64, i32> {
         return Err(EINVAL);
     }
     if op == HVMOP_SET_PARAM {
-        // Set by Mica's domain builder (the toolstack's job), never by guests.
-        return Err(EPERM);
+        return set_callback_vector(ctx, target, p.index, p.value).map(|()| 0);
     }
     let dom = ctx.xen.domains.get(&target).ok_or(ESRCH)?;
     p.value = dom.param(p.index).ok_or(EINVAL)?;
     write_virt_obj(ctx.vmem, arg, &p).map_err(|_| EFAULT)?;
     Ok(0)
+}
+
+/// Lowest vector an x86 guest may name for its upcall (0-15 are exceptions' and reserved).
+const MIN_CALLBACK_VECTOR: u64 = 0x10;
+
+/// HVMOP_set_param. On Arm every parameter is set by Mica's domain builder (the toolstack's
+/// job), never by guests. An x86 HVM/PVH guest names its own upcall vector in
+/// HVM_PARAM_CALLBACK_IRQ (type 2 there is "vector"), as Linux does; nothing else.
+fn set_callback_vector(
+    ctx: &mut HypercallCtx<'_>,
+    target: DomId,
+    index: u32,
+    value: u64,
+) -> Result<(), i32> {
+    let dom = ctx.xen.domains.get_mut(&target).ok_or(ESRCH)?;
+    if dom.arch != GuestArch::X86_64 || target != ctx.caller || index != HVM_PARAM_CALLBACK_IRQ {
+        return Err(EPERM);
+    }
+    let kind = value >> HVM_PARAM_CALLBACK_TYPE_SHIFT;
+    let vector = value & !(u64::MAX << HVM_PARAM_CALLBACK_TYPE_SHIFT);
+    if kind != HVM_PARAM_CALLBACK_TYPE_VECTOR || !(MIN_CALLBACK_VECTOR..=0xff).contains(&vector) {
+        return Err(EINVAL);
+    }
+    let slot = dom.params.get_mut(index as usize).ok_or(EINVAL)?;
+    *slot = value;
+    Ok(())
 }
 
 /// `sched_op(cmd, arg)`.

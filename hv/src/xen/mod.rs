@@ -40,7 +40,10 @@ use crate::exit::ShutdownReason;
 use evtchn::EventChannels;
 use gnttab::GrantTable;
 use mica_guest_abi::xen::hvm::{self, HVM_NR_PARAMS};
-use mica_guest_abi::xen::shared::{SHARED_INFO_VCPU_INFO, SHARED_INFO_WC_VERSION};
+use mica_guest_abi::xen::shared::{
+    VcpuInfo, SHARED_INFO_EVTCHN_MASK, SHARED_INFO_EVTCHN_PENDING, SHARED_INFO_VCPU_INFO,
+    SHARED_INFO_WC_VERSION, XEN_LEGACY_MAX_VCPUS,
+};
 use mica_guest_abi::xen::{errno, DomId, DOMID_FIRST_RESERVED, DOMID_SELF};
 use pvconsole::PvConsole;
 
@@ -52,6 +55,63 @@ pub const DEFAULT_MAX_GRANT_FRAMES: u32 = 64;
 pub const MAX_GRANT_FRAMES: u32 = 1024;
 /// Bytes of hardware-domain console input kept for CONSOLEIO_read.
 pub const HWDOM_CONSOLE_INPUT_MAX: usize = 4096;
+
+/// The guest ABI differences between architectures the Xen layer must know: the
+/// shared_info layout, the arch-specific feature bits and the capabilities string. The arch
+/// layer names the one its guests expect in [`DomainConfig::arch`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GuestArch {
+    /// AArch64 (`arch-arm.h`).
+    Arm64,
+    /// x86-64 HVM/PVH (`arch-x86/xen.h`).
+    X86_64,
+}
+
+impl GuestArch {
+    /// Where shared_info's fields are.
+    pub const fn shared_info(self) -> SharedInfoLayout {
+        match self {
+            Self::Arm64 => SharedInfoLayout::ARM,
+            Self::X86_64 => SharedInfoLayout::X86_64,
+        }
+    }
+}
+
+/// Where the fields of shared_info are. The page's layout is part of each architecture's
+/// ABI (x86 has 32 legacy vcpu_info slots of 64 bytes before the event bitmaps, Arm one of
+/// 48).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SharedInfoLayout {
+    /// vCPUs with a vcpu_info slot inside shared_info (from offset 0).
+    pub legacy_vcpus: u32,
+    /// Bytes per vcpu_info slot.
+    pub vcpu_info_size: u64,
+    /// Offset of `evtchn_pending[]`.
+    pub evtchn_pending: u64,
+    /// Offset of `evtchn_mask[]`.
+    pub evtchn_mask: u64,
+    /// Offset of `wc_version` (followed by wc_sec, wc_nsec, wc_sec_hi).
+    pub wc_version: u64,
+}
+
+impl SharedInfoLayout {
+    /// Arm (`arch-arm.h`): one legacy slot.
+    pub const ARM: Self = Self {
+        legacy_vcpus: XEN_LEGACY_MAX_VCPUS as u32,
+        vcpu_info_size: core::mem::size_of::<VcpuInfo>() as u64,
+        evtchn_pending: SHARED_INFO_EVTCHN_PENDING as u64,
+        evtchn_mask: SHARED_INFO_EVTCHN_MASK as u64,
+        wc_version: SHARED_INFO_WC_VERSION as u64,
+    };
+    /// x86-64 (`arch-x86/xen.h`): 32 legacy slots of 64 bytes (vcpu_info carries cr2).
+    pub const X86_64: Self = Self {
+        legacy_vcpus: 32,
+        vcpu_info_size: 64,
+        evtchn_pending: 2048,
+        evtchn_mask: 2560,
+        wc_version: 3072,
+    };
+}
 
 /// How a domain is set up.
 #[derive(Clone, Debug)]
@@ -76,6 +136,8 @@ pub struct DomainConfig {
     pub pv_console_gfn: Option<u64>,
     /// The domain's UUID (XENVER_guest_handle).
     pub handle: [u8; 16],
+    /// The domain's architecture (its shared_info layout, feature bits).
+    pub arch: GuestArch,
 }
 
 impl DomainConfig {
@@ -92,6 +154,7 @@ impl DomainConfig {
             evtchn_ppi: mica_guest_abi::layout::EVTCHN_PPI,
             pv_console_gfn: None,
             handle: [0; 16],
+            arch: GuestArch::Arm64,
         }
     }
 }
@@ -138,6 +201,8 @@ pub struct XenDomain {
     vm_assist: u64,
     shutdown_code: Option<u32>,
     console: Option<PvConsole>,
+    arch: GuestArch,
+    layout: SharedInfoLayout,
 }
 
 impl XenDomain {
@@ -166,15 +231,15 @@ impl XenDomain {
         GuestPhysAddr::from_pfn(self.shared_info_gfn?)
     }
 
-    /// Where `vcpu`'s vcpu_info lives: the registered area, or for vCPU 0 the legacy slot
-    /// in shared_info.
+    /// Where `vcpu`'s vcpu_info lives: the registered area, or its legacy slot in
+    /// shared_info (vCPU 0 on Arm, vCPUs 0-31 on x86).
     fn vcpu_info_gpa(&self, vcpu: u32) -> Option<GuestPhysAddr> {
         let v = self.vcpus.get(vcpu as usize)?;
         match v.vcpu_info {
             Some(gpa) => Some(gpa),
-            None if vcpu == 0 => self
-                .shared_info_gpa()?
-                .checked_add(SHARED_INFO_VCPU_INFO as u64),
+            None if vcpu < self.layout.legacy_vcpus => self.shared_info_gpa()?.checked_add(
+                SHARED_INFO_VCPU_INFO as u64 + u64::from(vcpu) * self.layout.vcpu_info_size,
+            ),
             None => None,
         }
     }
@@ -280,6 +345,8 @@ impl Xen {
             vm_assist: 0,
             shutdown_code: None,
             console: None,
+            arch: cfg.arch,
+            layout: cfg.arch.shared_info(),
         };
         if let Some(gfn) = cfg.pv_console_gfn {
             env.map_special_page(cfg.domid, SpecialPage::ConsoleRing, gfn)
@@ -297,6 +364,11 @@ impl Xen {
         }
         self.domains.insert(cfg.domid, dom);
         Ok(())
+    }
+
+    /// An HVM parameter of a domain (e.g. the upcall vector an x86 guest chose).
+    pub fn hvm_param(&self, domid: DomId, index: u32) -> Option<u64> {
+        self.domains.get(&domid)?.param(index)
     }
 
     /// Sets an HVM parameter as a toolstack would (e.g. HVM_PARAM_STORE_PFN/EVTCHN for a
@@ -409,7 +481,11 @@ impl Xen {
         };
         let (sec, nsec) = self.wallclock.unwrap_or_else(|| env.wallclock());
         let Some(mem) = env.memory(domid) else { return };
-        let Some(at) = si.checked_add(SHARED_INFO_WC_VERSION as u64) else {
+        let Some(at) = self
+            .domains
+            .get(&domid)
+            .and_then(|d| si.checked_add(d.layout.wc_version))
+        else {
             return;
         };
         let version = mem::read_u32(mem, at).unwrap_or(0);

@@ -1751,3 +1751,85 @@ fn runstate_area_accounts_each_state_and_marks_updates() {
         Some(RUNSTATE_RUNNING)
     );
 }
+
+/// An x86 domain's events land where x86 guests look: evtchn_pending at 2048, the mask at
+/// 2560, vCPU 1's legacy vcpu_info at 64 (Arm has no legacy slot for vCPU 1).
+#[test]
+fn x86_shared_info_layout() {
+    let mut env = FakeEnv::default();
+    let m = SharedMem::default();
+    m.0.borrow_mut().add(RAM, 0x20);
+    env.mems.insert(5, m);
+    let mut xen = Xen::new();
+    let mut cfg = DomainConfig::domu(5, 2);
+    cfg.arch = GuestArch::X86_64;
+    xen.create_domain(&cfg, &mut env).unwrap();
+    let mut w = World { xen, env };
+    // x86 features: the callback vector, none of Arm's bits.
+    w.put(
+        5,
+        ARG,
+        &FeatureInfo {
+            submap_idx: 0,
+            submap: 0,
+        },
+    );
+    w.call(5, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
+    let f = w.get::<FeatureInfo>(5, ARG).submap;
+    use mica_guest_abi::xen::features::{XENFEAT_ARM_SMCCC_SUPPORTED, XENFEAT_HVM_CALLBACK_VECTOR};
+    assert_ne!(f & 1 << XENFEAT_HVM_CALLBACK_VECTOR, 0);
+    assert_eq!(f & 1 << XENFEAT_ARM_SMCCC_SUPPORTED, 0);
+    // An x86 guest names its upcall vector; Arm guests and bad values are refused.
+    let set = |w: &mut World, dom: DomId, value: u64| {
+        let p = HvmParam {
+            domid: DOMID_SELF,
+            pad: 0,
+            index: HVM_PARAM_CALLBACK_IRQ,
+            value,
+        };
+        w.put(dom, ARG, &p);
+        w.call(dom, 0, Hypercall::HvmOp, &[HVMOP_SET_PARAM, ARG])
+            .ret
+    };
+    assert_eq!(set(&mut w, 5, 2 << 56 | 0xf3), 0);
+    assert_eq!(
+        w.xen.hvm_param(5, HVM_PARAM_CALLBACK_IRQ),
+        Some(2 << 56 | 0xf3)
+    );
+    assert_eq!(set(&mut w, 5, 2 << 56 | 0x05), neg(EINVAL));
+    assert_eq!(set(&mut w, 5, 1 << 56 | 0xf3), neg(EINVAL));
+    assert_eq!(set(&mut w, 5, 2 << 56 | 0x1f3), neg(EINVAL));
+    assert_eq!(
+        w.xen.hvm_param(5, HVM_PARAM_CALLBACK_IRQ),
+        Some(2 << 56 | 0xf3)
+    );
+    let mut arm = World::new();
+    assert_eq!(
+        set(&mut arm, 0, 2 << 56 | 0xf3),
+        neg(EPERM),
+        "Arm domains may not"
+    );
+    w.map_shared_info(5);
+    w.env.upcalls.clear();
+    let a = w.alloc_unbound(5, DOMID_SELF);
+    assert_eq!(w.bind_interdomain(5, DOMID_SELF, a).ret, 0);
+    let b = w.get::<EvtchnBindInterdomain>(5, ARG).local_port;
+    let base = SHARED_GFN << 12;
+    // Clear what binding set, then send b -> a.
+    w.put(5, base + 2048, &0u64);
+    w.put(5, base, &[0u8; 16]);
+    assert_eq!(w.evtchn_port_op(5, EVTCHNOP_SEND, b), 0);
+    let pending: u64 = w.get(5, base + 2048);
+    assert_ne!(pending & (1 << a), 0, "pending bit at the x86 offset");
+    let arm_offset: u64 = w.get(5, base + SHARED_INFO_EVTCHN_PENDING as u64);
+    assert_eq!(arm_offset & (1 << a), 0, "nothing written at Arm's offset");
+    let sel: u64 = w.get(5, base + 8);
+    assert_eq!(sel, 1);
+    // Masked at the x86 offset: a send raises no upcall.
+    w.put(5, base + 2048, &0u64);
+    w.put(5, base, &[0u8; 16]);
+    w.put(5, base + 2560, &(1u64 << a));
+    let n = w.env.upcalls.len();
+    assert_eq!(w.evtchn_port_op(5, EVTCHNOP_SEND, b), 0);
+    assert_eq!(w.env.upcalls.len(), n);
+}

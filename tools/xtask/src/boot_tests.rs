@@ -16,6 +16,7 @@ const UNIT_TEST_CRATES: &[&str] = &[
     "mica-defmt-fmt",
     "mica-platforms",
     "xtask",
+    "mica-x86",
 ];
 
 /// TCG on two host cores boots three Linux kernels slowly.
@@ -71,6 +72,7 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
         .chain(crate::defmt_log::TESTS)
         .chain(crate::rt::TESTS)
         .chain(boards::TESTS)
+        .chain(crate::x86::TESTS)
         .copied()
         .filter(|name| match filter {
             None => !NOT_BY_DEFAULT.contains(name) && !boards::OPT_IN.contains(name),
@@ -124,6 +126,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             }),
             board if board.starts_with("board-") => {
                 boards::run(board, options.release, options.timeout)
+            }
+            x86 if crate::x86::TESTS.contains(&x86) => {
+                crate::x86::run_test(x86, options.release, options.timeout)
             }
             other => context.issue3_test(other),
         };

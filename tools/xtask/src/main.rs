@@ -22,6 +22,7 @@ mod scenario;
 mod suites;
 mod uboot;
 mod util;
+mod x86;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -90,9 +91,10 @@ Commands:
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
       writes the `## Boot` section of docs/benchmarks.md.
-  bench  abi [--gic 2|3] [--runs N]
+  bench  abi [--gic 2|3] [--runs N] [--arch aarch64|x86_64]
       The guest-kit abibench guest on Xen 4.17 and Mica under -icount: hypercall round trip,
       event-channel send to upcall, dom0<->domU event ping-pong; writes `## Guest ABI`.
+      With --arch x86_64: the same as `bench abi-x86`.
   bench  footprint [--platform P]
       Size of the release mica.bin with and without defmt logging; writes the
       `## Footprint` section of docs/benchmarks.md.
@@ -101,6 +103,9 @@ Commands:
       beside a hog on its CPU under EDF and fixed priority) under -icount on bare QEMU,
       Mica, Xen 4.17 null and credit2; writes the `## Real-time` section of docs/benchmarks.md
       (--only mica-alone, xen-null, ...: just the matching cells, printed, not written).
+  bench  abi-x86 [--arch x86_64] [--runs N]
+      Hypercall and CPUID round trips of an x86-64 guest under -icount, on Mica x86, Xen 4.17
+      amd64 and bare QEMU; writes the `## ABI round trips (x86-64)` section of docs/benchmarks.md.
   help   This text (also --help, -h, and --help after any command).
 
 Options:
@@ -120,7 +125,7 @@ target/guests/.
 
 /// What `cargo xtask bench` accepts.
 const BENCH_USAGE: &str =
-    "usage: cargo xtask bench boot|abi|rt [--gic 2|3] [--runs N] | cargo xtask bench footprint";
+    "usage: cargo xtask bench boot|abi|rt|abi-x86 [--gic 2|3] [--runs N] [--arch aarch64|x86_64] | cargo xtask bench footprint";
 
 /// Hand-rolled option parsing: `--name value`, `--name=value` and `--flag`.
 struct Args {
@@ -285,7 +290,7 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                     args.finish()?;
                     bench::boot(&options)?;
                 }
-                "abi" => {
+                "abi" if args.value("--arch")?.is_none_or(|arch| arch == "aarch64") => {
                     let options = abi_bench::AbiOptions {
                         platform: args.platform()?,
                         gic: args.gic()?,
@@ -305,6 +310,17 @@ fn dispatch(command: &str, mut args: Args) -> Result<bool, String> {
                     let only = args.value("--only")?;
                     args.finish()?;
                     rt::bench(platform, runs, only.as_deref())?;
+                }
+                "abi-x86" | "abi" => {
+                    let arch = args.value("--arch")?.unwrap_or_else(|| "x86_64".into());
+                    if arch != "x86_64" {
+                        return Err(format!(
+                            "the abi benchmark exists for --arch x86_64 only, not {arch}"
+                        ));
+                    }
+                    let runs = args.number::<usize>("--runs")?.unwrap_or(3);
+                    args.finish()?;
+                    x86::bench_abi(runs)?;
                 }
                 other => return Err(format!("unknown benchmark `{other}`; {BENCH_USAGE}")),
             }

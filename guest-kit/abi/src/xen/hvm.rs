@@ -27,6 +27,8 @@ pub const HVM_NR_PARAMS: u32 = 39;
 
 /// CALLBACK_IRQ type field (bits 63:56): the upcall is a PPI.
 pub const HVM_PARAM_CALLBACK_TYPE_PPI: u64 = 2;
+/// CALLBACK_IRQ type field on x86: the upcall is an interrupt vector (low 8 bits).
+pub const HVM_PARAM_CALLBACK_TYPE_VECTOR: u64 = 2;
 /// Shift of the CALLBACK_IRQ type field.
 pub const HVM_PARAM_CALLBACK_TYPE_SHIFT: u32 = 56;
 /// CALLBACK_IRQ flag: edge-triggered (else level).
