@@ -87,6 +87,10 @@ Commands:
         board-zcu102              of the board with its Debian device tree (480 s)
         board-imx8mp              only when named: QEMU 10.0.2's model delivers no
                                   virtual interrupts (docs/boards.md)
+        x86-hello, x86-pvtest     Mica x86-64 (AMD-V, QEMU TCG): the guest-kit guests; pvtest
+                                  also on Xen 4.17 amd64, same outcome per check
+        x86-fault                 an x86 guest writing outside its RAM is killed alone
+        x86-linux-early           Debian's amd64 kernel as a PVH initial domain (early boot)
       --timeout overrides every test's own. Ends with the line `N passed, M failed`.
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
@@ -117,10 +121,11 @@ Options:
   --hypervisor H   boot Xen 4.17 instead of Mica (to compare behaviour; default mica)
   --timeout S      seconds (run: until power-off; test: per boot test)
 
-Host needs: qemu-system-aarch64, dtc, mkimage, mkfs.vfat and mcopy, and apt with the arm64
-architecture for the guest files (`sudo bash .ci/install-host-deps.sh` sets all of it up).
-Guests (Debian's arm64 kernel, busybox, U-Boot, Xen 4.17) are fetched once into
-target/guests/.
+Host needs: qemu-system-aarch64 and qemu-system-x86_64, dtc, mkimage, mkfs.vfat and mcopy,
+lz4, and apt with the arm64 architecture for the guest files
+(`sudo bash .ci/install-host-deps.sh` sets all of it up).
+Guests (Debian's arm64 and amd64 kernels, busybox, U-Boot, Xen 4.17 for arm64 and amd64,
+rt-tests) are fetched once into target/guests/.
 ";
 
 /// What `cargo xtask bench` accepts.
