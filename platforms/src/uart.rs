@@ -1,6 +1,46 @@
 //! UART drivers for Mica's own console, behind `embedded_io::Write`, and [`Uart`], the one
 //! type the hypervisor holds: the driver chosen from the console node's `compatible`.
 
+/// `embedded_io::Write` for a driver with `put(byte)` (blocking) and `drain()` (wait until
+/// sent): the same for every UART.
+macro_rules! blocking_uart_io {
+    ($driver:ty) => {
+        impl embedded_io::ErrorType for $driver {
+            type Error = core::convert::Infallible;
+        }
+
+        impl embedded_io::Write for $driver {
+            fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+                for &b in buf {
+                    self.put(b);
+                }
+                Ok(buf.len())
+            }
+
+            fn flush(&mut self) -> Result<(), Self::Error> {
+                self.drain();
+                Ok(())
+            }
+        }
+    };
+}
+
+/// Register blocks in memory for the drivers' tests: what a driver writes is visible.
+#[cfg(test)]
+mod fake_regs {
+    /// Word `i` of the block at `base`.
+    pub fn word(base: *mut u32, i: usize) -> u32 {
+        // SAFETY: tests pass indices inside the fake block `base` points at.
+        unsafe { base.wrapping_add(i).read_volatile() }
+    }
+
+    /// Sets word `i` of the block at `base` (what the device would do).
+    pub fn set(base: *mut u32, i: usize, v: u32) {
+        // SAFETY: as for `word`.
+        unsafe { base.wrapping_add(i).write_volatile(v) }
+    }
+}
+
 pub mod cadence;
 pub mod imx;
 pub mod pl011;

@@ -1,7 +1,6 @@
 //! Cadence UART driver (`cdns,uart-r1p12`, `xlnx,xuartps`: ZynqMP, Zynq-7000), polled
 //! transmit, interrupt-driven receive. Register layout from the Zynq UltraScale+ TRM (UG1087).
 
-use core::convert::Infallible;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
@@ -109,23 +108,7 @@ impl Cadence {
     }
 }
 
-impl embedded_io::ErrorType for Cadence {
-    type Error = Infallible;
-}
-
-impl embedded_io::Write for Cadence {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        for &b in buf {
-            self.put(b);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        self.drain();
-        Ok(())
-    }
-}
+blocking_uart_io!(Cadence);
 
 #[cfg(test)]
 mod tests {
@@ -150,15 +133,7 @@ mod tests {
         (unsafe { Cadence::new(base as usize) }, base)
     }
 
-    fn word(base: *mut u32, i: usize) -> u32 {
-        // SAFETY: tests pass indices inside the fake block `base` points at.
-        unsafe { base.wrapping_add(i).read_volatile() }
-    }
-
-    fn set(base: *mut u32, i: usize, v: u32) {
-        // SAFETY: as for `word`.
-        unsafe { base.wrapping_add(i).write_volatile(v) }
-    }
+    use crate::uart::fake_regs::{set, word};
 
     #[test]
     fn enables_both_directions_and_sends() {

@@ -1,7 +1,6 @@
 //! i.MX UART driver (`fsl,imx*-uart`: i.MX6/7/8M), polled transmit, interrupt-driven
 //! receive. Register layout from the i.MX 8M Plus reference manual (UART chapter).
 
-use core::convert::Infallible;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
@@ -114,23 +113,7 @@ impl Imx {
     }
 }
 
-impl embedded_io::ErrorType for Imx {
-    type Error = Infallible;
-}
-
-impl embedded_io::Write for Imx {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        for &b in buf {
-            self.put(b);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        self.drain();
-        Ok(())
-    }
-}
+blocking_uart_io!(Imx);
 
 #[cfg(test)]
 mod tests {
@@ -154,15 +137,7 @@ mod tests {
         (unsafe { Imx::new(base as usize) }, base)
     }
 
-    fn word(base: *mut u32, i: usize) -> u32 {
-        // SAFETY: tests pass indices inside the fake block `base` points at.
-        unsafe { base.wrapping_add(i).read_volatile() }
-    }
-
-    fn set(base: *mut u32, i: usize, v: u32) {
-        // SAFETY: as for `word`.
-        unsafe { base.wrapping_add(i).write_volatile(v) }
-    }
+    use crate::uart::fake_regs::{set, word};
 
     #[test]
     fn leaves_reset_enables_and_sends() {

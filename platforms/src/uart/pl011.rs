@@ -1,6 +1,5 @@
 //! Arm PL011 UART driver (polled transmit, interrupt-driven receive).
 
-use core::convert::Infallible;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
@@ -93,24 +92,13 @@ impl Pl011 {
         }
         self.regs.icr.write(INT::RX::SET + INT::RT::SET);
     }
-}
 
-impl embedded_io::ErrorType for Pl011 {
-    type Error = Infallible;
-}
-
-impl embedded_io::Write for Pl011 {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        for &b in buf {
-            self.put(b);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> Result<(), Self::Error> {
+    /// Waits until the transmit FIFO is empty.
+    pub fn drain(&mut self) {
         while !self.regs.fr.is_set(FR::TXFE) {
             core::hint::spin_loop();
         }
-        Ok(())
     }
 }
+
+blocking_uart_io!(Pl011);

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::bench::replace_section;
+use crate::bench::{median, replace_section};
 use crate::images::{build_guest, build_mica, Platform};
 use crate::qemu::{run_captured, Captured};
 use crate::scenario::{Domain, Scenario};
@@ -145,19 +145,6 @@ pub fn run_once(
     })?;
     let result = parse(&captured.log).map_err(|e| format!("{e} (log {})", log.display()))?;
     Ok((result, captured))
-}
-
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    })
 }
 
 /// Per series, the median over runs of the mean in nanoseconds (None: no run succeeded).

@@ -111,7 +111,7 @@ fn measure(runs: usize, label: &str, one: impl Fn(&Path) -> Result<Times, String
     std::array::from_fn(|row| median(samples.iter().filter_map(|t| t[row]).collect()))
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
