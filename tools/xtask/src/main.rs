@@ -83,6 +83,8 @@ Commands:
         rt-null, rt-edf,          rtbench's timer lateness beside a hog under each policy;
         rt-fixed-priority         (null pools, EDF, fixed priority)
         rt-bad-params             bad RT parameters refuse that domain only
+        rt-cyclictest             Debian's cyclictest in a Linux domU in a null pool: every
+                                  wake-up within one period
         board-raspi4b,            Linux initial domain and the hello guest on QEMU's model
         board-zcu102              of the board with its Debian device tree (480 s)
         board-imx8mp              only when named: QEMU 10.0.2's model delivers no

@@ -21,7 +21,13 @@ use crate::util::{output, repo_root, say, target_dir, write_file};
 mod cyclictest;
 
 /// Tests this file runs (registered in boot_tests.rs).
-pub const TESTS: &[&str] = &["rt-null", "rt-edf", "rt-fixed-priority", "rt-bad-params"];
+pub const TESTS: &[&str] = &[
+    "rt-null",
+    "rt-edf",
+    "rt-fixed-priority",
+    "rt-bad-params",
+    "rt-cyclictest",
+];
 
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 /// QEMU's `max` CPU has the 1 GHz counter. Without SVE, SME and pointer authentication: Mica does not virtualise
@@ -284,6 +290,44 @@ fn measure_once(
     }
 }
 
+/// Debian's cyclictest in a Linux domU alone in a `null` pool on CPU 0 (`vwfi=native`), as
+/// `bench rt` measures it: every wake-up must come, and none a whole period late.
+fn cyclictest_alone(
+    platform: Platform,
+    image: &Path,
+    hog: &Path,
+    log: &Path,
+) -> Result<(), String> {
+    let files = cyclictest::initrd()?;
+    let result = cyclictest::measure_once(
+        platform,
+        Target::Mica,
+        Setup::Alone,
+        Some(image),
+        hog,
+        (&files.0, &files.1),
+        log,
+    )?;
+    say(format!("rt-cyclictest: {result:?}"));
+    if result.count != cyclictest::LOOPS as u64 {
+        return Err(format!(
+            "cyclictest counted {} wake-ups, want {}",
+            result.count,
+            cyclictest::LOOPS
+        ));
+    }
+    if result.min_us > result.avg_us || result.avg_us > result.max_us {
+        return Err(format!("inconsistent summary {result:?}"));
+    }
+    if result.max_us >= PERIOD_US {
+        return Err(format!(
+            "max latency {} µs is a whole period ({PERIOD_US} µs) or more",
+            result.max_us
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the rt test `name` on Mica image `image`.
 pub fn test(name: &str, platform: Platform, hv: Hypervisor, image: &Path) -> Result<(), String> {
     if hv != Hypervisor::Mica {
@@ -298,6 +342,7 @@ pub fn test(name: &str, platform: Platform, hv: Hypervisor, image: &Path) -> Res
         // A budget-limited top priority is served at once while its budget lasts.
         "rt-fixed-priority" => (Setup::HogSameFixedPriority, NULL_MAX_LATENESS_NS),
         "rt-bad-params" => return bad_params(platform, image, &guest, &log),
+        "rt-cyclictest" => return cyclictest_alone(platform, image, &guest, &log),
         other => return Err(format!("unknown rt test {other}")),
     };
     let (result, captured) = measure_once(
