@@ -76,7 +76,10 @@ pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Out
         return Outcome::err(errno::ENOSYS);
     };
     // `dispatch` refuses a domain that is not Xen-aware with ENOSYS.
-    let mut env = ArchEnv::default();
+    let mut env = ArchEnv {
+        caller: Some((dom.id, vcpu)),
+        ..ArchEnv::default()
+    };
     let mut vmem = VcpuVirtMemory;
     let outcome = {
         let mut ctx = HypercallCtx {
@@ -380,6 +383,8 @@ struct ArchEnv {
     mems: [Option<(DomId, DomainMemory)>; CACHED_DOMAINS],
     /// Slot the next uncached domain takes.
     next_slot: usize,
+    /// The vCPU (domain, index) whose hypercall this is, running on this CPU.
+    caller: Option<(DomId, usize)>,
     console_dirty: Vec<DomId>,
 }
 
@@ -531,9 +536,13 @@ impl XenEnv for ArchEnv {
     }
 
     fn raise_upcall(&mut self, dom: DomId, vcpu: u32) {
+        let vcpu = vcpu as usize;
         if let Some(d) = any_domain(dom) {
-            let set = d.vgic.inject(vcpu as usize, EVTCHN_PPI);
-            run::kick(&d, set);
+            let set = d.vgic.inject(vcpu, EVTCHN_PPI);
+            match self.caller {
+                Some(caller) if caller == (dom, vcpu) => run::kick_others(&d, vcpu, set),
+                _ => run::kick(&d, set),
+            }
         }
     }
 
