@@ -293,20 +293,21 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
     timer::set_deadline(next_deadline(local, until));
     let lr_count = gic::list_register_count();
     let mut lrs = [ListReg::default(); 16];
-    // Whether the hardware list registers are known to be all invalid: then an exit with
-    // nothing to list touches neither them nor the vGIC's bookkeeping.
-    let mut hardware_lrs_clear = false;
+    // How many list registers, from the first, may be valid in the hardware; the others
+    // are known invalid (a guest cannot make an invalid one valid). Unknown at first.
+    let mut hardware_in_use = lr_count;
     loop {
         if dom.dying.load(Ordering::Acquire) {
             return;
         }
         let fill = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
-        if fill.listed > 0 || !hardware_lrs_clear {
-            for (i, lr) in lrs[..lr_count].iter().enumerate() {
-                gic::write_lr(i, lr);
-            }
-            hardware_lrs_clear = fill.listed == 0;
+        // What is listed now, and what was listed before and may linger: an exit with
+        // nothing to list after one with nothing listed writes no list register at all.
+        let dirty = fill.listed.max(hardware_in_use);
+        for (i, lr) in lrs[..dirty].iter().enumerate() {
+            gic::write_lr(i, lr);
         }
+        hardware_in_use = fill.listed;
         gic::set_underflow_interrupt(fill.overflow);
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
