@@ -179,7 +179,12 @@ pub fn run(cpu: usize) -> ! {
             idle(&mut local, decision.until);
             continue;
         };
-        match world::domain(pick.domain) {
+        // The loaded vCPU's domain is at hand (a dying one was dropped above).
+        let dom = match &local.loaded {
+            Some((d, _)) if d.id == pick.domain => Some(d.clone()),
+            _ => world::domain(pick.domain),
+        };
+        match dom {
             Some(dom) if usize::from(pick.vcpu) < dom.vcpus.len() => {
                 run_vcpu(&mut local, dom, usize::from(pick.vcpu), decision.until)
             }
