@@ -83,6 +83,14 @@ impl VcpuSet {
     pub fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
+    /// The set without vCPU `i`.
+    pub fn without(self, i: usize) -> Self {
+        let mut out = self;
+        if i < MAX_VCPUS {
+            out.0 &= !(1 << i);
+        }
+        out
+    }
     /// The raw bits (bit i = vCPU i).
     pub fn bits(&self) -> u128 {
         self.0

@@ -953,3 +953,15 @@ fn vcpu_sets_iterate_their_members_in_order() {
     big.insert(MAX_VCPUS);
     assert!(big.is_empty(), "out-of-range members are ignored");
 }
+
+#[test]
+fn vcpu_set_without_drops_one_member_only() {
+    assert_eq!(set(&[0, 3, 5]).without(3), set(&[0, 5]));
+    assert_eq!(set(&[0, 5]).without(3), set(&[0, 5]), "absent: unchanged");
+    assert_eq!(set(&[127]).without(127), VcpuSet::EMPTY);
+    assert_eq!(
+        set(&[1]).without(usize::MAX),
+        set(&[1]),
+        "out of range: unchanged"
+    );
+}

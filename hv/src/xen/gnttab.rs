@@ -477,7 +477,7 @@ pub(crate) fn teardown(xen: &mut Xen, domid: DomId, env: &mut dyn XenEnv) {
         env.unmap_foreign(domid, t.gfn);
         release(xen, t.granter, t.gref, t.readonly, env);
     }
-    for (&other, dom) in xen.domains.iter_mut() {
+    for (other, dom) in xen.domains.iter_mut() {
         if other == domid {
             continue;
         }

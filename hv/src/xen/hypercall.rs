@@ -415,7 +415,7 @@ fn platform_op(ctx: &mut HypercallCtx<'_>, arg: u64) -> Result<i64, i32> {
     let base = total.saturating_sub(u128::from(system_time));
     let sec = u64::try_from(base / 1_000_000_000).map_err(|_| EINVAL)?;
     ctx.xen.wallclock = Some((sec, (base % 1_000_000_000) as u32));
-    let ids: alloc::vec::Vec<DomId> = ctx.xen.domains.keys().copied().collect();
+    let ids: alloc::vec::Vec<DomId> = ctx.xen.domains.keys().collect();
     for id in ids {
         ctx.xen.write_wallclock(id, ctx.env);
     }

@@ -15,6 +15,7 @@
 //! Everything the guest passes is untrusted; failures come back as `-errno` (or grant
 //! status codes), never as panics.
 
+mod domains;
 pub mod env;
 mod evtchn;
 mod gnttab;
@@ -27,7 +28,7 @@ mod runstate;
 #[cfg(test)]
 mod tests;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 pub use env::{Backend, SpecialPage, XenEnv};
@@ -37,6 +38,7 @@ pub use runstate::Runstate;
 
 use crate::addr::GuestPhysAddr;
 use crate::exit::ShutdownReason;
+use domains::DomainTable;
 use evtchn::EventChannels;
 use gnttab::GrantTable;
 use mica_guest_abi::xen::hvm::{self, HVM_NR_PARAMS};
@@ -288,7 +290,7 @@ impl Outcome {
 /// The Xen state of every domain.
 #[derive(Debug, Default)]
 pub struct Xen {
-    domains: BTreeMap<DomId, XenDomain>,
+    domains: DomainTable,
     /// The privileged domain, which receives VIRQ_DOM_EXC and console input.
     hwdom: Option<DomId>,
     /// Wall-clock time at system time 0 (seconds, nanoseconds), set by XENPF_settime64.

@@ -1527,6 +1527,42 @@ fn domain_creation_is_validated() {
     assert_eq!(xen.create_domain(&p, &mut env), Err(XenError::BadConfig));
 }
 
+#[test]
+fn domains_are_found_by_id_with_gaps_and_after_removal() {
+    let mut env = FakeEnv::default();
+    let mut xen = Xen::new();
+    for id in [3, 0, 7] {
+        assert_eq!(
+            xen.create_domain(&DomainConfig::domu(id, 1), &mut env),
+            Ok(())
+        );
+    }
+    assert_eq!(xen.domains.keys().collect::<Vec<_>>(), [0, 3, 7]);
+    for id in [1, 2, 4, 8, 0x7FF0, DOMID_SELF] {
+        assert!(xen.domain(id).is_none(), "no domain {id:#x}");
+    }
+    assert_eq!(xen.domain(3).map(XenDomain::id), Some(3));
+    xen.destroy_domain(7, &mut env);
+    assert!(xen.domain(7).is_none());
+    assert_eq!(xen.domains.keys().collect::<Vec<_>>(), [0, 3]);
+    xen.destroy_domain(0, &mut env);
+    let ids: Vec<DomId> = xen
+        .domains
+        .iter_mut()
+        .map(|(id, d)| {
+            assert_eq!(d.id(), id);
+            id
+        })
+        .collect();
+    assert_eq!(ids, [3]);
+    // A destroyed id can be used again.
+    assert_eq!(
+        xen.create_domain(&DomainConfig::domu(7, 1), &mut env),
+        Ok(())
+    );
+    assert_eq!(xen.domain(7).map(XenDomain::id), Some(7));
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;

@@ -179,7 +179,12 @@ pub fn run(cpu: usize) -> ! {
             idle(&mut local, decision.until);
             continue;
         };
-        match world::domain(pick.domain) {
+        // The loaded vCPU's domain is at hand (a dying one was dropped above).
+        let dom = match &local.loaded {
+            Some((d, _)) if d.id == pick.domain => Some(d.clone()),
+            _ => world::domain(pick.domain),
+        };
+        match dom {
             Some(dom) if usize::from(pick.vcpu) < dom.vcpus.len() => {
                 run_vcpu(&mut local, dom, usize::from(pick.vcpu), decision.until)
             }
@@ -293,20 +298,21 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
     timer::set_deadline(next_deadline(local, until));
     let lr_count = gic::list_register_count();
     let mut lrs = [ListReg::default(); 16];
-    // Whether the hardware list registers are known to be all invalid: then an exit with
-    // nothing to list touches neither them nor the vGIC's bookkeeping.
-    let mut hardware_lrs_clear = false;
+    // How many list registers, from the first, may be valid in the hardware; the others
+    // are known invalid (a guest cannot make an invalid one valid). Unknown at first.
+    let mut hardware_in_use = lr_count;
     loop {
         if dom.dying.load(Ordering::Acquire) {
             return;
         }
         let fill = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
-        if fill.listed > 0 || !hardware_lrs_clear {
-            for (i, lr) in lrs[..lr_count].iter().enumerate() {
-                gic::write_lr(i, lr);
-            }
-            hardware_lrs_clear = fill.listed == 0;
+        // What is listed now, and what was listed before and may linger: an exit with
+        // nothing to list after one with nothing listed writes no list register at all.
+        let dirty = fill.listed.max(hardware_in_use);
+        for (i, lr) in lrs[..dirty].iter().enumerate() {
+            gic::write_lr(i, lr);
         }
+        hardware_in_use = fill.listed;
         gic::set_underflow_interrupt(fill.overflow);
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
@@ -373,11 +379,9 @@ fn handle_irqs(local: &mut Local, running: bool) -> bool {
                     CNTV_CTL_EL0.set(ctl | timer_ctl::IMASK);
                     if let Some((dom, index)) = &local.loaded {
                         let set = dom.vgic.inject(*index, VIRT_TIMER_PPI);
-                        let mut only_me = VcpuSet::default();
-                        only_me.insert(*index);
-                        // The fast path: a running vCPU re-enters the guest next, which
-                        // lists the interrupt; waking it would only take two locks.
-                        if !(running && set == only_me) {
+                        if running {
+                            kick_others(dom, *index, set);
+                        } else {
                             kick(dom, set);
                         }
                     }
@@ -440,6 +444,16 @@ pub fn kick(dom: &Domain, set: VcpuSet) {
                 gic::SGI_KICK,
             );
         }
+    }
+}
+
+/// [`kick`] from vCPU `running` of `dom` while it runs on this CPU (handling its exit):
+/// it re-enters its guest next, which lists whatever became pending for it, so waking it
+/// would only take two locks for nothing. The other vCPUs in `set` are kicked.
+pub fn kick_others(dom: &Domain, running: usize, set: VcpuSet) {
+    let others = set.without(running);
+    if !others.is_empty() {
+        kick(dom, others);
     }
 }
 
@@ -658,7 +672,7 @@ fn mmio(dom: &Arc<Domain>, index: usize, access: MmioAccess) -> Action {
     if let Some(result) = dom.vgic.mmio(index, access) {
         return match result {
             Ok(outcome) => {
-                kick(dom, outcome.kick);
+                kick_others(dom, index, outcome.kick);
                 match outcome.read {
                     Some(value) => Action::CompleteRead { value },
                     None => Action::Resume,
@@ -678,7 +692,7 @@ fn mmio(dom: &Arc<Domain>, index: usize, access: MmioAccess) -> Action {
         .offset_from(dom.uart.range.start)
         .filter(|&o| o < dom.uart.range.size)
     {
-        return uart_access(dom, offset, access);
+        return uart_access(dom, index, offset, access);
     }
     guest_log(
         dom,
@@ -695,7 +709,7 @@ fn mmio(dom: &Arc<Domain>, index: usize, access: MmioAccess) -> Action {
     Action::InjectDataAbort { addr: access.addr }
 }
 
-fn uart_access(dom: &Arc<Domain>, offset: u64, access: MmioAccess) -> Action {
+fn uart_access(dom: &Arc<Domain>, index: usize, offset: u64, access: MmioAccess) -> Action {
     let mut out = [0u8; 8];
     let mut n = 0;
     let (result, line) = {
@@ -711,7 +725,7 @@ fn uart_access(dom: &Arc<Domain>, offset: u64, access: MmioAccess) -> Action {
     for &b in &out[..n] {
         consoles::guest_byte(dom.id, b);
     }
-    kick(dom, dom.vgic.set_level(dom.uart.intid, line));
+    kick_others(dom, index, dom.vgic.set_level(dom.uart.intid, line));
     match result {
         Ok(value) if access.write.is_none() => Action::CompleteRead { value },
         Ok(_) => Action::Resume,
@@ -729,7 +743,7 @@ fn sysreg(
     let read = |v: u64| Action::CompleteRead { value: v };
     if a.is(regs::ICC_SGI1R_EL1) {
         if let Some(v) = a.write {
-            kick(dom, dom.vgic.write_sgi1r(index, v));
+            kick_others(dom, index, dom.vgic.write_sgi1r(index, v));
         }
         return Action::Resume;
     }

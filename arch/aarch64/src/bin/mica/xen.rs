@@ -76,7 +76,10 @@ pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Out
         return Outcome::err(errno::ENOSYS);
     };
     // `dispatch` refuses a domain that is not Xen-aware with ENOSYS.
-    let mut env = ArchEnv::default();
+    let mut env = ArchEnv {
+        caller: Some((dom, vcpu)),
+        ..ArchEnv::default()
+    };
     let mut vmem = VcpuVirtMemory;
     let outcome = {
         let mut ctx = HypercallCtx {
@@ -105,7 +108,7 @@ const RUNSTATE_NOT_XEN: u8 = u8::MAX - 1;
 /// Publishes that vCPU `vcpu` of `dom` entered `state`, if that is a change. Must run on the
 /// vCPU's physical CPU with its translation regime loaded (the area may be registered by
 /// guest virtual address).
-pub fn runstate(dom: &Domain, vcpu: usize, state: Runstate) {
+pub fn runstate(dom: &Arc<Domain>, vcpu: usize, state: Runstate) {
     let Some(v) = dom.vcpus.get(vcpu) else {
         return;
     };
@@ -124,7 +127,10 @@ pub fn runstate(dom: &Domain, vcpu: usize, state: Runstate) {
     }
     v.runstate.store(code, Ordering::Relaxed);
     let now_ns = crate::timer::ticks_to_ns(crate::timer::now());
-    let mut env = ArchEnv::default();
+    let mut env = ArchEnv {
+        caller: Some((dom, vcpu)),
+        ..ArchEnv::default()
+    };
     xen.runstate_change(
         dom.id,
         vcpu as u32,
@@ -136,7 +142,7 @@ pub fn runstate(dom: &Domain, vcpu: usize, state: Runstate) {
 }
 
 /// A vCPU taken off its CPU: running becomes runnable (blocked and offline stay).
-pub fn runstate_descheduled(dom: &Domain, vcpu: usize) {
+pub fn runstate_descheduled(dom: &Arc<Domain>, vcpu: usize) {
     let running = dom
         .vcpus
         .get(vcpu)
@@ -146,7 +152,7 @@ pub fn runstate_descheduled(dom: &Domain, vcpu: usize) {
     }
 }
 
-fn drain_console(xen: &mut Xen, dom: DomId, env: &mut ArchEnv) {
+fn drain_console(xen: &mut Xen, dom: DomId, env: &mut ArchEnv<'_>) {
     let mut buf = [0u8; 256];
     loop {
         let n = xen.console_poll_output(dom, &mut buf, env);
@@ -371,19 +377,34 @@ impl GuestVirtMemory for VcpuVirtMemory {
 
 /// Domains whose memory one Xen operation keeps at hand (an operation touches at most the
 /// caller and one peer; more evict the oldest).
-const CACHED_DOMAINS: usize = 4;
+const CACHED_DOMAINS: usize = 2;
 
 /// The arch layer's services for one Xen operation. Nothing here allocates unless a
 /// console needs draining: this sits on every hypercall's path.
 #[derive(Default)]
-struct ArchEnv {
+struct ArchEnv<'a> {
     mems: [Option<(DomId, DomainMemory)>; CACHED_DOMAINS],
     /// Slot the next uncached domain takes.
     next_slot: usize,
+    /// The vCPU (domain, index) the operation is for, running on this CPU: its domain is
+    /// at hand without a look-up.
+    caller: Option<(&'a Arc<Domain>, usize)>,
     console_dirty: Vec<DomId>,
 }
 
-impl ArchEnv {
+impl ArchEnv<'_> {
+    /// Domain `id`: the caller's or one already at hand, else looked up.
+    fn domain(&self, id: DomId) -> Option<Arc<Domain>> {
+        if let Some((d, _)) = self.caller.filter(|(d, _)| d.id == id) {
+            return Some(d.clone());
+        }
+        let cached = self.mems.iter().flatten().find(|(cached, _)| *cached == id);
+        match cached {
+            Some((_, mem)) => Some(mem.dom.clone()),
+            None => any_domain(id),
+        }
+    }
+
     /// Forgets `dom`'s cached memory view (its stage 2 changed).
     fn forget(&mut self, dom: DomId) {
         for slot in &mut self.mems {
@@ -422,7 +443,7 @@ fn set_stage2_page(dom: &Domain, gfn: u64, target: Option<(u64, bool)>) -> Resul
     Ok(())
 }
 
-impl XenEnv for ArchEnv {
+impl XenEnv for ArchEnv<'_> {
     fn memory(&mut self, dom: DomId) -> Option<&mut dyn GuestMemory> {
         let cached = self
             .mems
@@ -431,7 +452,7 @@ impl XenEnv for ArchEnv {
         let pos = match cached {
             Some(p) => p,
             None => {
-                let d = any_domain(dom)?;
+                let d = self.domain(dom)?;
                 let p = self.next_slot % CACHED_DOMAINS;
                 self.next_slot = p + 1;
                 self.mems[p] = Some((dom, DomainMemory { dom: d }));
@@ -531,9 +552,14 @@ impl XenEnv for ArchEnv {
     }
 
     fn raise_upcall(&mut self, dom: DomId, vcpu: u32) {
-        if let Some(d) = any_domain(dom) {
-            let set = d.vgic.inject(vcpu as usize, EVTCHN_PPI);
-            run::kick(&d, set);
+        let vcpu = vcpu as usize;
+        let Some(d) = self.domain(dom) else {
+            return;
+        };
+        let set = d.vgic.inject(vcpu, EVTCHN_PPI);
+        match self.caller {
+            Some((c, index)) if c.id == dom && index == vcpu => run::kick_others(&d, vcpu, set),
+            _ => run::kick(&d, set),
         }
     }
 
