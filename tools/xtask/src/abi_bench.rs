@@ -240,6 +240,23 @@ fn report(
             ns(mica[i])
         );
     }
+    let met: Vec<&str> = SERIES
+        .iter()
+        .enumerate()
+        .filter(
+            |&(i, _)| matches!((mica[i], xen[i]), (Some(m), Some(x)) if x > 0.0 && m / x <= 0.5),
+        )
+        .map(|(_, (name, _))| *name)
+        .collect();
+    let _ = writeln!(
+        s,
+        "\nTarget (issue 4): Mica at 0.5x of Xen or better. Met for: {}.",
+        if met.is_empty() {
+            "none".to_string()
+        } else {
+            met.join(", ")
+        }
+    );
     let _ = writeln!(
         s,
         "\nBare QEMU has no row: there is no hypervisor to call. Each mean covers 2000 hypercalls, 500 \
