@@ -21,6 +21,7 @@ mod gnttab;
 mod hypercall;
 pub mod mem;
 mod memory;
+pub mod pvclock;
 mod pvconsole;
 mod runstate;
 

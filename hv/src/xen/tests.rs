@@ -1833,3 +1833,60 @@ fn x86_shared_info_layout() {
     assert_eq!(w.evtchn_port_op(5, EVTCHNOP_SEND, b), 0);
     assert_eq!(w.env.upcalls.len(), n);
 }
+
+#[test]
+fn x86_vcpu_time_is_published_where_guests_read_it() {
+    use crate::xen::pvclock::{VcpuTime, PVCLOCK_TSC_STABLE};
+    use mica_guest_abi::xen::features::XENFEAT_HVM_SAFE_PVCLOCK;
+    let mut env = FakeEnv::default();
+    let m = SharedMem::default();
+    m.0.borrow_mut().add(RAM, 0x20);
+    env.mems.insert(5, m);
+    let mut xen = Xen::new();
+    let mut cfg = DomainConfig::domu(5, 2);
+    cfg.arch = GuestArch::X86_64;
+    xen.create_domain(&cfg, &mut env).unwrap();
+    let mut w = World { xen, env };
+    w.put(
+        5,
+        ARG,
+        &FeatureInfo {
+            submap_idx: 0,
+            submap: 0,
+        },
+    );
+    w.call(5, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
+    assert_ne!(
+        w.get::<FeatureInfo>(5, ARG).submap & 1 << XENFEAT_HVM_SAFE_PVCLOCK,
+        0
+    );
+    let t = VcpuTime {
+        tsc_timestamp: 1000,
+        system_time_ns: 77,
+        mul: 1 << 31,
+        shift: 1,
+        flags: PVCLOCK_TSC_STABLE,
+    };
+    // Nothing to write into before shared_info is mapped; no such vCPU; no such domain.
+    assert!(!w.xen.publish_vcpu_time(5, 0, &t, &mut w.env));
+    w.map_shared_info(5);
+    assert!(!w.xen.publish_vcpu_time(5, 2, &t, &mut w.env));
+    assert!(!w.xen.publish_vcpu_time(9, 0, &t, &mut w.env));
+    assert!(w.xen.publish_vcpu_time(5, 1, &t, &mut w.env));
+    // vCPU 1's legacy slot is the second 64-byte vcpu_info; its time record is at +32.
+    let base = (SHARED_GFN << 12) + 64 + 32;
+    let version: u32 = w.get(5, base);
+    assert_eq!(version % 2, 0, "even: consistent");
+    assert_eq!(w.get::<u64>(5, base + 8), 1000);
+    assert_eq!(w.get::<u64>(5, base + 16), 77);
+    assert_eq!(w.get::<u32>(5, base + 24), 1 << 31);
+    assert!(w.xen.publish_vcpu_time(5, 1, &t, &mut w.env));
+    assert!(
+        w.get::<u32>(5, base) > version,
+        "each update bumps the version"
+    );
+    // An Arm domain has no pvclock.
+    let mut arm = World::new();
+    arm.map_shared_info(0);
+    assert!(!arm.xen.publish_vcpu_time(0, 0, &t, &mut arm.env));
+}
