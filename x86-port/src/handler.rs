@@ -43,6 +43,8 @@ const CPUID_EXT_FEATURES: u32 = 0x8000_0001;
 const CPUID_SVM: u32 = 0x8000_000a;
 /// #GP.
 pub const VECTOR_GP: u8 = 13;
+/// PAUSE is `F3 90` (a REP-prefixed NOP).
+const PAUSE_OPCODE: u8 = 0x90;
 
 /// Why a domain is killed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -187,7 +189,12 @@ pub fn handle(exit: SvmExit, env: &mut dyn ExitEnv) -> Action {
         SvmExit::NestedPageFault { gpa, error } => {
             Action::Kill(Fault::NestedPageFault { gpa, error })
         }
-        SvmExit::Interrupt => Action::Resume,
+        SvmExit::Interrupt | SvmExit::InterruptWindow => Action::Resume,
+        SvmExit::Pause => match check_and_skip(env, |i| i.is(Map::Primary, PAUSE_OPCODE, None)) {
+            // Spinning: let time-driven work (timers) run before the guest goes on.
+            Ok(()) => Action::Yield,
+            Err(fault) => Action::Kill(fault),
+        },
         SvmExit::Shutdown => Action::Kill(Fault::TripleFault),
         SvmExit::Invalid => Action::Kill(Fault::InvalidState),
         SvmExit::Vmrun => Action::InjectException(6),
@@ -469,6 +476,28 @@ mod tests {
         assert_eq!(v.gprs[reg::RAX], 0x1234_5660, "IN AL keeps the upper bits");
         let string = decode_exit(0x7b, 0x3f8 << 16 | 1 << 4 | 1 << 2, 0);
         assert_eq!(handle(string, &mut v), Action::Kill(Fault::StringIo));
+    }
+
+    #[test]
+    fn pause_is_skipped_and_yields_and_the_interrupt_window_resumes() {
+        let mut v = FakeVcpu::at(&[0xf3, 0x90]);
+        assert_eq!(handle(decode_exit(0x77, 0, 0), &mut v), Action::Yield);
+        assert_eq!(v.rip, 0x1002);
+        let mut v = FakeVcpu::at(&[0x90]);
+        assert_eq!(
+            handle(decode_exit(0x77, 0, 0), &mut v),
+            Action::Yield,
+            "plain NOP length"
+        );
+        assert_eq!(v.rip, 0x1001);
+        let mut v = FakeVcpu::at(&[0x0f, 0xa2]);
+        assert_eq!(
+            handle(decode_exit(0x77, 0, 0), &mut v),
+            Action::Kill(Fault::UnexpectedInstruction)
+        );
+        let mut v = FakeVcpu::at(&[]);
+        assert_eq!(handle(decode_exit(0x64, 0, 0), &mut v), Action::Resume);
+        assert_eq!(v.rip, 0x1000, "an interrupt window moves nothing");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod elf;
 
 pub mod guest_walk;
 pub mod handler;
+pub mod legacy;
 pub mod multiboot;
 pub mod npt;
 pub mod svm;

@@ -8,11 +8,12 @@
 //!   `xen-hypervisor-4.17-amd64`, the same ELF as its PVH dom0), with the same outcomes;
 //! * `x86-fault`: a guest that writes outside its RAM is killed (a nested page fault) and
 //!   Mica carries on to its orderly power-off;
-//! * `x86-linux-early`: Debian's amd64 cloud kernel (its vmlinux, extracted from the bzImage)
-//!   booted as a PVH initial domain prints its early boot log through Xen's console on Mica,
-//!   finds Xen 4.17 and registers its event-channel callback vector. Linux gets no further
-//!   (Mica offers it no timer, so it waits for a tick forever; see docs/x86.md): the test stops
-//!   QEMU once the callback line is out.
+//! * `x86-linux`: Debian's amd64 cloud kernel (its vmlinux, extracted from the bzImage) booted
+//!   as a PVH initial domain with the test initramfs (amd64 busybox) as its start-info module:
+//!   its log comes through Xen's console on Mica, it finds Xen 4.17, registers its
+//!   event-channel callback vector, takes the TSC frequency from Xen's vcpu_time_info, ticks
+//!   on the emulated PIT/8259, and its `/init` prints `HELLO from dom0 cpus=1`; the test
+//!   stops QEMU at that line.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crate::suites;
 use crate::util::{cargo, repo_root, run, say, target_dir};
 
 /// Tests this file runs.
-pub const TESTS: &[&str] = &["x86-hello", "x86-pvtest", "x86-fault", "x86-linux-early"];
+pub const TESTS: &[&str] = &["x86-hello", "x86-pvtest", "x86-fault", "x86-linux"];
 
 /// Mica's and the guests' target.
 pub const TARGET: &str = "x86_64-unknown-none";
@@ -116,8 +117,8 @@ pub fn qemu_args(mica: &Path, kernel: &Path, cmdline: &str) -> Vec<String> {
 /// Runs one of [`TESTS`].
 pub fn run_test(name: &str, release: bool, timeout: Option<Duration>) -> Result<(), String> {
     let mica = build_mica(release)?;
-    if name == "x86-linux-early" {
-        return linux_early(&mica, timeout);
+    if name == "x86-linux" {
+        return linux(&mica, timeout);
     }
     type Check = fn(&str) -> Result<(), String>;
     let (bin, check): (&str, Check) = match name {
@@ -429,25 +430,43 @@ fn abi_report(runs: usize, results: &[(&str, Vec<AbiTimes>)]) -> String {
     s
 }
 
-/// Debian's amd64 cloud kernel as a PVH initial domain with 256 MiB.
-fn linux_early(mica: &Path, timeout: Option<Duration>) -> Result<(), String> {
+/// Debian's amd64 cloud kernel as a PVH initial domain with 256 MiB and the test initramfs.
+fn linux(mica: &Path, timeout: Option<Duration>) -> Result<(), String> {
     let vmlinux = ensure_vmlinux()?;
-    let log = target_dir().join("test-logs").join("x86-linux-early.log");
+    let initrd = ensure_initrd_amd64()?;
+    let log = target_dir().join("test-logs").join("x86-linux.log");
     let timeout = timeout.unwrap_or(TIMEOUT);
     say(format!(
         "booting Linux PVH on Mica x86 (timeout {} s, log {})",
         timeout.as_secs(),
         log.display()
     ));
-    let mut args = qemu_args(mica, &vmlinux, "console=hvc0 earlyprintk=xen");
+    let mut args = qemu_args(
+        mica,
+        &vmlinux,
+        "console=hvc0 earlyprintk=xen who=dom0 HOLD=600",
+    );
     replace_arg(&mut args, "-m", "1G");
+    add_module(&mut args, &initrd);
     args.extend(["-append".to_string(), "dom0_mem=256M".to_string()]);
-    let captured = run_until(&args, &log, timeout, LINUX_LAST_LINE)?;
-    check_linux_early(&captured.log).map_err(|why| failure(&captured, &why))
+    let captured = run_until(&args, &log, timeout, LINUX_HELLO)?;
+    check_linux(&captured.log).map_err(|why| failure(&captured, &why))
 }
 
-/// The last line Linux reaches on Mica today (after it, Linux waits for a timer tick).
-const LINUX_LAST_LINE: &str = "Xen HVM callback vector for event delivery is enabled";
+/// What the test initramfs's `/init` prints on a one-vCPU initial domain.
+const LINUX_HELLO: &str = "HELLO from dom0 cpus=1";
+/// Linux registered its event-channel upcall vector.
+const LINUX_CALLBACK: &str = "Xen HVM callback vector for event delivery is enabled";
+
+/// Appends `module` to the `-initrd` list (Xen x86's `KERNEL cmdline,INITRD`).
+fn add_module(args: &mut [String], module: &Path) {
+    if let Some(i) = args.iter().position(|a| a == "-initrd") {
+        if let Some(list) = args.get_mut(i + 1) {
+            list.push(',');
+            list.push_str(&module.display().to_string());
+        }
+    }
+}
 
 /// Runs qemu-system-x86_64 until `stop` appears in its output (then kills it), it exits, or
 /// `timeout` passes.
@@ -511,13 +530,19 @@ fn replace_arg(args: &mut [String], name: &str, value: &str) {
     }
 }
 
-/// Linux's early log through Mica (as DOM0): Xen recognised, the callback vector accepted.
-pub fn check_linux_early(log: &str) -> Result<(), String> {
+/// Linux's log through Mica (as DOM0): Xen recognised, the callback vector accepted, the
+/// TSC frequency taken from Xen's time record (no PIT calibration), the initramfs unpacked
+/// and its `/init` run.
+pub fn check_linux(log: &str) -> Result<(), String> {
     for line in [
         "Linux version ",
         "Hypervisor detected: Xen HVM",
         "Xen version 4.17.",
-        LINUX_LAST_LINE,
+        LINUX_CALLBACK,
+        "tsc: Detected ",
+        "Trying to unpack rootfs image as initramfs",
+        "Run /init as init process",
+        LINUX_HELLO,
     ] {
         let found = log
             .lines()
@@ -546,6 +571,46 @@ fn amd64_kernel_package() -> Result<String, String> {
                 .then(|| name.to_string())
         })
         .ok_or_else(|| "apt-cache knows no linux-image-cloud-amd64 (run apt-get update)".into())
+}
+
+/// Fetches (once) Debian's amd64 `busybox-static` and builds the test initramfs around it
+/// (the same `/init` as on Arm: it prints `HELLO from <who=> cpus=N`). The amd64 package is
+/// kept apart from the arm64 one `host.rs` fetches under the same name.
+pub fn ensure_initrd_amd64() -> Result<PathBuf, String> {
+    use std::process::Command;
+    let dir = crate::host::guests_dir();
+    let initrd = dir.join("initrd-amd64.gz");
+    let busybox = dir.join("busybox-amd64");
+    if !busybox.exists() {
+        let debs = dir.join("debs-amd64");
+        std::fs::create_dir_all(&debs).map_err(|e| format!("creating {}: {e}", debs.display()))?;
+        let find = || {
+            std::fs::read_dir(&debs).ok().and_then(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .find(|p| p.to_string_lossy().ends_with("_amd64.deb"))
+            })
+        };
+        let deb = match find() {
+            Some(deb) => deb,
+            None => {
+                say("fetching busybox-static:amd64 (static busybox for the x86 initramfs)");
+                run(Command::new("apt-get")
+                    .args(["download", "-q", "busybox-static:amd64"])
+                    .current_dir(&debs))?;
+                find().ok_or("apt-get download left no busybox-static amd64 package")?
+            }
+        };
+        let unpacked = dir.join("x").join("busybox-static-amd64");
+        let _ = std::fs::remove_dir_all(&unpacked);
+        std::fs::create_dir_all(&unpacked)
+            .map_err(|e| format!("creating {}: {e}", unpacked.display()))?;
+        run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
+        std::fs::copy(unpacked.join("bin/busybox"), &busybox)
+            .map_err(|e| format!("copying busybox: {e}"))?;
+    }
+    crate::initrd::ensure(&busybox, &initrd)?;
+    Ok(initrd)
 }
 
 /// Fetches (once) Debian's amd64 cloud kernel and extracts the ELF `vmlinux` a PVH loader
@@ -736,18 +801,24 @@ mod tests {
     }
 
     #[test]
-    fn linux_early_needs_the_tagged_boot_lines() {
+    fn linux_needs_the_tagged_boot_lines_and_the_hello() {
         let good = "(MICA) DOM0: [    0.000000] Linux version 6.1.0-56-cloud-amd64 (gcc)\n\
                     (MICA) DOM0: [    0.000000] Hypervisor detected: Xen HVM\n\
                     (MICA) DOM0: [    0.000000] Xen version 4.17.\n\
                     (MICA) DOM0: [    0.000000] xen:events: Xen HVM callback vector for event \
-                    delivery is enabled\n";
-        check_linux_early(good).unwrap();
-        assert!(check_linux_early(&good.replace("DOM0", "DOM1")).is_err());
-        assert!(check_linux_early(&good.replace("4.17", "4.19")).is_err());
-        assert!(check_linux_early(&good.replace("is enabled", "failed")).is_err());
+                    delivery is enabled\n\
+                    (MICA) DOM0: [    4.553768] tsc: Detected 2601.654 MHz processor\n\
+                    (MICA) DOM0: [    5.9] Trying to unpack rootfs image as initramfs...\n\
+                    (MICA) DOM0: [    9.1] Run /init as init process\n\
+                    (MICA) DOM0: HELLO from dom0 cpus=1\n";
+        check_linux(good).unwrap();
+        assert!(check_linux(&good.replace("DOM0", "DOM1")).is_err());
+        assert!(check_linux(&good.replace("4.17", "4.19")).is_err());
+        assert!(check_linux(&good.replace("is enabled", "failed")).is_err());
+        assert!(check_linux(&good.replace("cpus=1", "cpus=2")).is_err());
+        assert!(check_linux(&good.replace("HELLO", "HALLO")).is_err());
         let killed = format!("{good}(MICA) DOM0: killed: TripleFault at rip 0x1\n");
-        assert!(check_linux_early(&killed).is_err());
+        assert!(check_linux(&killed).is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+mod clock;
+#[cfg(target_os = "none")]
 mod consoles;
 #[cfg(target_os = "none")]
 mod hv;

@@ -311,6 +311,9 @@ pub fn hypercall(m: &mut Machine, index: usize, nr: u64, args: [u64; 5]) -> Outc
         nr,
         args,
     );
+    // The call may have mapped shared_info or moved the vcpu_info: keep the time record
+    // where the guest now reads it.
+    xen_state.publish_vcpu_time(caller, 0, &crate::clock::vcpu_time(), &mut env);
     if env.console_dirty {
         let mut buf = [0u8; 256];
         loop {
