@@ -8,6 +8,9 @@
 //!   `xen-hypervisor-4.17-amd64`, the same ELF as its PVH dom0), with the same outcomes;
 //! * `x86-fault`: a guest that writes outside its RAM is killed (a nested page fault) and
 //!   Mica carries on to its orderly power-off;
+//! * `x86-tick`: a guest without an APIC programs the 8259A pair and PIT channel 0 like Linux
+//!   and counts timer interrupts while spinning in a loop that never exits (only Mica's host
+//!   timer can interrupt it) and while halted;
 //! * `x86-linux`: Debian's amd64 cloud kernel (its vmlinux, extracted from the bzImage) booted
 //!   as a PVH initial domain with the test initramfs (amd64 busybox) as its start-info module:
 //!   its log comes through Xen's console on Mica, it finds Xen 4.17, registers its
@@ -23,7 +26,13 @@ use crate::suites;
 use crate::util::{cargo, repo_root, run, say, target_dir};
 
 /// Tests this file runs.
-pub const TESTS: &[&str] = &["x86-hello", "x86-pvtest", "x86-fault", "x86-linux"];
+pub const TESTS: &[&str] = &[
+    "x86-hello",
+    "x86-pvtest",
+    "x86-fault",
+    "x86-tick",
+    "x86-linux",
+];
 
 /// Mica's and the guests' target.
 pub const TARGET: &str = "x86_64-unknown-none";
@@ -125,6 +134,7 @@ pub fn run_test(name: &str, release: bool, timeout: Option<Duration>) -> Result<
         "x86-hello" => ("x86-hello", check_hello),
         "x86-pvtest" => ("x86-pvtest", check_pvtest),
         "x86-fault" => ("x86-fault", check_fault),
+        "x86-tick" => ("x86-tick", check_tick),
         other => return Err(format!("unknown x86 test {other}")),
     };
     let guest = build_guest(bin)?;
@@ -702,6 +712,27 @@ pub fn check_hello(log: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The tick guest counted PIT interrupts while spinning without exits (so Mica's own timer
+/// preempted it) and while halted, then shut down.
+pub fn check_tick(log: &str) -> Result<(), String> {
+    for line in [
+        "tick: 10 ticks while spinning",
+        "tick: 5 more while halted; ok",
+    ] {
+        let found = log
+            .lines()
+            .map(suites::parse_line)
+            .any(|l| l.tag == Some("(MICA)") && l.domain == Some(0) && l.message.starts_with(line));
+        if !found {
+            return Err(format!("missing `(MICA) DOM0: {line}`"));
+        }
+    }
+    if !log.contains("(MICA) DOM0: shut down (PowerOff)") {
+        return Err("DOM0 did not shut down with SCHEDOP_shutdown(poweroff)".into());
+    }
+    Ok(())
+}
+
 /// The guest ran, was killed for its access outside RAM, and Mica went on to power off.
 pub fn check_fault(log: &str) -> Result<(), String> {
     if suites::find_line(
@@ -798,6 +829,18 @@ mod tests {
         assert!(check_fault(&good.replace("no domain left", "panic")).is_err());
         let through = format!("{good}(MICA) DOM0: fault: FAIL the write went through\n");
         assert!(check_fault(&through).is_err());
+    }
+
+    #[test]
+    fn tick_needs_both_counts_and_the_shutdown() {
+        let good = "(MICA) DOM0: tick: 10 ticks while spinning (264999566 TSC ticks)\n\
+                    (MICA) DOM0: tick: 5 more while halted; ok\n\
+                    (MICA) DOM0: shut down (PowerOff) after 52 exits\n";
+        check_tick(good).unwrap();
+        assert!(check_tick(&good.replace("while spinning", "while paused")).is_err());
+        assert!(check_tick(&good.replace("; ok", "")).is_err());
+        assert!(check_tick(&good.replace("DOM0: shut down", "DOM0: killed")).is_err());
+        assert!(check_tick(&good.replace("DOM0", "DOM1")).is_err());
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub fn calibrate() -> Option<u64> {
     port::outb(PIT_CHANNEL2, CALIBRATION_TICKS as u8);
     port::outb(PIT_CHANNEL2, (CALIBRATION_TICKS >> 8) as u8);
     let start = port::rdtsc();
+    crate::apic::calibration_start();
     let mut polls = 0;
     while port::inb(PORT_B) & PORT_B_OUT2 == 0 {
         polls += 1;
@@ -44,6 +45,9 @@ pub fn calibrate() -> Option<u64> {
         }
     }
     let ticks = port::rdtsc().wrapping_sub(start);
+    // The local APIC timer ran over the same interval (no APIC: Mica runs without it).
+    let interval_ns = CALIBRATION_TICKS * 1_000_000_000 / PIT_HZ;
+    let _ = crate::apic::calibration_end(interval_ns);
     port::outb(PORT_B, b);
     let hz = u128::from(ticks) * u128::from(PIT_HZ) / u128::from(CALIBRATION_TICKS);
     let hz = u64::try_from(hz).ok()?;

@@ -8,6 +8,8 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod apic;
+#[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 mod clock;

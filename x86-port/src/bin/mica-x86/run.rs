@@ -163,8 +163,15 @@ pub fn start(info: &Info, modules: &[Module], cmdline: &str) {
         mica_println!("no initial-domain kernel module given");
         return;
     };
+    let apic = crate::apic::init();
     match clock::calibrate() {
-        Some(hz) => mica_println!("TSC at {} kHz", hz / 1000),
+        Some(hz) if apic && crate::apic::available() => {
+            mica_println!("TSC at {} kHz; local APIC timer preempts guests", hz / 1000)
+        }
+        Some(hz) => mica_println!(
+            "TSC at {} kHz; no local APIC timer: guests are preempted only when they PAUSE",
+            hz / 1000
+        ),
         None => {
             mica_println!("no PIT to calibrate the TSC against");
             return;
@@ -255,6 +262,11 @@ fn build_domain(
     unsafe { core::ptr::write_bytes(range3, 0xff, MSRPM_RANGE3.len()) };
     let mut vmcb = Vmcb::new(vmcb_pa);
     init_vmcb(&mut vmcb, iopm, msrpm, npt.root(), entry);
+    if crate::apic::available() {
+        // Mica's own tick preempts a spinning guest; PAUSE need not exit.
+        let intercepts: u32 = vmcb.read(control::INTERCEPT_MISC1);
+        vmcb.write(control::INTERCEPT_MISC1, intercepts & !misc1::PAUSE);
+    }
 
     let mut cfg = DomainConfig::domu(id, 1);
     cfg.privileged = id == 0;
@@ -582,10 +594,16 @@ fn wait_for_interrupt(d: &mut Domain) {
         let Some(deadline) = d.pit.deadline() else {
             return;
         };
-        if clock::now_ns() >= deadline {
+        let now = clock::now_ns();
+        if now >= deadline {
             return;
         }
-        core::hint::spin_loop();
+        if crate::apic::available() {
+            crate::apic::arm(deadline - now);
+            crate::apic::idle();
+        } else {
+            core::hint::spin_loop();
+        }
     }
 }
 
@@ -607,6 +625,13 @@ fn run_all(m: &mut Machine) {
                 0
             };
             d.vmcb.write(control::TLB_CONTROL, flush);
+            // Mica's tick: at the guest's timer deadline, or after a slice at most.
+            let now = clock::now_ns();
+            let until = d
+                .pit
+                .deadline()
+                .map_or(crate::apic::SLICE_NS, |t| t.saturating_sub(now));
+            crate::apic::arm(until);
             hw::run(&mut d.vmcb, &mut d.gprs);
         }
         exits += 1;
