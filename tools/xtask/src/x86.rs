@@ -44,6 +44,7 @@ pub const PVTEST_REQUIRED: &[&str] = &[
     "features",
     "shared-info",
     "evtchn-loopback",
+    "pv-timer",
     "grant-copy",
     "console",
 ];

@@ -537,14 +537,11 @@ fn callback_vector(value: u64) -> Option<u8> {
     (value & !0xff == CALLBACK_TYPE_VECTOR).then_some(value as u8)
 }
 
-/// Runs the domain's timer and delivers at most one interrupt: the PIC's (the PIT tick)
+/// Delivers at most one interrupt: the PIC's (the PIT tick)
 /// before the event-channel upcall (on the vector the guest or the builder set in
 /// HVM_PARAM_CALLBACK_IRQ; none: it waits). An interrupt is injected only when the guest
 /// can take it; otherwise Mica asks for an exit at the guest's next interrupt window.
 fn deliver_interrupts(d: &mut Domain, upcall_vector: Option<u8>) {
-    if d.pit.poll(clock::now_ns()) {
-        d.pic.raise(PIT_IRQ);
-    }
     d.pic.sync_cascade();
     let upcall = upcall_vector.filter(|_| d.upcall_pending);
     let vintr: u64 = d.vmcb.read(control::VINTR);
@@ -584,22 +581,37 @@ fn deliver_interrupts(d: &mut Domain, upcall_vector: Option<u8>) {
     );
 }
 
-/// HLT with interrupts on: waits (polling the clock) until the domain's timer fires or an
-/// upcall is pending. A domain with nothing that could wake it resumes at once.
-fn wait_for_interrupt(d: &mut Domain) {
+/// Fires the domain's due timers (its Xen PV timers raise VIRQ_TIMER; its PIT raises line
+/// 0) and returns its next timer deadline, if any.
+fn run_timers(m: &mut Machine, index: usize, now: u64) -> Option<u64> {
+    let id = m.domains[index].id;
+    let (xen_state, domains) = (&mut m.xen, &mut m.domains);
+    xen_state.expire_timers(id, now, &mut xen::ArchEnv::new(domains));
+    let d = &mut m.domains[index];
+    if d.pit.poll(now) {
+        d.pic.raise(PIT_IRQ);
+    }
+    match (d.pit.deadline(), m.xen.next_timer(id)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// HLT with interrupts on: sleeps (on Mica's tick) until one of the domain's timers fires or
+/// an upcall is pending. A domain with nothing that could wake it resumes at once.
+fn wait_for_interrupt(m: &mut Machine, index: usize) {
     loop {
+        let now = clock::now_ns();
+        let deadline = run_timers(m, index, now);
+        let d = &m.domains[index];
         if d.upcall_pending || d.pic.pending().is_some() {
             return;
         }
-        let Some(deadline) = d.pit.deadline() else {
+        let Some(deadline) = deadline else {
             return;
         };
-        let now = clock::now_ns();
-        if now >= deadline {
-            return;
-        }
         if crate::apic::available() {
-            crate::apic::arm(deadline - now);
+            crate::apic::arm(deadline.saturating_sub(now));
             crate::apic::idle();
         } else {
             core::hint::spin_loop();
@@ -617,6 +629,8 @@ fn run_all(m: &mut Machine) {
                 .xen
                 .hvm_param(id, mica_guest_abi::xen::hvm::HVM_PARAM_CALLBACK_IRQ)
                 .and_then(callback_vector);
+            let now = clock::now_ns();
+            let deadline = run_timers(m, index, now);
             let d = &mut m.domains[index];
             deliver_interrupts(d, vector);
             let flush = if core::mem::take(&mut d.flush_tlb) {
@@ -625,13 +639,8 @@ fn run_all(m: &mut Machine) {
                 0
             };
             d.vmcb.write(control::TLB_CONTROL, flush);
-            // Mica's tick: at the guest's timer deadline, or after a slice at most.
-            let now = clock::now_ns();
-            let until = d
-                .pit
-                .deadline()
-                .map_or(crate::apic::SLICE_NS, |t| t.saturating_sub(now));
-            crate::apic::arm(until);
+            // Mica's tick: at the guest's next timer deadline, or after a slice at most.
+            crate::apic::arm(deadline.map_or(crate::apic::SLICE_NS, |t| t.saturating_sub(now)));
             hw::run(&mut d.vmcb, &mut d.gprs);
         }
         exits += 1;
@@ -658,7 +667,7 @@ fn run_all(m: &mut Machine) {
         let id = d.id;
         match action {
             Action::Resume | Action::Yield => {}
-            Action::Block => wait_for_interrupt(d),
+            Action::Block => wait_for_interrupt(m, index),
             Action::InjectException(vector) => {
                 let mut event = u64::from(vector) | svm::EVENT_TYPE_EXCEPTION | svm::EVENT_VALID;
                 if vector == handler::VECTOR_GP {

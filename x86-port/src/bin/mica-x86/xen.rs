@@ -283,6 +283,10 @@ impl XenEnv for ArchEnv<'_> {
         }
     }
 
+    fn now_ns(&self) -> u64 {
+        crate::clock::now_ns()
+    }
+
     fn backend_notify(&mut self, _dom: DomId, backend: Backend) {
         if backend == Backend::Console {
             self.console_dirty = true;
