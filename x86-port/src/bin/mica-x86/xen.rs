@@ -4,7 +4,7 @@
 use crate::consoles;
 use crate::run::{alloc_zeroed, Domain, HostTables, Machine, PAGE};
 use alloc::vec::Vec;
-use mica_guest_abi::xen::{errno, DomId};
+use mica_guest_abi::xen::{errno, DomId, Hypercall};
 use mica_hv::addr::GuestPhysAddr;
 use mica_hv::xen::{
     dispatch, Backend, GuestMemError, GuestMemory, GuestVirtMemory, HypercallCtx, Outcome,
@@ -315,9 +315,11 @@ pub fn hypercall(m: &mut Machine, index: usize, nr: u64, args: [u64; 5]) -> Outc
         nr,
         args,
     );
-    // The call may have mapped shared_info or moved the vcpu_info: keep the time record
-    // where the guest now reads it.
-    xen_state.publish_vcpu_time(caller, 0, &crate::clock::vcpu_time(), &mut env);
+    // A memory_op may have mapped shared_info, a vcpu_op moved the vcpu_info: write the time
+    // record where the guest now reads it (its contents never change: one fixed scale).
+    if nr == Hypercall::MemoryOp as u64 || nr == Hypercall::VcpuOp as u64 {
+        xen_state.publish_vcpu_time(caller, 0, &crate::clock::vcpu_time(), &mut env);
+    }
     if env.console_dirty {
         let mut buf = [0u8; 256];
         loop {
