@@ -117,6 +117,14 @@ impl Xen {
         let Some(dom) = self.domains.get_mut(&domid) else {
             return 0;
         };
+        // The common case on every exit: nothing due, nothing to collect.
+        if !dom
+            .vcpus
+            .iter()
+            .any(|v| v.timers.next().is_some_and(|at| at <= now))
+        {
+            return 0;
+        }
         let due: alloc::vec::Vec<u32> = dom
             .vcpus
             .iter_mut()

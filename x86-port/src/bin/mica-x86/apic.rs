@@ -75,10 +75,12 @@ core::arch::global_asm!(
     r#"
     .section .text
     .global mica_apic_tick
-/* The tick: acknowledge it at the APIC (address in mica_apic_eoi_reg) and return. */
+/* The tick: note that nothing is armed any more, acknowledge it at the APIC (EOI register
+   address in MICA_APIC_EOI_REG) and return. */
 mica_apic_tick:
     push %rax
     push %rcx
+    movq $0, MICA_APIC_ARMED_AT(%rip)
     mov MICA_APIC_EOI_REG(%rip), %rcx
     xor %eax, %eax
     movl %eax, (%rcx)
@@ -102,6 +104,11 @@ extern "C" {
 /// memory, which is how the handler reads it).
 #[no_mangle]
 static MICA_APIC_EOI_REG: AtomicU64 = AtomicU64::new(0);
+
+/// When the armed one-shot is due (system time); 0 when none is armed. The tick handler
+/// clears it, so a tick that fired is never taken for one still to come.
+#[no_mangle]
+static MICA_APIC_ARMED_AT: AtomicU64 = AtomicU64::new(0);
 
 fn gate(handler: unsafe extern "C" fn()) -> Gate {
     let at = handler as usize as u64;
@@ -186,13 +193,23 @@ pub fn available() -> bool {
     HZ.load(Ordering::Relaxed) != 0
 }
 
-/// Arms the one-shot to fire `ns` from now (capped at [`SLICE_NS`]).
-pub fn arm(ns: u64) {
+
+/// Makes sure the tick fires at most `ns` after `now` (capped at [`SLICE_NS`]). A tick
+/// already armed to fire earlier is kept: it only ends a guest's run sooner, and the run loop
+/// asks again after every exit.
+pub fn arm(now: u64, ns: u64) {
     let hz = HZ.load(Ordering::Relaxed);
     if hz == 0 {
         return;
     }
-    let ticks = u128::from(ns.min(SLICE_NS)) * u128::from(hz) / 1_000_000_000;
+    let ns = ns.min(SLICE_NS);
+    let at = now.saturating_add(ns);
+    let armed = MICA_APIC_ARMED_AT.load(Ordering::Relaxed);
+    if armed != 0 && armed <= at {
+        return;
+    }
+    MICA_APIC_ARMED_AT.store(at.max(1), Ordering::Relaxed);
+    let ticks = u128::from(ns) * u128::from(hz) / 1_000_000_000;
     let count = u64::try_from(ticks).unwrap_or(u64::MAX).max(MIN_COUNT);
     write(REG_TIMER_INITIAL, count.min(u64::from(u32::MAX)) as u32);
 }

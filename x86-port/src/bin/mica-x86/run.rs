@@ -611,7 +611,7 @@ fn wait_for_interrupt(m: &mut Machine, index: usize) {
             return;
         };
         if crate::apic::available() {
-            crate::apic::arm(deadline.saturating_sub(now));
+            crate::apic::arm(now, deadline.saturating_sub(now));
             crate::apic::idle();
         } else {
             core::hint::spin_loop();
@@ -640,7 +640,8 @@ fn run_all(m: &mut Machine) {
             };
             d.vmcb.write(control::TLB_CONTROL, flush);
             // Mica's tick: at the guest's next timer deadline, or after a slice at most.
-            crate::apic::arm(deadline.map_or(crate::apic::SLICE_NS, |t| t.saturating_sub(now)));
+            let until = deadline.map_or(crate::apic::SLICE_NS, |t| t.saturating_sub(now));
+            crate::apic::arm(now, until);
             hw::run(&mut d.vmcb, &mut d.gprs);
         }
         exits += 1;
