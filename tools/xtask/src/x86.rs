@@ -14,9 +14,10 @@
 //! * `x86-linux`: Debian's amd64 cloud kernel (its vmlinux, extracted from the bzImage) booted
 //!   as a PVH initial domain with the test initramfs (amd64 busybox) as its start-info module:
 //!   its log comes through Xen's console on Mica, it finds Xen 4.17, registers its
-//!   event-channel callback vector, takes the TSC frequency from Xen's vcpu_time_info, ticks
-//!   on the emulated PIT/8259, and its `/init` prints `HELLO from dom0 cpus=1`; the test
-//!   stops QEMU at that line.
+//!   event-channel callback vector, finds its (x2APIC) local APIC through the ACPI MADT, takes
+//!   the TSC frequency from Xen's vcpu_time_info, installs the Xen PV timer and switches to the
+//!   Xen clocksource, and its `/init` prints `HELLO from dom0 cpus=1`; the test stops QEMU at
+//!   that line.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -550,7 +551,11 @@ pub fn check_linux(log: &str) -> Result<(), String> {
         "Hypervisor detected: Xen HVM",
         "Xen version 4.17.",
         LINUX_CALLBACK,
+        "x2apic: enabled by BIOS, switching to x2apic ops",
+        "ACPI: Using ACPI for processor (LAPIC) configuration information",
         "tsc: Detected ",
+        "installing Xen timer for CPU 0",
+        "clocksource: Switched to clocksource xen",
         "Trying to unpack rootfs image as initramfs",
         "Run /init as init process",
         LINUX_HELLO,
@@ -851,7 +856,12 @@ mod tests {
                     (MICA) DOM0: [    0.000000] Xen version 4.17.\n\
                     (MICA) DOM0: [    0.000000] xen:events: Xen HVM callback vector for event \
                     delivery is enabled\n\
+                    (MICA) DOM0: [    2.5] x2apic: enabled by BIOS, switching to x2apic ops\n\
+                    (MICA) DOM0: [    2.6] ACPI: Using ACPI for processor (LAPIC) configuration \
+                    information\n\
                     (MICA) DOM0: [    4.553768] tsc: Detected 2601.654 MHz processor\n\
+                    (MICA) DOM0: [    3.2] installing Xen timer for CPU 0\n\
+                    (MICA) DOM0: [    3.4] clocksource: Switched to clocksource xen\n\
                     (MICA) DOM0: [    5.9] Trying to unpack rootfs image as initramfs...\n\
                     (MICA) DOM0: [    9.1] Run /init as init process\n\
                     (MICA) DOM0: HELLO from dom0 cpus=1\n";
@@ -861,6 +871,7 @@ mod tests {
         assert!(check_linux(&good.replace("is enabled", "failed")).is_err());
         assert!(check_linux(&good.replace("cpus=1", "cpus=2")).is_err());
         assert!(check_linux(&good.replace("HELLO", "HALLO")).is_err());
+        assert!(check_linux(&good.replace("clocksource xen", "clocksource tsc")).is_err());
         let killed = format!("{good}(MICA) DOM0: killed: TripleFault at rip 0x1\n");
         assert!(check_linux(&killed).is_err());
     }

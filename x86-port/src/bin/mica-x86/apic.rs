@@ -193,7 +193,6 @@ pub fn available() -> bool {
     HZ.load(Ordering::Relaxed) != 0
 }
 
-
 /// Makes sure the tick fires at most `ns` after `now` (capped at [`SLICE_NS`]). A tick
 /// already armed to fire earlier is kept: it only ends a guest's run sooner, and the run loop
 /// asks again after every exit.

@@ -10,6 +10,7 @@ use mica_hv::xen::{DomainConfig, GuestArch, Xen};
 use mica_x86::decode::{self, Mode};
 use mica_x86::elf;
 use mica_x86::handler::{self, Action, ExitEnv, Fault};
+use mica_x86::lapic::{self, Lapic};
 use mica_x86::legacy::{Pic, Pit, PIT_IRQ};
 use mica_x86::multiboot::{self, Info, Module};
 use mica_x86::npt::{Npt, Perm, TableMemory};
@@ -35,6 +36,15 @@ const GUEST_MEMMAP: u64 = 0x6200;
 const GUEST_MODLIST: u64 = 0x6280;
 /// Bytes of one `hvm_modlist_entry` (paddr, size, cmdline_paddr, reserved).
 const MODLIST_ENTRY_SIZE: usize = 32;
+/// The ACPI tables (RSDP first), after the module list, in the same page.
+const GUEST_ACPI: u64 = 0x6400;
+/// The page holding start info, command line, maps and ACPI tables: reserved for ACPI in the
+/// memory map (Linux maps ACPI tables it must not take for RAM).
+const GUEST_INFO_PAGE: u64 = 0x6000;
+/// Memory-map entry type of ACPI tables.
+const MEMMAP_ACPI: u32 = 3;
+/// The MSRPM's first range (MSRs 0-0x1fff, 2 bits each: read, write).
+const MSRPM_BITS_PER_MSR: u32 = 2;
 /// `hvm_start_info.magic` ("xEn3" with the top bit flipped).
 const START_INFO_MAGIC: u32 = 0x336e_c578;
 /// Memory-map entry type of RAM.
@@ -119,6 +129,8 @@ pub struct Domain {
     pub pic: Pic,
     /// See `pic`.
     pub pit: Pit,
+    /// The vCPU's local APIC (x2APIC registers only).
+    pub lapic: Lapic,
 }
 
 /// Everything guests can reach, behind one lock (one CPU today).
@@ -260,6 +272,17 @@ fn build_domain(
     let range3 = (msrpm as usize + MSRPM_RANGE3.start) as *mut u8;
     // SAFETY: MSRPM_RANGE3 lies inside the fresh MSRPM_SIZE-byte allocation.
     unsafe { core::ptr::write_bytes(range3, 0xff, MSRPM_RANGE3.len()) };
+    // The APIC's MSRs trap too (they are in the first range, MSR n at bits 2n and 2n+1).
+    for msr in core::iter::once(lapic::MSR_APIC_BASE)
+        .chain(lapic::MSR_X2APIC_FIRST..=lapic::MSR_X2APIC_LAST)
+    {
+        let bit = msr * MSRPM_BITS_PER_MSR;
+        let byte = (msrpm + u64::from(bit / 8)) as *mut u8;
+        // SAFETY: MSR <= 0x8ff gives a byte offset below 0x240, inside the allocation.
+        let old = unsafe { byte.read_volatile() };
+        // SAFETY: as above.
+        unsafe { byte.write_volatile(old | 0b11 << (bit % 8)) };
+    }
     let mut vmcb = Vmcb::new(vmcb_pa);
     init_vmcb(&mut vmcb, iopm, msrpm, npt.root(), entry);
     if crate::apic::available() {
@@ -286,6 +309,7 @@ fn build_domain(
         flush_tlb: true,
         pic: Pic::new(),
         pit: Pit::default(),
+        lapic: Lapic::new(0),
     });
     if let Some(d) = m.domains.last_mut() {
         d.gprs[handler::reg::RBX] = GUEST_START_INFO;
@@ -374,6 +398,7 @@ fn write_start_info(ram: u64, ram_size: u64, cmdline: &str, initrd: Option<(u64,
     let mut info = [0u8; 56];
     info[0..4].copy_from_slice(&START_INFO_MAGIC.to_le_bytes());
     info[4..8].copy_from_slice(&1u32.to_le_bytes());
+    info[32..40].copy_from_slice(&GUEST_ACPI.to_le_bytes());
     let mut modlist = [0u8; MODLIST_ENTRY_SIZE];
     if let Some((at, size)) = initrd {
         info[12..16].copy_from_slice(&1u32.to_le_bytes());
@@ -383,20 +408,37 @@ fn write_start_info(ram: u64, ram_size: u64, cmdline: &str, initrd: Option<(u64,
     }
     info[24..32].copy_from_slice(&GUEST_CMDLINE.to_le_bytes());
     info[40..48].copy_from_slice(&GUEST_MEMMAP.to_le_bytes());
-    info[48..52].copy_from_slice(&1u32.to_le_bytes());
-    let mut map = [0u8; 24];
-    map[8..16].copy_from_slice(&ram_size.to_le_bytes());
-    map[16..20].copy_from_slice(&MEMMAP_RAM.to_le_bytes());
+    // RAM, the start-info/ACPI page, RAM.
+    let regions = [
+        (0, GUEST_INFO_PAGE, MEMMAP_RAM),
+        (GUEST_INFO_PAGE, PAGE, MEMMAP_ACPI),
+        (
+            GUEST_INFO_PAGE + PAGE,
+            ram_size - GUEST_INFO_PAGE - PAGE,
+            MEMMAP_RAM,
+        ),
+    ];
+    info[48..52].copy_from_slice(&(regions.len() as u32).to_le_bytes());
+    let mut map = [0u8; 24 * 3];
+    for (entry, (addr, size, kind)) in map.chunks_exact_mut(24).zip(regions) {
+        entry[0..8].copy_from_slice(&addr.to_le_bytes());
+        entry[8..16].copy_from_slice(&size.to_le_bytes());
+        entry[16..20].copy_from_slice(&kind.to_le_bytes());
+    }
+    let acpi =
+        mica_x86::acpi::build(GUEST_ACPI, 1, lapic::APIC_DEFAULT_BASE as u32).unwrap_or_default();
     let cmd = cmdline.as_bytes();
     let cmd = &cmd[..cmd.len().min(GUEST_CMDLINE_MAX - 1)];
     for (at, bytes) in [
         (GUEST_START_INFO, &info[..]),
         (GUEST_MEMMAP, &map[..]),
         (GUEST_MODLIST, &modlist[..]),
+        (GUEST_ACPI, &acpi[..]),
         (GUEST_CMDLINE, cmd),
     ] {
-        // SAFETY: each target is in the guest's first pages (0x6000..0x6300) of its fresh
-        // RAM, which is larger; the sources are local buffers.
+        // SAFETY: each target is in the guest's page 0x6000 (the ACPI tables end below
+        // 0x6400 + acpi::MAX_SIZE < 0x7000) of its fresh RAM, which is larger; the sources
+        // are local buffers.
         unsafe {
             core::ptr::copy_nonoverlapping(bytes.as_ptr(), (ram + at) as *mut u8, bytes.len())
         };
@@ -519,6 +561,19 @@ impl ExitEnv for VcpuExit<'_> {
                 .port_out(port, value as u8, clock::now_ns());
         }
     }
+    fn offers_local_apic(&self) -> bool {
+        true
+    }
+    fn emulated_msr(&mut self, index: u32, write: Option<u64>) -> Option<u64> {
+        if !Lapic::claims(index) {
+            return None;
+        }
+        let apic = &mut self.dom_mut().lapic;
+        match write {
+            Some(value) => apic.write(index, value).ok().map(|()| 0),
+            None => apic.read(index).ok(),
+        }
+    }
     fn port_in(&mut self, port: u16, _size: u8) -> u32 {
         if port == GUEST_COM1 + UART_LSR {
             UART_LSR_IDLE
@@ -549,7 +604,7 @@ fn deliver_interrupts(d: &mut Domain, upcall_vector: Option<u8>) {
     d.vmcb.write(control::VINTR, vintr & !svm::VINTR_V_IRQ);
     d.vmcb
         .write(control::INTERCEPT_MISC1, intercepts & !misc1::VINTR);
-    if d.pic.pending().is_none() && upcall.is_none() {
+    if d.pic.pending().is_none() && upcall.is_none() && !d.lapic.has_pending() {
         return;
     }
     let busy = d.vmcb.read::<u64>(control::EVENT_INJECT) & svm::EVENT_VALID != 0;
@@ -565,7 +620,7 @@ fn deliver_interrupts(d: &mut Domain, upcall_vector: Option<u8>) {
             .write(control::INTERCEPT_MISC1, intercepts | misc1::VINTR);
         return;
     }
-    let vector = match d.pic.acknowledge() {
+    let vector = match d.pic.acknowledge().or_else(|| d.lapic.take_pending()) {
         Some(v) => v,
         None => {
             d.upcall_pending = false;
@@ -604,7 +659,7 @@ fn wait_for_interrupt(m: &mut Machine, index: usize) {
         let now = clock::now_ns();
         let deadline = run_timers(m, index, now);
         let d = &m.domains[index];
-        if d.upcall_pending || d.pic.pending().is_some() {
+        if d.upcall_pending || d.pic.pending().is_some() || d.lapic.has_pending() {
             return;
         }
         let Some(deadline) = deadline else {
