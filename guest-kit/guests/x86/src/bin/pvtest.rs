@@ -5,7 +5,8 @@
 //! (HVM_PARAM_CALLBACK_IRQ set to a vector and read back, alloc_unbound + bind_interdomain
 //! to itself, send, the upcall on that vector, masking and EVTCHNOP_unmask re-raising), `pv-timer` (system time
 //! from vcpu_info's pvclock record, VIRQ_TIMER at once for a past
-//! VCPUOP_set_singleshot_timer deadline, after and not before a future one), `grant-copy` (grant frame
+//! VCPUOP_set_singleshot_timer deadline, after a future one, or at most 100 us before it as
+//! Xen's timer slop allows), `grant-copy` (grant frame
 //! 0 mapped, a read-only grant of our own page, GNTTABOP_copy from it, read-only enforced,
 //! revoke) and `console` (CONSOLEIO_write as the initial domain).
 //!
