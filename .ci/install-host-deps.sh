@@ -30,7 +30,7 @@ command -v dtc >/dev/null || pkgs+=(device-tree-compiler)
 if [ ${#pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "${pkgs[@]}" >/dev/null
 fi
-# x86-linux-early: Debian's amd64 kernel payload is LZ4-compressed; xtask unpacks it with lz4.
+# x86-linux: Debian's amd64 kernel payload is LZ4-compressed; xtask unpacks it with lz4.
 if ! command -v lz4 >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lz4 >/dev/null
 fi

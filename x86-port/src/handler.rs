@@ -43,6 +43,8 @@ const CPUID_EXT_FEATURES: u32 = 0x8000_0001;
 const CPUID_SVM: u32 = 0x8000_000a;
 /// #GP.
 pub const VECTOR_GP: u8 = 13;
+/// PAUSE is `F3 90` (a REP-prefixed NOP).
+const PAUSE_OPCODE: u8 = 0x90;
 
 /// Why a domain is killed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -117,7 +119,20 @@ pub trait ExitEnv {
     fn port_out(&mut self, port: u16, size: u8, value: u32);
     /// An IN from an emulated port.
     fn port_in(&mut self, port: u16, size: u8) -> u32;
+    /// Whether the guest has a (virtual x2APIC) local APIC to announce in CPUID.
+    fn offers_local_apic(&self) -> bool {
+        false
+    }
+    /// An emulated MSR other than the hypercall page: RDMSR (`write` None) returns the value,
+    /// WRMSR returns `Some(0)` if taken; `None` means the MSR does not exist (#GP).
+    fn emulated_msr(&mut self, index: u32, write: Option<u64>) -> Option<u64> {
+        let _ = (index, write);
+        None
+    }
 }
+
+/// Leaf 1 EBX bits 24-31: the initial APIC id.
+const CPUID1_EBX_APIC_ID_SHIFT: u32 = 24;
 
 /// Handles one exit.
 pub fn handle(exit: SvmExit, env: &mut dyn ExitEnv) -> Action {
@@ -129,9 +144,16 @@ pub fn handle(exit: SvmExit, env: &mut dyn ExitEnv) -> Action {
             let (vcpu, domid) = env.ids();
             let gprs = env.gprs();
             let (leaf, sub) = (gprs[reg::RAX] as u32, gprs[reg::RCX] as u32);
+            let apic = env.offers_local_apic();
             let answer = xen_x86::cpuid(leaf, vcpu, domid).unwrap_or_else(|| {
                 let mut r = env.host_cpuid(leaf, sub);
                 match leaf {
+                    CPUID_FEATURES if apic => {
+                        r[1] = (r[1] & !(0xff << CPUID1_EBX_APIC_ID_SHIFT))
+                            | (vcpu & 0xff) << CPUID1_EBX_APIC_ID_SHIFT;
+                        r[2] |= CPUID1_ECX_HYPERVISOR | CPUID1_ECX_X2APIC;
+                        r[3] |= CPUID1_EDX_APIC;
+                    }
                     CPUID_FEATURES => {
                         r[2] = (r[2] | CPUID1_ECX_HYPERVISOR) & !CPUID1_ECX_X2APIC;
                         r[3] &= !CPUID1_EDX_APIC;
@@ -187,7 +209,12 @@ pub fn handle(exit: SvmExit, env: &mut dyn ExitEnv) -> Action {
         SvmExit::NestedPageFault { gpa, error } => {
             Action::Kill(Fault::NestedPageFault { gpa, error })
         }
-        SvmExit::Interrupt => Action::Resume,
+        SvmExit::Interrupt | SvmExit::InterruptWindow => Action::Resume,
+        SvmExit::Pause => match check_and_skip(env, |i| i.is(Map::Primary, PAUSE_OPCODE, None)) {
+            // Spinning: let time-driven work (timers) run before the guest goes on.
+            Ok(()) => Action::Yield,
+            Err(fault) => Action::Kill(fault),
+        },
         SvmExit::Shutdown => Action::Kill(Fault::TripleFault),
         SvmExit::Invalid => Action::Kill(Fault::InvalidState),
         SvmExit::Vmrun => Action::InjectException(6),
@@ -239,9 +266,18 @@ fn msr(env: &mut dyn ExitEnv, write: bool) -> Action {
             return Action::InjectException(VECTOR_GP);
         }
     } else {
-        // Every other intercepted MSR does not exist for the guest, as on hardware: #GP,
-        // with RIP left at the instruction.
-        return Action::InjectException(VECTOR_GP);
+        let answer = env.emulated_msr(index, write.then_some(value));
+        match answer {
+            Some(v) if !write => {
+                let g = env.gprs();
+                g[reg::RAX] = v & u64::from(u32::MAX);
+                g[reg::RDX] = v >> 32;
+            }
+            Some(_) => {}
+            // Every other intercepted MSR does not exist for the guest, as on hardware: #GP,
+            // with RIP left at the instruction.
+            None => return Action::InjectException(VECTOR_GP),
+        }
     }
     match check_and_skip(env, |i| i.is(Map::Secondary, opcode, None)) {
         Ok(()) => Action::Resume,
@@ -290,6 +326,7 @@ mod tests {
         calls: Vec<(u64, [u64; 5])>,
         hypercall_pages: Vec<u64>,
         out: Vec<(u16, u32)>,
+        apic: Option<crate::lapic::Lapic>,
     }
 
     impl FakeVcpu {
@@ -304,6 +341,7 @@ mod tests {
                 calls: Vec::new(),
                 hypercall_pages: Vec::new(),
                 out: Vec::new(),
+                apic: None,
             }
         }
     }
@@ -355,6 +393,54 @@ mod tests {
         fn port_in(&mut self, _port: u16, _size: u8) -> u32 {
             0x60
         }
+        fn offers_local_apic(&self) -> bool {
+            self.apic.is_some()
+        }
+        fn emulated_msr(&mut self, index: u32, write: Option<u64>) -> Option<u64> {
+            let apic = self.apic.as_mut()?;
+            match write {
+                Some(v) => apic.write(index, v).ok().map(|()| 0),
+                None => apic.read(index).ok(),
+            }
+        }
+    }
+
+    #[test]
+    fn an_offered_apic_shows_in_cpuid_and_its_msrs_work() {
+        let mut v = FakeVcpu::at(&[0x0f, 0xa2]);
+        v.apic = Some(crate::lapic::Lapic::new(0));
+        v.gprs[reg::RAX] = 1;
+        handle(SvmExit::Cpuid, &mut v);
+        assert_ne!(v.gprs[reg::RCX] as u32 & CPUID1_ECX_X2APIC, 0);
+        assert_ne!(v.gprs[reg::RDX] as u32 & CPUID1_EDX_APIC, 0);
+        assert_eq!(v.gprs[reg::RBX] >> 24, 0, "initial APIC id 0");
+        // RDMSR IA32_APIC_BASE: EDX:EAX, RIP past the 2-byte instruction.
+        let mut v = FakeVcpu::at(&[0x0f, 0x32]);
+        v.apic = Some(crate::lapic::Lapic::new(0));
+        v.gprs[reg::RCX] = 0x1b;
+        v.gprs[reg::RDX] = 0xdead;
+        assert_eq!(handle(decode_exit(0x7c, 0, 0), &mut v), Action::Resume);
+        assert_eq!((v.gprs[reg::RAX], v.gprs[reg::RDX]), (0xfee0_0d00, 0));
+        assert_eq!(v.rip, 0x1002);
+        // WRMSR of EOI with a nonzero value, and RDMSR of a write-only register: #GP.
+        let mut v = FakeVcpu::at(&[0x0f, 0x30]);
+        v.apic = Some(crate::lapic::Lapic::new(0));
+        v.gprs[reg::RCX] = 0x80b;
+        v.gprs[reg::RAX] = 1;
+        assert_eq!(
+            handle(decode_exit(0x7c, 1, 0), &mut v),
+            Action::InjectException(VECTOR_GP)
+        );
+        assert_eq!(v.rip, 0x1000);
+        v.gprs[reg::RAX] = 0;
+        assert_eq!(handle(decode_exit(0x7c, 1, 0), &mut v), Action::Resume);
+        // Without an APIC the same MSR does not exist.
+        let mut v = FakeVcpu::at(&[0x0f, 0x32]);
+        v.gprs[reg::RCX] = 0x1b;
+        assert_eq!(
+            handle(decode_exit(0x7c, 0, 0), &mut v),
+            Action::InjectException(VECTOR_GP)
+        );
     }
 
     const VMMCALL: [u8; 3] = [0x0f, 0x01, 0xd9];
@@ -469,6 +555,28 @@ mod tests {
         assert_eq!(v.gprs[reg::RAX], 0x1234_5660, "IN AL keeps the upper bits");
         let string = decode_exit(0x7b, 0x3f8 << 16 | 1 << 4 | 1 << 2, 0);
         assert_eq!(handle(string, &mut v), Action::Kill(Fault::StringIo));
+    }
+
+    #[test]
+    fn pause_is_skipped_and_yields_and_the_interrupt_window_resumes() {
+        let mut v = FakeVcpu::at(&[0xf3, 0x90]);
+        assert_eq!(handle(decode_exit(0x77, 0, 0), &mut v), Action::Yield);
+        assert_eq!(v.rip, 0x1002);
+        let mut v = FakeVcpu::at(&[0x90]);
+        assert_eq!(
+            handle(decode_exit(0x77, 0, 0), &mut v),
+            Action::Yield,
+            "plain NOP length"
+        );
+        assert_eq!(v.rip, 0x1001);
+        let mut v = FakeVcpu::at(&[0x0f, 0xa2]);
+        assert_eq!(
+            handle(decode_exit(0x77, 0, 0), &mut v),
+            Action::Kill(Fault::UnexpectedInstruction)
+        );
+        let mut v = FakeVcpu::at(&[]);
+        assert_eq!(handle(decode_exit(0x64, 0, 0), &mut v), Action::Resume);
+        assert_eq!(v.rip, 0x1000, "an interrupt window moves nothing");
     }
 
     #[test]

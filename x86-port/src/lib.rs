@@ -14,8 +14,11 @@ extern crate alloc;
 pub mod decode;
 pub mod elf;
 
+pub mod acpi;
 pub mod guest_walk;
 pub mod handler;
+pub mod lapic;
+pub mod legacy;
 pub mod multiboot;
 pub mod npt;
 pub mod svm;

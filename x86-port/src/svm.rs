@@ -29,6 +29,8 @@ pub mod control {
     pub const VINTR: usize = 0x060;
     /// Vector of the pending virtual interrupt (8 bits).
     pub const V_INTR_VECTOR: usize = 0x064;
+    /// Interrupt shadow (bit 0: the guest is in an STI or MOV SS shadow).
+    pub const INTERRUPT_SHADOW: usize = 0x068;
     /// Exit code.
     pub const EXIT_CODE: usize = 0x070;
     /// Exit information 1.
@@ -103,6 +105,10 @@ pub mod misc1 {
     pub const INTR: u32 = 1 << 0;
     /// NMIs.
     pub const NMI: u32 = 1 << 1;
+    /// The guest became able to take a virtual interrupt (V_IRQ): the interrupt window.
+    pub const VINTR: u32 = 1 << 4;
+    /// PAUSE (a spinning guest exits, so time-based work runs).
+    pub const PAUSE: u32 = 1 << 23;
     /// CPUID.
     pub const CPUID: u32 = 1 << 18;
     /// HLT.
@@ -141,6 +147,8 @@ pub const EFER_SVME: u64 = 1 << 12;
 pub const EVENT_VALID: u64 = 1 << 31;
 /// Event injection: an error code is pushed.
 pub const EVENT_ERROR_VALID: u64 = 1 << 11;
+/// EVENTINJ type: an external interrupt (type 0).
+pub const EVENT_TYPE_INTR: u64 = 0;
 /// Event injection type: exception.
 pub const EVENT_TYPE_EXCEPTION: u64 = 3 << 8;
 
@@ -185,8 +193,12 @@ pub mod code {
     pub const INTR: u64 = 0x60;
     /// NMI.
     pub const NMI: u64 = 0x61;
+    /// Interrupt window (VINTR intercept).
+    pub const VINTR: u64 = 0x64;
     /// CPUID.
     pub const CPUID: u64 = 0x72;
+    /// PAUSE.
+    pub const PAUSE: u64 = 0x77;
     /// HLT.
     pub const HLT: u64 = 0x78;
     /// IN/OUT.
@@ -245,6 +257,10 @@ pub enum SvmExit {
     },
     /// A physical interrupt or NMI arrived while the guest ran.
     Interrupt,
+    /// The guest can take an interrupt now (it enabled interrupts).
+    InterruptWindow,
+    /// PAUSE: the guest spins.
+    Pause,
     /// Triple fault.
     Shutdown,
     /// An intercepted exception.
@@ -293,6 +309,8 @@ pub fn decode_exit(exit_code: u64, info1: u64, info2: u64) -> SvmExit {
             error: info1,
         },
         code::INTR | code::NMI => SvmExit::Interrupt,
+        code::VINTR => SvmExit::InterruptWindow,
+        code::PAUSE => SvmExit::Pause,
         code::SHUTDOWN => SvmExit::Shutdown,
         code::VMRUN => SvmExit::Vmrun,
         code::INVALID => SvmExit::Invalid,

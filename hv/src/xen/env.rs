@@ -72,4 +72,10 @@ pub trait XenEnv {
     fn wallclock(&self) -> (u64, u32) {
         (0, 0)
     }
+
+    /// System time now, in nanoseconds (the clock of the guests' vcpu_time_info and of
+    /// their PV timers).
+    fn now_ns(&self) -> u64 {
+        0
+    }
 }

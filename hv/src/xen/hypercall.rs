@@ -94,7 +94,7 @@ fn write_string(ctx: &mut HypercallCtx<'_>, arg: u64, s: &[u8], len: usize) -> R
 
 /// The XENVER_get_features submap 0 for a domain (what Xen reports on the domain's
 /// architecture, minus what Mica does not implement: vNUMA memory_op, the runstate
-/// phys-area flag, x86's PV clock).
+/// phys-area flag).
 pub fn feature_bits(arch: GuestArch, privileged: bool, direct_mapped: bool) -> u32 {
     let mut f = bit(features::XENFEAT_WRITABLE_PAGE_TABLES)
         | bit(features::XENFEAT_AUTO_TRANSLATED_PHYSMAP);
@@ -107,10 +107,12 @@ pub fn feature_bits(arch: GuestArch, privileged: bool, direct_mapped: bool) -> u
                 bit(features::XENFEAT_NOT_DIRECT_MAPPED)
             };
         }
-        // Upcalls arrive on the vector of HVM_PARAM_CALLBACK_IRQ; Xen 4.17 reports
+        // Upcalls arrive on the vector of HVM_PARAM_CALLBACK_IRQ; the arch layer keeps
+        // vcpu_time_info current (`Xen::publish_vcpu_time`); Xen 4.17 reports
         // not_direct_mapped on x86 too.
         GuestArch::X86_64 => {
             f |= bit(features::XENFEAT_HVM_CALLBACK_VECTOR)
+                | bit(features::XENFEAT_HVM_SAFE_PVCLOCK)
                 | bit(features::XENFEAT_NOT_DIRECT_MAPPED)
         }
     }

@@ -163,7 +163,7 @@ fn remove_special_page(xen: &mut Xen, domid: DomId, gfn: u64, env: &mut dyn XenE
     false
 }
 
-/// `vcpu_op(cmd, vcpuid, arg)`. Xen on Arm offers only the area registrations.
+/// `vcpu_op(cmd, vcpuid, arg)`: the area registrations, and on x86 the PV timers.
 pub(crate) fn vcpu_op(
     ctx: &mut HypercallCtx<'_>,
     cmd: u64,
@@ -221,6 +221,10 @@ pub(crate) fn vcpu_op(
             }
             Ok(0)
         }
+        VCPUOP_SET_SINGLESHOT_TIMER
+        | VCPUOP_STOP_SINGLESHOT_TIMER
+        | VCPUOP_SET_PERIODIC_TIMER
+        | VCPUOP_STOP_PERIODIC_TIMER => super::timer::vcpu_timer_op(ctx, cmd, vcpu, arg),
         _ => Err(EINVAL),
     }
 }

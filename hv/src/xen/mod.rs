@@ -22,8 +22,10 @@ mod gnttab;
 mod hypercall;
 pub mod mem;
 mod memory;
+pub mod pvclock;
 mod pvconsole;
 mod runstate;
+pub mod timer;
 
 #[cfg(test)]
 mod tests;
@@ -182,6 +184,8 @@ pub(crate) struct XenVcpu {
     /// VCPUOP_register_runstate_phys_area.
     runstate_gpa: Option<GuestPhysAddr>,
     runstate: runstate::RunstateClock,
+    /// The PV timers (x86).
+    timers: timer::VcpuTimers,
 }
 
 /// The Xen state of one domain.

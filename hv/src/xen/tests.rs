@@ -52,6 +52,7 @@ struct FakeEnv {
     console: Vec<u8>,
     kicks: Vec<(DomId, Backend)>,
     refuse_foreign: bool,
+    now: u64,
 }
 
 impl XenEnv for FakeEnv {
@@ -99,6 +100,9 @@ impl XenEnv for FakeEnv {
     }
     fn wallclock(&self) -> (u64, u32) {
         (0x1_2345_6789, 500)
+    }
+    fn now_ns(&self) -> u64 {
+        self.now
     }
 }
 
@@ -1868,4 +1872,183 @@ fn x86_shared_info_layout() {
     let n = w.env.upcalls.len();
     assert_eq!(w.evtchn_port_op(5, EVTCHNOP_SEND, b), 0);
     assert_eq!(w.env.upcalls.len(), n);
+}
+
+#[test]
+fn x86_vcpu_time_is_published_where_guests_read_it() {
+    use crate::xen::pvclock::{VcpuTime, PVCLOCK_TSC_STABLE};
+    use mica_guest_abi::xen::features::XENFEAT_HVM_SAFE_PVCLOCK;
+    let mut env = FakeEnv::default();
+    let m = SharedMem::default();
+    m.0.borrow_mut().add(RAM, 0x20);
+    env.mems.insert(5, m);
+    let mut xen = Xen::new();
+    let mut cfg = DomainConfig::domu(5, 2);
+    cfg.arch = GuestArch::X86_64;
+    xen.create_domain(&cfg, &mut env).unwrap();
+    let mut w = World { xen, env };
+    w.put(
+        5,
+        ARG,
+        &FeatureInfo {
+            submap_idx: 0,
+            submap: 0,
+        },
+    );
+    w.call(5, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
+    assert_ne!(
+        w.get::<FeatureInfo>(5, ARG).submap & 1 << XENFEAT_HVM_SAFE_PVCLOCK,
+        0
+    );
+    let t = VcpuTime {
+        tsc_timestamp: 1000,
+        system_time_ns: 77,
+        mul: 1 << 31,
+        shift: 1,
+        flags: PVCLOCK_TSC_STABLE,
+    };
+    // Nothing to write into before shared_info is mapped; no such vCPU; no such domain.
+    assert!(!w.xen.publish_vcpu_time(5, 0, &t, &mut w.env));
+    w.map_shared_info(5);
+    assert!(!w.xen.publish_vcpu_time(5, 2, &t, &mut w.env));
+    assert!(!w.xen.publish_vcpu_time(9, 0, &t, &mut w.env));
+    assert!(w.xen.publish_vcpu_time(5, 1, &t, &mut w.env));
+    // vCPU 1's legacy slot is the second 64-byte vcpu_info; its time record is at +32.
+    let base = (SHARED_GFN << 12) + 64 + 32;
+    let version: u32 = w.get(5, base);
+    assert_eq!(version % 2, 0, "even: consistent");
+    assert_eq!(w.get::<u64>(5, base + 8), 1000);
+    assert_eq!(w.get::<u64>(5, base + 16), 77);
+    assert_eq!(w.get::<u32>(5, base + 24), 1 << 31);
+    assert!(w.xen.publish_vcpu_time(5, 1, &t, &mut w.env));
+    assert!(
+        w.get::<u32>(5, base) > version,
+        "each update bumps the version"
+    );
+    // An Arm domain has no pvclock.
+    let mut arm = World::new();
+    arm.map_shared_info(0);
+    assert!(!arm.xen.publish_vcpu_time(0, 0, &t, &mut arm.env));
+}
+
+#[test]
+fn x86_pv_timers_raise_virq_timer_on_their_vcpu() {
+    use mica_guest_abi::xen::vcpu::{
+        VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, VCPU_SSHOTTMR_FUTURE,
+    };
+    let mut env = FakeEnv::default();
+    let m = SharedMem::default();
+    m.0.borrow_mut().add(RAM, 0x20);
+    env.mems.insert(5, m);
+    env.now = 1_000_000;
+    let mut xen = Xen::new();
+    let mut cfg = DomainConfig::domu(5, 2);
+    cfg.arch = GuestArch::X86_64;
+    xen.create_domain(&cfg, &mut env).unwrap();
+    let mut w = World { xen, env };
+    w.map_shared_info(5);
+    // VIRQ_TIMER bound on vCPU 1.
+    w.put(
+        5,
+        ARG,
+        &EvtchnBindVirq {
+            virq: VIRQ_TIMER,
+            vcpu: 1,
+            port: 0,
+        },
+    );
+    assert_eq!(
+        w.call(5, 1, Hypercall::EventChannelOp, &[EVTCHNOP_BIND_VIRQ, ARG])
+            .ret,
+        0
+    );
+    let port = w.get::<EvtchnBindVirq>(5, ARG).port;
+    let single = |w: &mut World, vcpu: u32, target: u32, at: u64, flags: u32| {
+        w.put(
+            5,
+            ARG,
+            &VcpuSetSingleshotTimer {
+                timeout_abs_ns: at,
+                flags,
+            },
+        );
+        w.call(
+            5,
+            vcpu,
+            Hypercall::VcpuOp,
+            &[VCPUOP_SET_SINGLESHOT_TIMER, u64::from(target), ARG],
+        )
+        .ret
+    };
+    // Only one's own timer may be set.
+    assert_eq!(single(&mut w, 0, 1, 2_000_000, 0), neg(EINVAL));
+    assert_eq!(single(&mut w, 1, 7, 2_000_000, 0), neg(ENOENT));
+    assert_eq!(
+        w.call(
+            5,
+            1,
+            Hypercall::VcpuOp,
+            &[VCPUOP_SET_SINGLESHOT_TIMER, 1, 0xdead_0000]
+        )
+        .ret,
+        neg(EFAULT)
+    );
+    assert_eq!(w.xen.next_timer(5), None);
+    assert_eq!(single(&mut w, 1, 1, 2_000_000, VCPU_SSHOTTMR_FUTURE), 0);
+    assert_eq!(w.xen.next_timer(5), Some(2_000_000));
+    w.env.upcalls.clear();
+    assert_eq!(w.xen.expire_timers(5, 1_999_999, &mut w.env), 0);
+    assert_eq!(w.xen.expire_timers(5, 2_000_000, &mut w.env), 1);
+    assert_eq!(w.env.upcalls, vec![(5, 1)], "the upcall goes to vCPU 1");
+    let pending: u64 = w.get(5, (SHARED_GFN << 12) + 2048);
+    assert_ne!(pending & 1 << port, 0);
+    assert_eq!(w.xen.next_timer(5), None, "a single shot fires once");
+    assert_eq!(w.xen.expire_timers(5, u64::MAX, &mut w.env), 0);
+    // A past deadline is accepted even with the "future" flag (Xen 4.17 ignores it) and
+    // fires at the next check.
+    assert_eq!(single(&mut w, 1, 1, 999_999, VCPU_SSHOTTMR_FUTURE), 0);
+    assert_eq!(w.xen.expire_timers(5, 1_000_000, &mut w.env), 1);
+    // Stopped before it fires: nothing.
+    assert_eq!(single(&mut w, 1, 1, 3_000_000, 0), 0);
+    assert_eq!(
+        w.call(
+            5,
+            1,
+            Hypercall::VcpuOp,
+            &[VCPUOP_STOP_SINGLESHOT_TIMER, 1, 0]
+        )
+        .ret,
+        0
+    );
+    assert_eq!(w.xen.next_timer(5), None);
+    // Periodic: at least 1 ms, fires once per call however late, then the next period.
+    let periodic = |w: &mut World, period: u64| {
+        w.put(5, ARG, &VcpuSetPeriodicTimer { period_ns: period });
+        w.call(
+            5,
+            0,
+            Hypercall::VcpuOp,
+            &[VCPUOP_SET_PERIODIC_TIMER, 0, ARG],
+        )
+        .ret
+    };
+    assert_eq!(periodic(&mut w, 999_999), neg(EINVAL));
+    assert_eq!(periodic(&mut w, u64::MAX), neg(EINVAL));
+    assert_eq!(periodic(&mut w, 4_000_000), 0);
+    assert_eq!(w.xen.next_timer(5), Some(5_000_000));
+    assert_eq!(w.xen.expire_timers(5, 13_500_000, &mut w.env), 1);
+    assert_eq!(w.xen.next_timer(5), Some(17_000_000));
+    assert_eq!(
+        w.call(5, 0, Hypercall::VcpuOp, &[VCPUOP_STOP_PERIODIC_TIMER, 0, 0])
+            .ret,
+        0
+    );
+    assert_eq!(w.xen.next_timer(5), None);
+    // Arm domains have no PV timers (as on Xen on Arm).
+    let mut arm = World::new();
+    assert_eq!(
+        arm.call(0, 0, Hypercall::VcpuOp, &[VCPUOP_STOP_PERIODIC_TIMER, 0, 0])
+            .ret,
+        neg(EINVAL)
+    );
 }

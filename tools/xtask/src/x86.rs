@@ -8,11 +8,16 @@
 //!   `xen-hypervisor-4.17-amd64`, the same ELF as its PVH dom0), with the same outcomes;
 //! * `x86-fault`: a guest that writes outside its RAM is killed (a nested page fault) and
 //!   Mica carries on to its orderly power-off;
-//! * `x86-linux-early`: Debian's amd64 cloud kernel (its vmlinux, extracted from the bzImage)
-//!   booted as a PVH initial domain prints its early boot log through Xen's console on Mica,
-//!   finds Xen 4.17 and registers its event-channel callback vector. Linux gets no further
-//!   (Mica offers it no timer, so it waits for a tick forever; see docs/x86.md): the test stops
-//!   QEMU once the callback line is out.
+//! * `x86-tick`: a guest without an APIC programs the 8259A pair and PIT channel 0 like Linux
+//!   and counts timer interrupts while spinning in a loop that never exits (only Mica's host
+//!   timer can interrupt it) and while halted;
+//! * `x86-linux`: Debian's amd64 cloud kernel (its vmlinux, extracted from the bzImage) booted
+//!   as a PVH initial domain with the test initramfs (amd64 busybox) as its start-info module:
+//!   its log comes through Xen's console on Mica, it finds Xen 4.17, registers its
+//!   event-channel callback vector, finds its (x2APIC) local APIC through the ACPI MADT, takes
+//!   the TSC frequency from Xen's vcpu_time_info, installs the Xen PV timer and switches to the
+//!   Xen clocksource, and its `/init` prints `HELLO from dom0 cpus=1`; the test stops QEMU at
+//!   that line.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +27,13 @@ use crate::suites;
 use crate::util::{cargo, repo_root, run, say, target_dir};
 
 /// Tests this file runs.
-pub const TESTS: &[&str] = &["x86-hello", "x86-pvtest", "x86-fault", "x86-linux-early"];
+pub const TESTS: &[&str] = &[
+    "x86-hello",
+    "x86-pvtest",
+    "x86-fault",
+    "x86-tick",
+    "x86-linux",
+];
 
 /// Mica's and the guests' target.
 pub const TARGET: &str = "x86_64-unknown-none";
@@ -34,6 +45,7 @@ pub const PVTEST_REQUIRED: &[&str] = &[
     "features",
     "shared-info",
     "evtchn-loopback",
+    "pv-timer",
     "grant-copy",
     "console",
 ];
@@ -116,14 +128,15 @@ pub fn qemu_args(mica: &Path, kernel: &Path, cmdline: &str) -> Vec<String> {
 /// Runs one of [`TESTS`].
 pub fn run_test(name: &str, release: bool, timeout: Option<Duration>) -> Result<(), String> {
     let mica = build_mica(release)?;
-    if name == "x86-linux-early" {
-        return linux_early(&mica, timeout);
+    if name == "x86-linux" {
+        return linux(&mica, timeout);
     }
     type Check = fn(&str) -> Result<(), String>;
     let (bin, check): (&str, Check) = match name {
         "x86-hello" => ("x86-hello", check_hello),
         "x86-pvtest" => ("x86-pvtest", check_pvtest),
         "x86-fault" => ("x86-fault", check_fault),
+        "x86-tick" => ("x86-tick", check_tick),
         other => return Err(format!("unknown x86 test {other}")),
     };
     let guest = build_guest(bin)?;
@@ -429,25 +442,43 @@ fn abi_report(runs: usize, results: &[(&str, Vec<AbiTimes>)]) -> String {
     s
 }
 
-/// Debian's amd64 cloud kernel as a PVH initial domain with 256 MiB.
-fn linux_early(mica: &Path, timeout: Option<Duration>) -> Result<(), String> {
+/// Debian's amd64 cloud kernel as a PVH initial domain with 256 MiB and the test initramfs.
+fn linux(mica: &Path, timeout: Option<Duration>) -> Result<(), String> {
     let vmlinux = ensure_vmlinux()?;
-    let log = target_dir().join("test-logs").join("x86-linux-early.log");
+    let initrd = ensure_initrd_amd64()?;
+    let log = target_dir().join("test-logs").join("x86-linux.log");
     let timeout = timeout.unwrap_or(TIMEOUT);
     say(format!(
         "booting Linux PVH on Mica x86 (timeout {} s, log {})",
         timeout.as_secs(),
         log.display()
     ));
-    let mut args = qemu_args(mica, &vmlinux, "console=hvc0 earlyprintk=xen");
+    let mut args = qemu_args(
+        mica,
+        &vmlinux,
+        "console=hvc0 earlyprintk=xen who=dom0 HOLD=600",
+    );
     replace_arg(&mut args, "-m", "1G");
+    add_module(&mut args, &initrd);
     args.extend(["-append".to_string(), "dom0_mem=256M".to_string()]);
-    let captured = run_until(&args, &log, timeout, LINUX_LAST_LINE)?;
-    check_linux_early(&captured.log).map_err(|why| failure(&captured, &why))
+    let captured = run_until(&args, &log, timeout, LINUX_HELLO)?;
+    check_linux(&captured.log).map_err(|why| failure(&captured, &why))
 }
 
-/// The last line Linux reaches on Mica today (after it, Linux waits for a timer tick).
-const LINUX_LAST_LINE: &str = "Xen HVM callback vector for event delivery is enabled";
+/// What the test initramfs's `/init` prints on a one-vCPU initial domain.
+const LINUX_HELLO: &str = "HELLO from dom0 cpus=1";
+/// Linux registered its event-channel upcall vector.
+const LINUX_CALLBACK: &str = "Xen HVM callback vector for event delivery is enabled";
+
+/// Appends `module` to the `-initrd` list (Xen x86's `KERNEL cmdline,INITRD`).
+fn add_module(args: &mut [String], module: &Path) {
+    if let Some(i) = args.iter().position(|a| a == "-initrd") {
+        if let Some(list) = args.get_mut(i + 1) {
+            list.push(',');
+            list.push_str(&module.display().to_string());
+        }
+    }
+}
 
 /// Runs qemu-system-x86_64 until `stop` appears in its output (then kills it), it exits, or
 /// `timeout` passes.
@@ -511,13 +542,23 @@ fn replace_arg(args: &mut [String], name: &str, value: &str) {
     }
 }
 
-/// Linux's early log through Mica (as DOM0): Xen recognised, the callback vector accepted.
-pub fn check_linux_early(log: &str) -> Result<(), String> {
+/// Linux's log through Mica (as DOM0): Xen recognised, the callback vector accepted, the
+/// TSC frequency taken from Xen's time record (no PIT calibration), the initramfs unpacked
+/// and its `/init` run.
+pub fn check_linux(log: &str) -> Result<(), String> {
     for line in [
         "Linux version ",
         "Hypervisor detected: Xen HVM",
         "Xen version 4.17.",
-        LINUX_LAST_LINE,
+        LINUX_CALLBACK,
+        "x2apic: enabled by BIOS, switching to x2apic ops",
+        "ACPI: Using ACPI for processor (LAPIC) configuration information",
+        "tsc: Detected ",
+        "installing Xen timer for CPU 0",
+        "clocksource: Switched to clocksource xen",
+        "Trying to unpack rootfs image as initramfs",
+        "Run /init as init process",
+        LINUX_HELLO,
     ] {
         let found = log
             .lines()
@@ -546,6 +587,46 @@ fn amd64_kernel_package() -> Result<String, String> {
                 .then(|| name.to_string())
         })
         .ok_or_else(|| "apt-cache knows no linux-image-cloud-amd64 (run apt-get update)".into())
+}
+
+/// Fetches (once) Debian's amd64 `busybox-static` and builds the test initramfs around it
+/// (the same `/init` as on Arm: it prints `HELLO from <who=> cpus=N`). The amd64 package is
+/// kept apart from the arm64 one `host.rs` fetches under the same name.
+pub fn ensure_initrd_amd64() -> Result<PathBuf, String> {
+    use std::process::Command;
+    let dir = crate::host::guests_dir();
+    let initrd = dir.join("initrd-amd64.gz");
+    let busybox = dir.join("busybox-amd64");
+    if !busybox.exists() {
+        let debs = dir.join("debs-amd64");
+        std::fs::create_dir_all(&debs).map_err(|e| format!("creating {}: {e}", debs.display()))?;
+        let find = || {
+            std::fs::read_dir(&debs).ok().and_then(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .find(|p| p.to_string_lossy().ends_with("_amd64.deb"))
+            })
+        };
+        let deb = match find() {
+            Some(deb) => deb,
+            None => {
+                say("fetching busybox-static:amd64 (static busybox for the x86 initramfs)");
+                run(Command::new("apt-get")
+                    .args(["download", "-q", "busybox-static:amd64"])
+                    .current_dir(&debs))?;
+                find().ok_or("apt-get download left no busybox-static amd64 package")?
+            }
+        };
+        let unpacked = dir.join("x").join("busybox-static-amd64");
+        let _ = std::fs::remove_dir_all(&unpacked);
+        std::fs::create_dir_all(&unpacked)
+            .map_err(|e| format!("creating {}: {e}", unpacked.display()))?;
+        run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
+        std::fs::copy(unpacked.join("bin/busybox"), &busybox)
+            .map_err(|e| format!("copying busybox: {e}"))?;
+    }
+    crate::initrd::ensure(&busybox, &initrd)?;
+    Ok(initrd)
 }
 
 /// Fetches (once) Debian's amd64 cloud kernel and extracts the ELF `vmlinux` a PVH loader
@@ -630,6 +711,27 @@ pub fn check_hello(log: &str) -> Result<(), String> {
     let hello = "hello: hello world from vCPU 0";
     if suites::find_line(log, Some("(MICA)"), Some(0), hello).is_none() {
         return Err(format!("missing `(MICA) DOM0: {hello}`"));
+    }
+    if !log.contains("(MICA) DOM0: shut down (PowerOff)") {
+        return Err("DOM0 did not shut down with SCHEDOP_shutdown(poweroff)".into());
+    }
+    Ok(())
+}
+
+/// The tick guest counted PIT interrupts while spinning without exits (so Mica's own timer
+/// preempted it) and while halted, then shut down.
+pub fn check_tick(log: &str) -> Result<(), String> {
+    for line in [
+        "tick: 10 ticks while spinning",
+        "tick: 5 more while halted; ok",
+    ] {
+        let found = log
+            .lines()
+            .map(suites::parse_line)
+            .any(|l| l.tag == Some("(MICA)") && l.domain == Some(0) && l.message.starts_with(line));
+        if !found {
+            return Err(format!("missing `(MICA) DOM0: {line}`"));
+        }
     }
     if !log.contains("(MICA) DOM0: shut down (PowerOff)") {
         return Err("DOM0 did not shut down with SCHEDOP_shutdown(poweroff)".into());
@@ -736,18 +838,42 @@ mod tests {
     }
 
     #[test]
-    fn linux_early_needs_the_tagged_boot_lines() {
+    fn tick_needs_both_counts_and_the_shutdown() {
+        let good = "(MICA) DOM0: tick: 10 ticks while spinning (264999566 TSC ticks)\n\
+                    (MICA) DOM0: tick: 5 more while halted; ok\n\
+                    (MICA) DOM0: shut down (PowerOff) after 52 exits\n";
+        check_tick(good).unwrap();
+        assert!(check_tick(&good.replace("while spinning", "while paused")).is_err());
+        assert!(check_tick(&good.replace("; ok", "")).is_err());
+        assert!(check_tick(&good.replace("DOM0: shut down", "DOM0: killed")).is_err());
+        assert!(check_tick(&good.replace("DOM0", "DOM1")).is_err());
+    }
+
+    #[test]
+    fn linux_needs_the_tagged_boot_lines_and_the_hello() {
         let good = "(MICA) DOM0: [    0.000000] Linux version 6.1.0-56-cloud-amd64 (gcc)\n\
                     (MICA) DOM0: [    0.000000] Hypervisor detected: Xen HVM\n\
                     (MICA) DOM0: [    0.000000] Xen version 4.17.\n\
                     (MICA) DOM0: [    0.000000] xen:events: Xen HVM callback vector for event \
-                    delivery is enabled\n";
-        check_linux_early(good).unwrap();
-        assert!(check_linux_early(&good.replace("DOM0", "DOM1")).is_err());
-        assert!(check_linux_early(&good.replace("4.17", "4.19")).is_err());
-        assert!(check_linux_early(&good.replace("is enabled", "failed")).is_err());
+                    delivery is enabled\n\
+                    (MICA) DOM0: [    2.5] x2apic: enabled by BIOS, switching to x2apic ops\n\
+                    (MICA) DOM0: [    2.6] ACPI: Using ACPI for processor (LAPIC) configuration \
+                    information\n\
+                    (MICA) DOM0: [    4.553768] tsc: Detected 2601.654 MHz processor\n\
+                    (MICA) DOM0: [    3.2] installing Xen timer for CPU 0\n\
+                    (MICA) DOM0: [    3.4] clocksource: Switched to clocksource xen\n\
+                    (MICA) DOM0: [    5.9] Trying to unpack rootfs image as initramfs...\n\
+                    (MICA) DOM0: [    9.1] Run /init as init process\n\
+                    (MICA) DOM0: HELLO from dom0 cpus=1\n";
+        check_linux(good).unwrap();
+        assert!(check_linux(&good.replace("DOM0", "DOM1")).is_err());
+        assert!(check_linux(&good.replace("4.17", "4.19")).is_err());
+        assert!(check_linux(&good.replace("is enabled", "failed")).is_err());
+        assert!(check_linux(&good.replace("cpus=1", "cpus=2")).is_err());
+        assert!(check_linux(&good.replace("HELLO", "HALLO")).is_err());
+        assert!(check_linux(&good.replace("clocksource xen", "clocksource tsc")).is_err());
         let killed = format!("{good}(MICA) DOM0: killed: TripleFault at rip 0x1\n");
-        assert!(check_linux_early(&killed).is_err());
+        assert!(check_linux(&killed).is_err());
     }
 
     #[test]

@@ -56,3 +56,24 @@ wire_struct! {
         pub addr: u64 = 0,
     }
 }
+
+/// VCPUOP_set_singleshot_timer flag: fail with -ETIME if the timeout is already past.
+pub const VCPU_SSHOTTMR_FUTURE: u32 = 1 << 0;
+
+wire_struct! {
+    /// VCPUOP_set_singleshot_timer argument (x86): an absolute system time.
+    pub struct VcpuSetSingleshotTimer: 16 {
+        /// When the timer fires, in nanoseconds of system time.
+        pub timeout_abs_ns: u64 = 0,
+        /// `VCPU_SSHOTTMR_*`.
+        pub flags: u32 = 8,
+    }
+}
+
+wire_struct! {
+    /// VCPUOP_set_periodic_timer argument (x86).
+    pub struct VcpuSetPeriodicTimer: 8 {
+        /// The period in nanoseconds.
+        pub period_ns: u64 = 0,
+    }
+}

@@ -8,7 +8,11 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod apic;
+#[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod clock;
 #[cfg(target_os = "none")]
 mod consoles;
 #[cfg(target_os = "none")]

@@ -2,7 +2,7 @@
 //! down or faults. A guest's fault ends that domain, never Mica.
 
 use crate::svm::{self as hw, Vmcb};
-use crate::{consoles, mica_println, port, xen};
+use crate::{clock, consoles, mica_println, port, xen};
 use alloc::vec::Vec;
 use mica_hv::addr::{HostPhysAddr, HostRange};
 use mica_hv::frame_alloc::FrameAllocator;
@@ -10,6 +10,8 @@ use mica_hv::xen::{DomainConfig, GuestArch, Xen};
 use mica_x86::decode::{self, Mode};
 use mica_x86::elf;
 use mica_x86::handler::{self, Action, ExitEnv, Fault};
+use mica_x86::lapic::{self, Lapic};
+use mica_x86::legacy::{Pic, Pit, PIT_IRQ};
 use mica_x86::multiboot::{self, Info, Module};
 use mica_x86::npt::{Npt, Perm, TableMemory};
 use mica_x86::svm::{self, attr, control, misc1, misc2, save};
@@ -30,6 +32,19 @@ const GUEST_START_INFO: u64 = 0x6000;
 const GUEST_CMDLINE: u64 = 0x6100;
 const GUEST_CMDLINE_MAX: usize = 0x100;
 const GUEST_MEMMAP: u64 = 0x6200;
+/// The module list (one entry: the initrd), after the one-entry memory map.
+const GUEST_MODLIST: u64 = 0x6280;
+/// Bytes of one `hvm_modlist_entry` (paddr, size, cmdline_paddr, reserved).
+const MODLIST_ENTRY_SIZE: usize = 32;
+/// The ACPI tables (RSDP first), after the module list, in the same page.
+const GUEST_ACPI: u64 = 0x6400;
+/// The page holding start info, command line, maps and ACPI tables: reserved for ACPI in the
+/// memory map (Linux maps ACPI tables it must not take for RAM).
+const GUEST_INFO_PAGE: u64 = 0x6000;
+/// Memory-map entry type of ACPI tables.
+const MEMMAP_ACPI: u32 = 3;
+/// The MSRPM's first range (MSRs 0-0x1fff, 2 bits each: read, write).
+const MSRPM_BITS_PER_MSR: u32 = 2;
 /// `hvm_start_info.magic` ("xEn3" with the top bit flipped).
 const START_INFO_MAGIC: u32 = 0x336e_c578;
 /// Memory-map entry type of RAM.
@@ -110,6 +125,12 @@ pub struct Domain {
     pub upcall_pending: bool,
     /// The nested tables changed: flush the guest's TLB before the next VMRUN.
     pub flush_tlb: bool,
+    /// The emulated 8259A pair and PIT channel 0 (the tick of a guest without an APIC).
+    pub pic: Pic,
+    /// See `pic`.
+    pub pit: Pit,
+    /// The vCPU's local APIC (x2APIC registers only).
+    pub lapic: Lapic,
 }
 
 /// Everything guests can reach, behind one lock (one CPU today).
@@ -154,13 +175,27 @@ pub fn start(info: &Info, modules: &[Module], cmdline: &str) {
         mica_println!("no initial-domain kernel module given");
         return;
     };
+    let apic = crate::apic::init();
+    match clock::calibrate() {
+        Some(hz) if apic && crate::apic::available() => {
+            mica_println!("TSC at {} kHz; local APIC timer preempts guests", hz / 1000)
+        }
+        Some(hz) => mica_println!(
+            "TSC at {} kHz; no local APIC timer: guests are preempted only when they PAUSE",
+            hz / 1000
+        ),
+        None => {
+            mica_println!("no PIT to calibrate the TSC against");
+            return;
+        }
+    }
     let cmdline = module_cmdline(kernel);
     let mut machine = Machine {
         xen: Xen::new(),
         domains: Vec::new(),
         nrip_save: features.nrip_save,
     };
-    match build_domain(&mut machine, 0, kernel, cmdline, ram_size) {
+    match build_domain(&mut machine, 0, kernel, modules.get(1), cmdline, ram_size) {
         Ok(()) => mica_println!(
             "DOM0: {} KiB kernel, {} MiB RAM, command line `{}`",
             kernel.len() / 1024,
@@ -214,6 +249,7 @@ fn build_domain(
     m: &mut Machine,
     id: u16,
     kernel: &Module,
+    initrd: Option<&Module>,
     cmdline: &str,
     ram_size: u64,
 ) -> Result<(), &'static str> {
@@ -221,8 +257,12 @@ fn build_domain(
     let mut npt = Npt::new(&mut HostTables).map_err(|_| "no memory for nested tables")?;
     npt.map_range(&mut HostTables, 0, ram, ram_size, Perm::ReadWrite)
         .map_err(|_| "nested mapping failed")?;
-    let entry = load_kernel(ram, ram_size, kernel)?;
-    write_start_info(ram, ram_size, cmdline);
+    let (entry, kernel_end) = load_kernel(ram, ram_size, kernel)?;
+    let initrd_at = match initrd {
+        Some(m) => Some(load_initrd(ram, ram_size, kernel_end, m)?),
+        None => None,
+    };
+    write_start_info(ram, ram_size, cmdline, initrd_at);
 
     let vmcb_pa = alloc_zeroed(PAGE, PAGE).ok_or("no memory for the VMCB")?;
     let iopm = alloc_zeroed(IOPM_SIZE, PAGE).ok_or("no memory for the I/O map")?;
@@ -232,13 +272,33 @@ fn build_domain(
     let range3 = (msrpm as usize + MSRPM_RANGE3.start) as *mut u8;
     // SAFETY: MSRPM_RANGE3 lies inside the fresh MSRPM_SIZE-byte allocation.
     unsafe { core::ptr::write_bytes(range3, 0xff, MSRPM_RANGE3.len()) };
+    // The APIC's MSRs trap too (they are in the first range, MSR n at bits 2n and 2n+1).
+    for msr in core::iter::once(lapic::MSR_APIC_BASE)
+        .chain(lapic::MSR_X2APIC_FIRST..=lapic::MSR_X2APIC_LAST)
+    {
+        let bit = msr * MSRPM_BITS_PER_MSR;
+        let byte = (msrpm + u64::from(bit / 8)) as *mut u8;
+        // SAFETY: MSR <= 0x8ff gives a byte offset below 0x240, inside the allocation.
+        let old = unsafe { byte.read_volatile() };
+        // SAFETY: as above.
+        unsafe { byte.write_volatile(old | 0b11 << (bit % 8)) };
+    }
     let mut vmcb = Vmcb::new(vmcb_pa);
     init_vmcb(&mut vmcb, iopm, msrpm, npt.root(), entry);
+    if crate::apic::available() {
+        // Mica's own tick preempts a spinning guest; PAUSE need not exit.
+        let intercepts: u32 = vmcb.read(control::INTERCEPT_MISC1);
+        vmcb.write(control::INTERCEPT_MISC1, intercepts & !misc1::PAUSE);
+    }
 
     let mut cfg = DomainConfig::domu(id, 1);
     cfg.privileged = id == 0;
     cfg.console_io = id == 0;
     cfg.arch = GuestArch::X86_64;
+    // Mica serves a PV console ring too (HVM_PARAM_CONSOLE_PFN/EVTCHN), in the first frame
+    // above RAM: a kernel built without Xen dom0 support (Debian's cloud kernels) finds its
+    // hvc0 only there, whatever domain it is.
+    cfg.pv_console_gfn = Some(ram_size / PAGE);
     m.domains.push(Domain {
         id,
         npt,
@@ -247,6 +307,9 @@ fn build_domain(
         gprs: [0; 16],
         upcall_pending: false,
         flush_tlb: true,
+        pic: Pic::new(),
+        pit: Pit::default(),
+        lapic: Lapic::new(0),
     });
     if let Some(d) = m.domains.last_mut() {
         d.gprs[handler::reg::RBX] = GUEST_START_INFO;
@@ -266,8 +329,8 @@ fn build_domain(
 
 /// Copies the kernel into guest RAM: a PVH ELF (segments at their physical addresses,
 /// entered at its `XEN_ELFNOTE_PHYS32_ENTRY`), or else a flat image at [`GUEST_LOAD`] entered
-/// at its first byte. Returns the entry point.
-fn load_kernel(ram: u64, ram_size: u64, kernel: &Module) -> Result<u64, &'static str> {
+/// at its first byte. Returns the entry point and the end of the image in guest memory.
+fn load_kernel(ram: u64, ram_size: u64, kernel: &Module) -> Result<(u64, u64), &'static str> {
     let len = usize::try_from(kernel.len()).map_err(|_| "kernel too large")?;
     // SAFETY: the loader placed the module there, in low RAM below Mica's free frames, and
     // nothing writes it while Mica reads.
@@ -277,7 +340,7 @@ fn load_kernel(ram: u64, ram_size: u64, kernel: &Module) -> Result<u64, &'static
             return Err("kernel empty or larger than guest RAM");
         }
         copy_to_guest(ram, ram_size, GUEST_LOAD, file);
-        return Ok(GUEST_LOAD);
+        return Ok((GUEST_LOAD, GUEST_LOAD + kernel.len()));
     }
     let image = elf::parse_pvh(file).map_err(|e| match e {
         elf::ElfError::NoPvhEntry => "ELF kernel without a XEN_ELFNOTE_PHYS32_ENTRY note",
@@ -297,7 +360,27 @@ fn load_kernel(ram: u64, ram_size: u64, kernel: &Module) -> Result<u64, &'static
             &file[seg.offset..seg.offset + seg.filesz],
         );
     }
-    Ok(u64::from(image.entry32))
+    Ok((u64::from(image.entry32), high))
+}
+
+/// Copies the initrd module to the top of guest RAM (page-aligned, above the kernel);
+/// returns its guest-physical address and size.
+fn load_initrd(
+    ram: u64,
+    ram_size: u64,
+    kernel_end: u64,
+    m: &Module,
+) -> Result<(u64, u64), &'static str> {
+    let len = usize::try_from(m.len()).map_err(|_| "initrd too large")?;
+    let at = ram_size
+        .checked_sub(m.len())
+        .map(|a| a & !(PAGE - 1))
+        .filter(|&a| a >= kernel_end.next_multiple_of(PAGE))
+        .ok_or("initrd does not fit in guest RAM above the kernel")?;
+    // SAFETY: the loader placed the module there, below Mica's free frames; read-only here.
+    let file = unsafe { crate::hv::phys_bytes(m.start, len) };
+    copy_to_guest(ram, ram_size, at, file);
+    Ok((at, m.len()))
 }
 
 /// Copies `bytes` to guest-physical `gpa` of fresh guest RAM at host `ram`.
@@ -309,26 +392,53 @@ fn copy_to_guest(ram: u64, ram_size: u64, gpa: u64, bytes: &[u8]) {
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (ram + gpa) as *mut u8, bytes.len()) };
 }
 
-/// PVH's `hvm_start_info` (version 1) with the command line and a one-entry memory map.
-fn write_start_info(ram: u64, ram_size: u64, cmdline: &str) {
+/// PVH's `hvm_start_info` (version 1) with the command line, a one-entry memory map and the
+/// initrd (guest address, size) as its one module.
+fn write_start_info(ram: u64, ram_size: u64, cmdline: &str, initrd: Option<(u64, u64)>) {
     let mut info = [0u8; 56];
     info[0..4].copy_from_slice(&START_INFO_MAGIC.to_le_bytes());
     info[4..8].copy_from_slice(&1u32.to_le_bytes());
+    info[32..40].copy_from_slice(&GUEST_ACPI.to_le_bytes());
+    let mut modlist = [0u8; MODLIST_ENTRY_SIZE];
+    if let Some((at, size)) = initrd {
+        info[12..16].copy_from_slice(&1u32.to_le_bytes());
+        info[16..24].copy_from_slice(&GUEST_MODLIST.to_le_bytes());
+        modlist[0..8].copy_from_slice(&at.to_le_bytes());
+        modlist[8..16].copy_from_slice(&size.to_le_bytes());
+    }
     info[24..32].copy_from_slice(&GUEST_CMDLINE.to_le_bytes());
     info[40..48].copy_from_slice(&GUEST_MEMMAP.to_le_bytes());
-    info[48..52].copy_from_slice(&1u32.to_le_bytes());
-    let mut map = [0u8; 24];
-    map[8..16].copy_from_slice(&ram_size.to_le_bytes());
-    map[16..20].copy_from_slice(&MEMMAP_RAM.to_le_bytes());
+    // RAM, the start-info/ACPI page, RAM.
+    let regions = [
+        (0, GUEST_INFO_PAGE, MEMMAP_RAM),
+        (GUEST_INFO_PAGE, PAGE, MEMMAP_ACPI),
+        (
+            GUEST_INFO_PAGE + PAGE,
+            ram_size - GUEST_INFO_PAGE - PAGE,
+            MEMMAP_RAM,
+        ),
+    ];
+    info[48..52].copy_from_slice(&(regions.len() as u32).to_le_bytes());
+    let mut map = [0u8; 24 * 3];
+    for (entry, (addr, size, kind)) in map.chunks_exact_mut(24).zip(regions) {
+        entry[0..8].copy_from_slice(&addr.to_le_bytes());
+        entry[8..16].copy_from_slice(&size.to_le_bytes());
+        entry[16..20].copy_from_slice(&kind.to_le_bytes());
+    }
+    let acpi =
+        mica_x86::acpi::build(GUEST_ACPI, 1, lapic::APIC_DEFAULT_BASE as u32).unwrap_or_default();
     let cmd = cmdline.as_bytes();
     let cmd = &cmd[..cmd.len().min(GUEST_CMDLINE_MAX - 1)];
     for (at, bytes) in [
         (GUEST_START_INFO, &info[..]),
         (GUEST_MEMMAP, &map[..]),
+        (GUEST_MODLIST, &modlist[..]),
+        (GUEST_ACPI, &acpi[..]),
         (GUEST_CMDLINE, cmd),
     ] {
-        // SAFETY: each target is in the guest's first pages (0x6000..0x6200 plus at most
-        // 0x100 bytes) of its fresh RAM, which is larger; the sources are local buffers.
+        // SAFETY: each target is in the guest's page 0x6000 (the ACPI tables end below
+        // 0x6400 + acpi::MAX_SIZE < 0x7000) of its fresh RAM, which is larger; the sources
+        // are local buffers.
         unsafe {
             core::ptr::copy_nonoverlapping(bytes.as_ptr(), (ram + at) as *mut u8, bytes.len())
         };
@@ -342,6 +452,7 @@ fn init_vmcb(v: &mut Vmcb, iopm: u64, msrpm: u64, npt_root: u64, entry: u64) {
         misc1::INTR
             | misc1::NMI
             | misc1::CPUID
+            | misc1::PAUSE
             | misc1::HLT
             | misc1::IOIO_PROT
             | misc1::MSR_PROT
@@ -442,11 +553,34 @@ impl ExitEnv for VcpuExit<'_> {
     fn port_out(&mut self, port: u16, _size: u8, value: u32) {
         if port == GUEST_COM1 {
             consoles::guest_byte(self.dom().id, value as u8);
+        } else if Pic::claims(port) {
+            self.dom_mut().pic.port_out(port, value as u8);
+        } else if Pit::claims(port) {
+            self.dom_mut()
+                .pit
+                .port_out(port, value as u8, clock::now_ns());
+        }
+    }
+    fn offers_local_apic(&self) -> bool {
+        true
+    }
+    fn emulated_msr(&mut self, index: u32, write: Option<u64>) -> Option<u64> {
+        if !Lapic::claims(index) {
+            return None;
+        }
+        let apic = &mut self.dom_mut().lapic;
+        match write {
+            Some(value) => apic.write(index, value).ok().map(|()| 0),
+            None => apic.read(index).ok(),
         }
     }
     fn port_in(&mut self, port: u16, _size: u8) -> u32 {
         if port == GUEST_COM1 + UART_LSR {
             UART_LSR_IDLE
+        } else if Pic::claims(port) {
+            u32::from(self.dom().pic.port_in(port))
+        } else if Pit::claims(port) {
+            u32::from(self.dom_mut().pit.port_in(port, clock::now_ns()))
         } else {
             u32::MAX
         }
@@ -458,20 +592,85 @@ fn callback_vector(value: u64) -> Option<u8> {
     (value & !0xff == CALLBACK_TYPE_VECTOR).then_some(value as u8)
 }
 
-/// Makes a pending upcall a virtual interrupt the guest takes once it enables interrupts
-/// (on the vector the guest or the builder set in HVM_PARAM_CALLBACK_IRQ; none: it waits).
-fn deliver_upcall(d: &mut Domain, vector: Option<u8>) {
-    let Some(vector) = vector else {
+/// Delivers at most one interrupt: the PIC's (the PIT tick)
+/// before the event-channel upcall (on the vector the guest or the builder set in
+/// HVM_PARAM_CALLBACK_IRQ; none: it waits). An interrupt is injected only when the guest
+/// can take it; otherwise Mica asks for an exit at the guest's next interrupt window.
+fn deliver_interrupts(d: &mut Domain, upcall_vector: Option<u8>) {
+    d.pic.sync_cascade();
+    let upcall = upcall_vector.filter(|_| d.upcall_pending);
+    let vintr: u64 = d.vmcb.read(control::VINTR);
+    let intercepts: u32 = d.vmcb.read(control::INTERCEPT_MISC1);
+    d.vmcb.write(control::VINTR, vintr & !svm::VINTR_V_IRQ);
+    d.vmcb
+        .write(control::INTERCEPT_MISC1, intercepts & !misc1::VINTR);
+    if d.pic.pending().is_none() && upcall.is_none() && !d.lapic.has_pending() {
         return;
-    };
-    if d.upcall_pending {
-        d.upcall_pending = false;
-        let vintr: u64 = d.vmcb.read(control::VINTR);
+    }
+    let busy = d.vmcb.read::<u64>(control::EVENT_INJECT) & svm::EVENT_VALID != 0;
+    let open = d.vmcb.read::<u64>(save::RFLAGS) & RFLAGS_IF != 0
+        && d.vmcb.read::<u64>(control::INTERRUPT_SHADOW) & 1 == 0;
+    if busy || !open {
+        // Exit as soon as the guest can take an interrupt (the V_IRQ is only a request).
         d.vmcb.write(
             control::VINTR,
             vintr | svm::VINTR_V_IRQ | svm::VINTR_IGN_TPR | svm::VINTR_PRIO_HIGHEST,
         );
-        d.vmcb.write(control::V_INTR_VECTOR, u32::from(vector));
+        d.vmcb
+            .write(control::INTERCEPT_MISC1, intercepts | misc1::VINTR);
+        return;
+    }
+    let vector = match d.pic.acknowledge().or_else(|| d.lapic.take_pending()) {
+        Some(v) => v,
+        None => {
+            d.upcall_pending = false;
+            match upcall {
+                Some(v) => v,
+                None => return,
+            }
+        }
+    };
+    d.vmcb.write(
+        control::EVENT_INJECT,
+        u64::from(vector) | svm::EVENT_TYPE_INTR | svm::EVENT_VALID,
+    );
+}
+
+/// Fires the domain's due timers (its Xen PV timers raise VIRQ_TIMER; its PIT raises line
+/// 0) and returns its next timer deadline, if any.
+fn run_timers(m: &mut Machine, index: usize, now: u64) -> Option<u64> {
+    let id = m.domains[index].id;
+    let (xen_state, domains) = (&mut m.xen, &mut m.domains);
+    xen_state.expire_timers(id, now, &mut xen::ArchEnv::new(domains));
+    let d = &mut m.domains[index];
+    if d.pit.poll(now) {
+        d.pic.raise(PIT_IRQ);
+    }
+    match (d.pit.deadline(), m.xen.next_timer(id)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// HLT with interrupts on: sleeps (on Mica's tick) until one of the domain's timers fires or
+/// an upcall is pending. A domain with nothing that could wake it resumes at once.
+fn wait_for_interrupt(m: &mut Machine, index: usize) {
+    loop {
+        let now = clock::now_ns();
+        let deadline = run_timers(m, index, now);
+        let d = &m.domains[index];
+        if d.upcall_pending || d.pic.pending().is_some() || d.lapic.has_pending() {
+            return;
+        }
+        let Some(deadline) = deadline else {
+            return;
+        };
+        if crate::apic::available() {
+            crate::apic::arm(now, deadline.saturating_sub(now));
+            crate::apic::idle();
+        } else {
+            core::hint::spin_loop();
+        }
     }
 }
 
@@ -485,14 +684,19 @@ fn run_all(m: &mut Machine) {
                 .xen
                 .hvm_param(id, mica_guest_abi::xen::hvm::HVM_PARAM_CALLBACK_IRQ)
                 .and_then(callback_vector);
+            let now = clock::now_ns();
+            let deadline = run_timers(m, index, now);
             let d = &mut m.domains[index];
-            deliver_upcall(d, vector);
+            deliver_interrupts(d, vector);
             let flush = if core::mem::take(&mut d.flush_tlb) {
                 svm::TLB_FLUSH_ASID
             } else {
                 0
             };
             d.vmcb.write(control::TLB_CONTROL, flush);
+            // Mica's tick: at the guest's next timer deadline, or after a slice at most.
+            let until = deadline.map_or(crate::apic::SLICE_NS, |t| t.saturating_sub(now));
+            crate::apic::arm(now, until);
             hw::run(&mut d.vmcb, &mut d.gprs);
         }
         exits += 1;
@@ -504,7 +708,13 @@ fn run_all(m: &mut Machine) {
         );
         // A hypercall reads and writes RAX through the register array.
         let rax: u64 = d.vmcb.read(save::RAX);
-        m.domains[index].gprs[handler::reg::RAX] = rax;
+        let interrupted: u64 = d.vmcb.read(control::EXIT_INT_INFO);
+        let d = &mut m.domains[index];
+        d.gprs[handler::reg::RAX] = rax;
+        // An event whose delivery the exit interrupted is delivered again.
+        if interrupted & svm::EVENT_VALID != 0 {
+            d.vmcb.write(control::EVENT_INJECT, interrupted);
+        }
         let exit = svm::decode_exit(code, info1, info2);
         let action = handler::handle(exit, &mut VcpuExit { machine: m, index });
         let d = &mut m.domains[index];
@@ -512,7 +722,8 @@ fn run_all(m: &mut Machine) {
         d.vmcb.write(save::RAX, rax);
         let id = d.id;
         match action {
-            Action::Resume | Action::Yield | Action::Block => {}
+            Action::Resume | Action::Yield => {}
+            Action::Block => wait_for_interrupt(m, index),
             Action::InjectException(vector) => {
                 let mut event = u64::from(vector) | svm::EVENT_TYPE_EXCEPTION | svm::EVENT_VALID;
                 if vector == handler::VECTOR_GP {

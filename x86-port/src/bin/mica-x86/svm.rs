@@ -134,9 +134,16 @@ mica_svm_run:
     mov 0x78(%rsi), %r15
     mov 0x30(%rsi), %rsi
     mov (%rsp), %rax
+    /* Physical interrupts wait (GIF clear) until the guest runs: there, with the host's IF
+       set, one causes #VMEXIT(INTR). After the exit, STGI lets the pending tick's handler
+       run, then IF is cleared again for Mica's own code. */
+    clgi
+    sti
     vmload %rax
     vmrun %rax
     vmsave %rax
+    stgi
+    cli
     xchg 0x08(%rsp), %rsi
     mov %rcx, 0x08(%rsi)
     mov %rdx, 0x10(%rsi)

@@ -4,7 +4,7 @@
 use crate::consoles;
 use crate::run::{alloc_zeroed, Domain, HostTables, Machine, PAGE};
 use alloc::vec::Vec;
-use mica_guest_abi::xen::{errno, DomId};
+use mica_guest_abi::xen::{errno, DomId, Hypercall};
 use mica_hv::addr::GuestPhysAddr;
 use mica_hv::xen::{
     dispatch, Backend, GuestMemError, GuestMemory, GuestVirtMemory, HypercallCtx, Outcome,
@@ -283,6 +283,10 @@ impl XenEnv for ArchEnv<'_> {
         }
     }
 
+    fn now_ns(&self) -> u64 {
+        crate::clock::now_ns()
+    }
+
     fn backend_notify(&mut self, _dom: DomId, backend: Backend) {
         if backend == Backend::Console {
             self.console_dirty = true;
@@ -311,6 +315,11 @@ pub fn hypercall(m: &mut Machine, index: usize, nr: u64, args: [u64; 5]) -> Outc
         nr,
         args,
     );
+    // A memory_op may have mapped shared_info, a vcpu_op moved the vcpu_info: write the time
+    // record where the guest now reads it (its contents never change: one fixed scale).
+    if nr == Hypercall::MemoryOp as u64 || nr == Hypercall::VcpuOp as u64 {
+        xen_state.publish_vcpu_time(caller, 0, &crate::clock::vcpu_time(), &mut env);
+    }
     if env.console_dirty {
         let mut buf = [0u8; 256];
         loop {

@@ -3,7 +3,10 @@
 //! auto_translated_physmap, submap 1 is -EINVAL), `shared-info` (XENMEM_add_to_physmap of
 //! shared_info at a free frame reads back, VCPUOP_register_vcpu_info), `evtchn-loopback`
 //! (HVM_PARAM_CALLBACK_IRQ set to a vector and read back, alloc_unbound + bind_interdomain
-//! to itself, send, the upcall on that vector, masking and EVTCHNOP_unmask re-raising), `grant-copy` (grant frame
+//! to itself, send, the upcall on that vector, masking and EVTCHNOP_unmask re-raising), `pv-timer` (system time
+//! from vcpu_info's pvclock record, VIRQ_TIMER at once for a past
+//! VCPUOP_set_singleshot_timer deadline, after a future one, or at most 100 us before it as
+//! Xen's timer slop allows), `grant-copy` (grant frame
 //! 0 mapped, a read-only grant of our own page, GNTTABOP_copy from it, read-only enforced,
 //! revoke) and `console` (CONSOLEIO_write as the initial domain).
 //!

@@ -7,7 +7,10 @@ use mica_guest_abi::xen::hvm::{
     HVM_PARAM_CALLBACK_TYPE_SHIFT, HVM_PARAM_CALLBACK_TYPE_VECTOR,
 };
 use mica_guest_abi::xen::memory::*;
-use mica_guest_abi::xen::vcpu::{VcpuRegisterVcpuInfo, VCPUOP_REGISTER_VCPU_INFO};
+use mica_guest_abi::xen::vcpu::{
+    VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, VCPUOP_REGISTER_VCPU_INFO,
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPU_SSHOTTMR_FUTURE,
+};
 use mica_guest_abi::xen::version::{FeatureInfo, XENVER_GET_FEATURES, XENVER_VERSION};
 use mica_guest_abi::xen::{Hypercall, DOMID_SELF};
 use x86_guest_rt::{cpu, irq, println, xen};
@@ -109,11 +112,12 @@ fn wait(spins: u32, done: impl Fn() -> bool) -> bool {
 
 fn main() {
     type Check = fn() -> Result;
-    let checks: [(&str, Check); 6] = [
+    let checks: [(&str, Check); 7] = [
         ("detect", check_detect),
         ("features", check_features),
         ("shared-info", check_shared_info),
         ("evtchn-loopback", check_evtchn),
+        ("pv-timer", check_pv_timer),
         ("grant-copy", check_grant_copy),
         ("console", check_console),
     ];
@@ -229,6 +233,121 @@ fn check_shared_info() -> Result {
         return Err("VCPUOP_register_vcpu_info failed");
     }
     VCPU_INFO_AT.store(page + VCPU_INFO_OFFSET as u64, Ordering::Release);
+    Ok(())
+}
+
+/// vcpu_info's time record (x86: the last 32 bytes of the 64).
+const VI_TIME: usize = 32;
+/// How far ahead the single shot is set, and how long past it the check waits at most.
+const TIMER_AHEAD_NS: u64 = 2_000_000;
+const TIMER_GRACE_NS: u64 = 500_000_000;
+/// Xen may fire a timer this much early (its timer slop; Linux allows 100 us, `TIMER_SLOP`).
+const TIMER_SLOP_NS: u64 = 100_000;
+
+/// System time from our vcpu_info's time record (Xen's pvclock), `None` if the record is
+/// empty.
+fn system_time_ns() -> Option<u64> {
+    let t = (VCPU_INFO_AT.load(Ordering::Acquire) as usize + VI_TIME) as *mut u8;
+    loop {
+        // SAFETY: the time record lies inside our registered vcpu_info.
+        let word = |off: usize| unsafe { t.wrapping_add(off).cast::<u64>().read_volatile() };
+        let version = word(0) as u32;
+        let (stamp, system, scale) = (word(8), word(16), word(24));
+        let (mul, shift) = (scale as u32, (scale >> 32) as u8 as i8);
+        let tsc = cpu::rdtsc();
+        if version % 2 == 1 || word(0) as u32 != version {
+            continue;
+        }
+        if mul == 0 {
+            return None;
+        }
+        let delta = u128::from(tsc.wrapping_sub(stamp));
+        let delta = if shift >= 0 {
+            delta << shift
+        } else {
+            delta >> shift.unsigned_abs()
+        };
+        return Some(system + ((delta * u128::from(mul)) >> 32) as u64);
+    }
+}
+
+/// VCPUOP_set_singleshot_timer on vCPU 0 with the "future" flag.
+fn singleshot(at: u64) -> i64 {
+    let mut raw = [0u8; 16];
+    let arg = VcpuSetSingleshotTimer {
+        timeout_abs_ns: at,
+        flags: VCPU_SSHOTTMR_FUTURE,
+    };
+    mica_guest_abi::xen::Wire::encode(&arg, &mut raw);
+    xen::hypercall(
+        Hypercall::VcpuOp,
+        [VCPUOP_SET_SINGLESHOT_TIMER, 0, raw.as_ptr() as u64, 0, 0],
+    )
+}
+
+/// Waits until `port` fired more than `before` times; the system time then, or `None` once
+/// the time passes `give_up`.
+fn wait_for_timer(port: u32, before: u32, give_up: u64) -> Option<u64> {
+    loop {
+        let t = system_time_ns()?;
+        if fired(port) != before {
+            return Some(t);
+        }
+        if t > give_up {
+            return None;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Xen's PV clock and timer: system time from vcpu_info, VIRQ_TIMER bound on vCPU 0 fires
+/// at once for a past single-shot deadline and after (not before) a future one.
+fn check_pv_timer() -> Result {
+    let Some(start) = system_time_ns() else {
+        return Err("vcpu_info carries no time record");
+    };
+    let mut bind = EvtchnBindVirq {
+        virq: VIRQ_TIMER,
+        vcpu: 0,
+        port: 0,
+    };
+    if xen::op(Hypercall::EventChannelOp, EVTCHNOP_BIND_VIRQ, &mut bind) != 0 {
+        return Err("EVTCHNOP_bind_virq(VIRQ_TIMER) failed");
+    }
+    let port = bind.port;
+    if port as usize >= FIRED.len() {
+        return Err("VIRQ_TIMER port beyond the first word");
+    }
+    // Xen 4.17 ignores VCPU_SSHOTTMR_future: a past deadline is accepted and fires at once.
+    let before = fired(port);
+    if singleshot(start.saturating_sub(1)) != 0 {
+        return Err("a past deadline is refused");
+    }
+    if wait_for_timer(port, before, start + TIMER_GRACE_NS).is_none() {
+        return Err("a past deadline did not fire");
+    }
+    let before = fired(port);
+    let Some(now) = system_time_ns() else {
+        return Err("time record vanished");
+    };
+    let deadline = now + TIMER_AHEAD_NS;
+    if singleshot(deadline) != 0 {
+        return Err("VCPUOP_set_singleshot_timer failed");
+    }
+    let Some(at) = wait_for_timer(port, before, deadline + TIMER_GRACE_NS) else {
+        return Err("VIRQ_TIMER did not fire");
+    };
+    if at + TIMER_SLOP_NS < deadline {
+        return Err("VIRQ_TIMER fired more than 100 us before the deadline");
+    }
+    if evtchn(EVTCHNOP_CLOSE, port) != 0 {
+        return Err("EVTCHNOP_close(VIRQ_TIMER) failed");
+    }
+    println!(
+        "pvtest: note system time {} ms at the first read, timer {} us off",
+        start / 1_000_000,
+        (at as i64 - deadline as i64) / 1000
+    );
     Ok(())
 }
 
