@@ -92,7 +92,9 @@ Commands:
         x86-hello, x86-pvtest     Mica x86-64 (AMD-V, QEMU TCG): the guest-kit guests; pvtest
                                   also on Xen 4.17 amd64, same outcome per check
         x86-fault                 an x86 guest writing outside its RAM is killed alone
-        x86-linux-early           Debian's amd64 kernel as a PVH initial domain (early boot)
+        x86-tick                  Mica's own timer preempts a spinning x86 guest and wakes a
+                                  halted one
+        x86-linux                 Debian's amd64 kernel as a PVH initial domain reaches init
       --timeout overrides every test's own. Ends with the line `N passed, M failed`.
   bench  boot [--gic 2|3] [--runs N]
       Power-on to each domain's init under -icount, for bare Linux, Xen 4.17 and Mica;
