@@ -308,7 +308,7 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
             hardware_lrs_clear = fill.listed == 0;
         }
         gic::set_underflow_interrupt(fill.overflow);
-        gic::unwired_virq::before_entry(&lrs[..fill.listed]);
+        gic::unwired_virq::before_entry();
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
         let kind = ctx.run();
