@@ -39,6 +39,10 @@ pub struct Board {
     /// RAM the firmware uses that a device tree for this board may fail to reserve (one
     /// loaded by U-Boot from a distribution, say). Mica never hands it out.
     pub firmware_reserved: &'static [FirmwareRegion],
+    /// The GIC's virtual IRQ/FIQ outputs do not reach the cores, so a guest would never
+    /// take an interrupt from its list registers: Mica raises the virtual interrupt itself
+    /// (HCR_EL2.VI), at the cost of one extra exit per batch of interrupts.
+    pub virq_line_unwired: bool,
 }
 
 /// Boards with an entry. Order does not matter: compatibles are disjoint.
@@ -48,6 +52,7 @@ pub const BOARDS: &[Board] = &[
         compatible: &["linux,dummy-virt"],
         cpu_start: CpuStart::Psci,
         firmware_reserved: &[],
+        virq_line_unwired: false,
     },
     Board {
         name: "Raspberry Pi 4 Model B",
@@ -60,6 +65,7 @@ pub const BOARDS: &[Board] = &[
             size: 0x1000,
             what: "armstub and spin table",
         }],
+        virq_line_unwired: false,
     },
     Board {
         name: "Xilinx ZCU102",
@@ -71,6 +77,7 @@ pub const BOARDS: &[Board] = &[
         cpu_start: CpuStart::Psci,
         // TF-A runs from on-chip memory (OCM, 0xfffc0000), outside DRAM.
         firmware_reserved: &[],
+        virq_line_unwired: false,
     },
     Board {
         name: "NXP i.MX 8M Plus EVK",
@@ -79,6 +86,11 @@ pub const BOARDS: &[Board] = &[
         // TF-A runs from OCRAM (0x970000), outside DRAM; OP-TEE, when present, is declared
         // in /reserved-memory by U-Boot.
         firmware_reserved: &[],
+        // QEMU's model before 10.0.3 leaves them unconnected (fixed by QEMU commit
+        // 930180f3b9a2 "hw/arm/fsl-imx8mp: Wire VIRQ and VFIQ"). The device tree is the
+        // real board's, so the quirk cannot tell the model from the chip; on the chip it is
+        // redundant but harmless (the core ORs VI with the GIC's signal).
+        virq_line_unwired: true,
     },
 ];
 
@@ -117,6 +129,19 @@ mod tests {
         );
         assert_eq!(name(&["acme,unknown"]), None);
         assert_eq!(name(&[]), None);
+    }
+
+    #[test]
+    fn only_the_imx8mp_raises_virtual_interrupts_itself() {
+        let quirky = BOARDS
+            .iter()
+            .filter(|b| b.virq_line_unwired)
+            .map(|b| b.name);
+        assert!(quirky.eq(["NXP i.MX 8M Plus EVK"]));
+        assert!(
+            find(["fsl,imx8mp-evk", "fsl,imx8mp"].into_iter()).is_some_and(|b| b.virq_line_unwired)
+        );
+        assert!(find(["linux,dummy-virt"].into_iter()).is_some_and(|b| !b.virq_line_unwired));
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
         .chain(crate::x86::TESTS)
         .copied()
         .filter(|name| match filter {
-            None => !NOT_BY_DEFAULT.contains(name) && !boards::OPT_IN.contains(name),
+            None => !NOT_BY_DEFAULT.contains(name),
             Some(f) => name.contains(f),
         })
         .chain(

@@ -86,9 +86,8 @@ Commands:
         rt-cyclictest             Debian's cyclictest in a Linux domU in a null pool: every
                                   wake-up within one period
         board-raspi4b,            Linux initial domain and the hello guest on QEMU's model
-        board-zcu102              of the board with its Debian device tree (480 s)
-        board-imx8mp              only when named: QEMU 10.0.2's model delivers no
-                                  virtual interrupts (docs/boards.md)
+        board-zcu102,             of the board with its Debian device tree (480 s); on
+        board-imx8mp              QEMU < 10.0.3 imx8mp relies on Mica's unwired-VIRQ quirk
         x86-hello, x86-pvtest     Mica x86-64 (AMD-V, QEMU TCG): the guest-kit guests; pvtest
                                   also on Xen 4.17 amd64, same outcome per check
         x86-fault                 an x86 guest writing outside its RAM is killed alone

@@ -158,6 +158,7 @@ pub fn start(dtb: u64, dtb_size: usize, clean: &[u8]) -> ! {
         info!("cannot use the interrupt controller: {e}. Halting.");
         halt();
     }
+    gic::unwired_virq::enable(board.is_some_and(|b| b.virq_line_unwired));
     let boot_host_index = info
         .cpus
         .iter()
@@ -216,6 +217,9 @@ fn report_boot_notes(info: &HostInfo) {
             .map(|b| b.name)
             .unwrap_or("generic (device tree only)")
     );
+    if gic::unwired_virq::enabled() {
+        info!("note: this board's GIC does not signal virtual interrupts to the cores; Mica raises them itself (HCR_EL2.VI)");
+    }
     if let Some(b) = board {
         let spin_table = info.cpus.iter().any(|c| c.release_addr.is_some());
         let expected = b.cpu_start == mica_platforms::boards::CpuStart::SpinTable;

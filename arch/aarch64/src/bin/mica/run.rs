@@ -314,9 +314,11 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
         }
         hardware_in_use = fill.listed;
         gic::set_underflow_interrupt(fill.overflow);
+        gic::unwired_virq::before_entry();
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
         let kind = ctx.run();
+        gic::unwired_virq::after_exit();
         if fill.listed > 0 {
             // Only the listed registers can have changed; the others stayed invalid.
             for (i, lr) in lrs[..fill.listed].iter_mut().enumerate() {

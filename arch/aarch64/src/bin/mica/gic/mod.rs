@@ -1,6 +1,7 @@
 //! The host's interrupt controller. The version comes from the device tree; both share
 //! one interface so the rest of Mica does not care which one a board has.
 
+pub mod unwired_virq;
 mod v2;
 mod v3;
 

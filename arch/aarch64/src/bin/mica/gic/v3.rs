@@ -412,3 +412,19 @@ pub fn set_underflow_interrupt(on: bool) {
     }
     ICH_HCR_EL2.set(hcr.get());
 }
+
+/// The loaded vCPU's running priority, from its active-priority registers (`None`: no
+/// interrupt active). Bit n of the group 0 and group 1 registers together stands for the
+/// priority n, shifted up past the bits the GIC does not implement for preemption.
+pub(super) fn running_priority() -> Option<u8> {
+    let ap_regs = gic().ap_regs;
+    // 2^PREbits priorities are tracked in ap_regs registers of 32 bits.
+    let pre_bits = 5 + ap_regs.trailing_zeros();
+    (0..ap_regs).find_map(|i| {
+        let active = (read_ap0r(i) | read_ap1r(i)) as u32;
+        (active != 0).then(|| {
+            let index = i as u32 * 32 + active.trailing_zeros();
+            (index << (8 - pre_bits)) as u8
+        })
+    })
+}
