@@ -17,6 +17,7 @@ pub const PVTEST_REQUIRED: &[&str] = &[
     "evtchn-loopback",
     "grant-copy",
     "console",
+    "device-buffer",
 ];
 
 /// pvtest alone, as the initial domain (direct-mapped, 128 MiB, no initrd).
@@ -103,11 +104,13 @@ mod tests {
     const MICA: &str = "(MICA) DOM0: pvtest: note xen 4.17\n(MICA) DOM0: pvtest: ok detect\n\
         (MICA) DOM0: pvtest: ok features\n(MICA) DOM0: pvtest: ok shared-info\n\
         (MICA) DOM0: pvtest: ok evtchn-loopback\n(MICA) DOM0: pvtest: ok grant-copy\n\
-        (MICA) DOM0: pvtest: ok console\n(MICA) DOM0: pvtest: done 6 passed, 0 failed\n\
+        (MICA) DOM0: pvtest: ok console\n(MICA) DOM0: pvtest: ok device-buffer\n\
+        (MICA) DOM0: pvtest: done 7 passed, 0 failed\n\
         (MICA) DOM0: pvtest: result 4d74512e\n";
     const XEN: &str = "pvtest: note other values\npvtest: ok detect\npvtest: ok features\n\
         pvtest: ok shared-info\npvtest: ok evtchn-loopback\npvtest: ok grant-copy\n\
-        pvtest: ok console\npvtest: done 6 passed, 0 failed\npvtest: result d99de9a9\n";
+        pvtest: ok console\npvtest: ok device-buffer\npvtest: done 7 passed, 0 failed\n\
+        pvtest: result d99de9a9\n";
 
     #[test]
     fn same_outcomes_different_values_compare_equal() {

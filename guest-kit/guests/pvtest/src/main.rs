@@ -4,7 +4,9 @@
 //! VCPUOP_register_vcpu_info), `evtchn-loopback` (alloc_unbound + bind_interdomain to itself,
 //! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising), `grant-copy` (a read-only
 //! grant of our own page, GNTTABOP_copy from it, read-only enforced) and `console`
-//! (CONSOLEIO_write as the initial domain, else the console ring + event channel).
+//! (CONSOLEIO_write as the initial domain, else the console ring + event channel) and
+//! `device-buffer` (as the initial domain: a hypercall buffer placed on a device the domain
+//! owns, the PL031 RTC, is refused with -EFAULT and the hypervisor carries on).
 //!
 //! Prints `pvtest: ok <check>` / `pvtest: FAIL <check>: <why>` (and `pvtest: skip <check>:
 //! <why>` for a console a hypervisor does not offer a domU), `pvtest: note ...` lines with
@@ -156,6 +158,7 @@ fn main() {
     report.check("evtchn-loopback", &mut context, check_evtchn_loopback);
     report.check("grant-copy", &mut context, check_grant_copy);
     report.check("console", &mut context, check_console);
+    report.check("device-buffer", &mut context, check_device_buffer);
     println!(
         "pvtest: done {} passed, {} failed",
         report.passed, report.failed
@@ -531,4 +534,34 @@ fn check_console(context: &mut Context) -> Result<(), Outcome> {
         );
     }
     Ok(())
+}
+
+/// The initial domain owns the board's devices; a hypercall whose buffer points at one (the
+/// PL031 RTC's registers) must fail with -EFAULT: the hypervisor copies only to and from RAM.
+fn check_device_buffer(context: &mut Context) -> Result<(), Outcome> {
+    if !xen::is_initial_domain() {
+        return Err(Outcome::Skip(ReasonBuf::new(format_args!(
+            "a domU owns no device here"
+        ))));
+    }
+    let rtc = mica_guest_rt::devtree::get().and_then(|fdt| {
+        let node = fdt.find_compatible(&["arm,pl031"])?;
+        mica_guest_rt::devtree::reg(node, 0)
+    });
+    let Some((address, _)) = rtc else {
+        return Err(Outcome::Skip(ReasonBuf::new(format_args!(
+            "no arm,pl031 device in the device tree"
+        ))));
+    };
+    // SAFETY: a successful (wrong) answer writes 16 bytes into the RTC's registers, which
+    // nothing in this guest uses.
+    let result = unsafe { hypercall::xen_extraversion_at(address as u64) };
+    println!("pvtest: note extraversion into the RTC at {address:#x}: {result:?}");
+    match result {
+        Err(e) if e.0 == -14 => {
+            context.measure(14);
+            Ok(())
+        }
+        other => bail!("want EFAULT for a buffer on a device, got {other:?}"),
+    }
 }

@@ -98,6 +98,18 @@ pub fn xen_extraversion() -> Result<[u8; 16], XenError> {
     Ok(text)
 }
 
+/// XENVER_extraversion written to guest address `addr`, which need not be this guest's RAM:
+/// for checking that a hypervisor refuses a buffer it must not write (a device, say).
+///
+/// # Safety
+/// If the hypervisor does write, it writes 16 bytes at `addr`: they must not be memory the
+/// caller relies on.
+pub unsafe fn xen_extraversion_at(addr: u64) -> Result<u64, XenError> {
+    // SAFETY: the caller accepts a 16-byte write at `addr`; XENVER_extraversion touches nothing
+    // else.
+    result(unsafe { raw(HYPERVISOR_XEN_VERSION, XENVER_EXTRAVERSION, addr, 0, 0, 0) })
+}
+
 /// XENVER_get_features: feature submap `index`.
 pub fn get_features(index: u32) -> Result<u32, XenError> {
     let mut info = FeatureInfo {

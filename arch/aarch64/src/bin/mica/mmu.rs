@@ -140,7 +140,23 @@ pub unsafe fn install_final(ram: &[HostRange]) -> Result<(), &'static str> {
     TTBR0_EL2.set(root.0.as_ptr() as u64);
     barrier::isb(barrier::SY);
     invalidate_tlb();
+    HOST_RAM.call_once(|| ram.to_vec());
     Ok(())
+}
+
+/// Host RAM as mapped by [`install_final`] (normal memory); everything else is device memory.
+static HOST_RAM: spin::Once<alloc::vec::Vec<HostRange>> = spin::Once::new();
+
+/// Whether the page holding physical address `pa` is host RAM. Mica copies guest data only
+/// to and from RAM: a guest pointing a hypercall buffer at a device (through its stage 2) must
+/// get an error, not make Mica access device memory on its behalf.
+pub fn is_host_ram(pa: u64) -> bool {
+    HOST_RAM.get().is_some_and(|ram| {
+        ram.iter().any(|r| {
+            pa.checked_sub(r.start.raw())
+                .is_some_and(|off| off < r.size)
+        })
+    })
 }
 
 /// Turns the MMU on for a secondary CPU with the final tables.

@@ -338,6 +338,11 @@ impl VcpuVirtMemory {
         }
         let off = gva & (PAGE_SIZE - 1);
         let pa = (par & 0x0000_ffff_ffff_f000) | off;
+        // A buffer the guest placed on a device (dom0's passed-through MMIO) is refused:
+        // Mica's own map has devices as device memory, where its copies could fault.
+        if !crate::mmu::is_host_ram(pa) {
+            return Err(GuestMemError::Unmapped);
+        }
         Ok((pa, (PAGE_SIZE - off) as usize))
     }
 }
