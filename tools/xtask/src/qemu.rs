@@ -49,6 +49,17 @@ pub fn run_captured(
     )
 }
 
+/// Runs `program args` (another QEMU, say) like [`run_captured`].
+pub fn run_program_until(
+    program: &Path,
+    args: &[String],
+    log_path: &Path,
+    timeout: Duration,
+    stop_when: &dyn Fn(&str) -> bool,
+) -> Result<Captured, String> {
+    capture(program, args, log_path, timeout, stop_when)
+}
+
 /// Runs `program args` (e.g. xtask itself) like [`run_captured`], with no stop condition.
 pub fn run_program(
     program: &Path,

@@ -488,50 +488,13 @@ fn run_until(
     timeout: Duration,
     stop: &str,
 ) -> Result<Captured, String> {
-    use std::process::{Command, Stdio};
-    if let Some(dir) = log_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    }
-    let log = std::fs::File::create(log_path)
-        .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let start = std::time::Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
-    let read =
-        || String::from_utf8_lossy(&std::fs::read(log_path).unwrap_or_default()).replace('\r', "");
-    let ending = loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| format!("waiting for qemu: {e}"))?
-        {
-            break Ending::Exited(status);
-        }
-        if read().contains(stop) {
-            break Ending::Stopped;
-        }
-        if start.elapsed() >= timeout {
-            break Ending::TimedOut;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    if !matches!(ending, Ending::Exited(_)) {
-        // Only the QEMU this function started is killed.
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    Ok(Captured {
-        log: read(),
-        ending,
-        elapsed: start.elapsed(),
-    })
+    crate::qemu::run_program_until(
+        Path::new("qemu-system-x86_64"),
+        args,
+        log_path,
+        timeout,
+        &|out: &str| out.contains(stop),
+    )
 }
 
 fn replace_arg(args: &mut [String], name: &str, value: &str) {
