@@ -854,36 +854,27 @@ pub fn host_devices(
     let t = Tree::build(&fdt)?;
     let mut ok = Vec::new();
     let mut refused = Vec::new();
+    // The page ranges `[start, end)` of the nodes `pick` selects, with their paths.
+    let pages_of = |pick: &dyn Fn(usize) -> bool| -> Vec<(u64, u64, &str)> {
+        (1..t.nodes.len())
+            .filter(|&i| pick(i))
+            .flat_map(|i| {
+                let path = t.nodes[i].path.as_str();
+                t.reg_ranges(i)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |r| {
+                        let start = r.start.align_down(PAGE_SIZE).raw();
+                        let end = r.end().checked_align_up(PAGE_SIZE)?.raw();
+                        Some((start, end, path))
+                    })
+            })
+            .collect()
+    };
     // Pages of the devices set aside for domUs.
-    let domu_pages: Vec<(u64, u64, &str)> = (1..t.nodes.len())
-        .filter(|&i| t.has(i, "xen,passthrough"))
-        .flat_map(|i| {
-            let path = t.nodes[i].path.as_str();
-            t.reg_ranges(i)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(move |r| {
-                    let start = r.start.align_down(PAGE_SIZE).raw();
-                    let end = r.end().checked_align_up(PAGE_SIZE)?.raw();
-                    Some((start, end, path))
-                })
-        })
-        .collect();
+    let domu_pages = pages_of(&|i| t.has(i, "xen,passthrough"));
     // Pages of Mica's own devices: a bus window around them must not reach dom0 either.
-    let mica_pages: Vec<(u64, u64, &str)> = (1..t.nodes.len())
-        .filter(|&i| exclude.contains(&t.nodes[i].path.as_str()))
-        .flat_map(|i| {
-            let path = t.nodes[i].path.as_str();
-            t.reg_ranges(i)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(move |r| {
-                    let start = r.start.align_down(PAGE_SIZE).raw();
-                    let end = r.end().checked_align_up(PAGE_SIZE)?.raw();
-                    Some((start, end, path))
-                })
-        })
-        .collect();
+    let mica_pages = pages_of(&|i| exclude.contains(&t.nodes[i].path.as_str()));
     for i in 1..t.nodes.len() {
         let Some(parent) = t.nodes[i].parent else {
             continue;
