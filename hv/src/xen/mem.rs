@@ -133,6 +133,33 @@ pub fn write_u32<M: GuestMemory + ?Sized>(
     m.write(gpa, &v.to_le_bytes())
 }
 
+/// Walks `len` bytes from guest address `start` in pieces that do not cross what `locate`
+/// reports: `locate(address)` gives where that address lives (a host or guest-physical
+/// address) and how many bytes are left there (at least 1); `visit(place, offset, n)` then
+/// handles bytes `offset..offset + n` of the access. The loop every page-by-page guest copy
+/// needs, in one place.
+pub fn for_each_piece(
+    start: u64,
+    len: usize,
+    mut locate: impl FnMut(u64) -> Result<(u64, usize), GuestMemError>,
+    mut visit: impl FnMut(u64, usize, usize) -> Result<(), GuestMemError>,
+) -> Result<(), GuestMemError> {
+    let mut done = 0;
+    while done < len {
+        let at = start
+            .checked_add(done as u64)
+            .ok_or(GuestMemError::OutOfRange)?;
+        let (place, left) = locate(at)?;
+        let n = left.min(len - done);
+        if n == 0 {
+            return Err(GuestMemError::OutOfRange);
+        }
+        visit(place, done, n)?;
+        done += n;
+    }
+    Ok(())
+}
+
 /// Largest object the typed helpers copy through the stack; bigger ones use the heap.
 const STACK_OBJ_MAX: usize = 128;
 
@@ -314,6 +341,39 @@ pub mod fake {
 #[cfg(test)]
 mod tests {
     use super::fake::FakeMemory;
+
+    #[test]
+    fn pieces_split_at_what_locate_reports_and_errors_stop_the_walk() {
+        let mut seen = Vec::new();
+        let page = |at: u64| Ok((at.wrapping_add(0x1000), (0x100 - at % 0x100) as usize));
+        for_each_piece(0xf0, 0x120, page, |place, offset, n| {
+            seen.push((place, offset, n));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (0x10f0, 0, 0x10),
+                (0x1100, 0x10, 0x100),
+                (0x1200, 0x110, 0x10)
+            ]
+        );
+        assert_eq!(
+            for_each_piece(u64::MAX - 1, 4, page, |_, _, _| Ok(())),
+            Err(GuestMemError::OutOfRange),
+            "an access wrapping the address space"
+        );
+        assert_eq!(
+            for_each_piece(0, 8, |_| Ok((0, 0)), |_, _, _| Ok(())),
+            Err(GuestMemError::OutOfRange),
+            "a place with no room left cannot loop forever"
+        );
+        assert_eq!(
+            for_each_piece(0, 8, |_| Err(GuestMemError::Unmapped), |_, _, _| Ok(())),
+            Err(GuestMemError::Unmapped)
+        );
+    }
     use super::*;
     use mica_guest_abi::xen::evtchn::EvtchnBindVirq;
 

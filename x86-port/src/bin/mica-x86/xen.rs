@@ -6,6 +6,7 @@ use crate::run::{alloc_zeroed, Domain, HostTables, Machine, PAGE};
 use alloc::vec::Vec;
 use mica_guest_abi::xen::{errno, DomId, Hypercall};
 use mica_hv::addr::GuestPhysAddr;
+use mica_hv::xen::mem::for_each_piece;
 use mica_hv::xen::{
     dispatch, Backend, GuestMemError, GuestMemory, GuestVirtMemory, HypercallCtx, Outcome,
     SpecialPage, XenEnv,
@@ -37,38 +38,24 @@ impl NptMemory {
 
 impl GuestMemory for NptMemory {
     fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
-        let mut done = 0;
-        while done < buf.len() {
-            let at = gpa
-                .raw()
-                .checked_add(done as u64)
-                .ok_or(GuestMemError::OutOfRange)?;
-            let (hpa, left) = self.host(at, false)?;
-            let n = left.min(buf.len() - done);
-            // SAFETY: the nested tables map `at` to this host page, which is guest RAM or a
-            // page Mica gave the guest, identity-mapped; `n` stays inside the page.
+        let locate = |at| self.host(at, false);
+        for_each_piece(gpa.raw(), buf.len(), locate, |hpa, done, n| {
+            // SAFETY: the nested tables map the address to this host page, which is guest RAM
+            // or a page Mica gave the guest, identity-mapped; `n` stays inside the page.
             unsafe {
                 core::ptr::copy_nonoverlapping(hpa as *const u8, buf[done..].as_mut_ptr(), n)
             };
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn write(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
-        let mut done = 0;
-        while done < data.len() {
-            let at = gpa
-                .raw()
-                .checked_add(done as u64)
-                .ok_or(GuestMemError::OutOfRange)?;
-            let (hpa, left) = self.host(at, true)?;
-            let n = left.min(data.len() - done);
+        let locate = |at| self.host(at, true);
+        for_each_piece(gpa.raw(), data.len(), locate, |hpa, done, n| {
             // SAFETY: as for `read`, and the page is mapped writable for the guest.
             unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), hpa as *mut u8, n) };
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn barrier(&self) {
@@ -102,21 +89,16 @@ impl VirtMemory {
 
 impl GuestVirtMemory for VirtMemory {
     fn read_virt(&self, gva: u64, buf: &mut [u8]) -> Result<(), GuestMemError> {
-        let mut done = 0;
-        while done < buf.len() {
-            let at = gva
-                .checked_add(done as u64)
-                .ok_or(GuestMemError::OutOfRange)?;
-            let n = ((PAGE - at % PAGE) as usize).min(buf.len() - done);
-            let gpa = self.gpa(at, false)?;
+        let locate = |at| Ok((self.gpa(at, false)?, (PAGE - at % PAGE) as usize));
+        for_each_piece(gva, buf.len(), locate, |gpa, done, n| {
             self.mem
-                .read(GuestPhysAddr::new(gpa), &mut buf[done..done + n])?;
-            done += n;
-        }
-        Ok(())
+                .read(GuestPhysAddr::new(gpa), &mut buf[done..done + n])
+        })
     }
 
     fn write_virt(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestMemError> {
+        // Not `for_each_piece`: translating reads the guest's tables through `self.mem`
+        // while the copy writes through it.
         let mut done = 0;
         while done < data.len() {
             let at = gva

@@ -15,7 +15,7 @@ use mica_guest_abi::layout::EVTCHN_PPI;
 use mica_guest_abi::xen::{errno, DomId};
 use mica_hv::addr::{GuestPhysAddr, HostPhysAddr, HostRange, PAGE_SIZE};
 use mica_hv::xen::env::{Backend, SpecialPage, XenEnv};
-use mica_hv::xen::mem::{GuestMemError, GuestMemory, GuestVirtMemory};
+use mica_hv::xen::mem::{for_each_piece, GuestMemError, GuestMemory, GuestVirtMemory};
 use mica_hv::xen::{dispatch, DomainConfig, HypercallCtx, Outcome, Runstate, Xen};
 use spin::Mutex;
 use tock_registers::interfaces::{Readable, Writeable};
@@ -244,36 +244,24 @@ impl DomainMemory {
 
 impl GuestMemory for DomainMemory {
     fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
-        let mut done = 0;
-        while done < buf.len() {
-            let at = gpa
-                .checked_add(done as u64)
-                .ok_or(GuestMemError::OutOfRange)?;
-            let (host, left) = self.host(at)?;
-            let n = left.min(buf.len() - done);
+        let locate = |at| self.host(GuestPhysAddr::new(at));
+        for_each_piece(gpa.raw(), buf.len(), locate, |host, done, n| {
             // SAFETY: `host..host+n` is RAM of this domain (or a page it was given), identity
             // mapped; the guest may change it concurrently, which only affects the values.
             unsafe {
                 core::ptr::copy_nonoverlapping(host as *const u8, buf[done..].as_mut_ptr(), n)
             };
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn write(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
-        let mut done = 0;
-        while done < data.len() {
-            let at = gpa
-                .checked_add(done as u64)
-                .ok_or(GuestMemError::OutOfRange)?;
-            let (host, left) = self.host(at)?;
-            let n = left.min(data.len() - done);
+        let locate = |at| self.host(GuestPhysAddr::new(at));
+        for_each_piece(gpa.raw(), data.len(), locate, |host, done, n| {
             // SAFETY: as for `read`; the page belongs to this domain.
             unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), host as *mut u8, n) };
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn barrier(&self) {
@@ -349,34 +337,22 @@ impl VcpuVirtMemory {
 
 impl GuestVirtMemory for VcpuVirtMemory {
     fn read_virt(&self, gva: u64, buf: &mut [u8]) -> Result<(), GuestMemError> {
-        let mut done = 0;
-        while done < buf.len() {
-            let at = gva
-                .checked_add(done as u64)
-                .ok_or(GuestMemError::OutOfRange)?;
-            let (pa, left) = Self::translate(at, false)?;
-            let n = left.min(buf.len() - done);
+        let locate = |at| Self::translate(at, false);
+        for_each_piece(gva, buf.len(), locate, |pa, done, n| {
             // SAFETY: the MMU translated the guest address to this host address through the
             // guest's own stage 2, so it is memory the guest may read; identity-mapped here.
             unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf[done..].as_mut_ptr(), n) };
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn write_virt(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestMemError> {
-        let mut done = 0;
-        while done < data.len() {
-            let at = gva
-                .checked_add(done as u64)
-                .ok_or(GuestMemError::OutOfRange)?;
-            let (pa, left) = Self::translate(at, true)?;
-            let n = left.min(data.len() - done);
+        let locate = |at| Self::translate(at, true);
+        for_each_piece(gva, data.len(), locate, |pa, done, n| {
             // SAFETY: as for `read_virt`, translated for writing.
             unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), pa as *mut u8, n) };
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
