@@ -40,7 +40,8 @@ use self::state::{Core, Model};
 use crate::addr::{GuestPhysAddr, GuestRange};
 use crate::exit::MmioAccess;
 use alloc::vec::Vec;
-use spin::Mutex;
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::{Mutex, MutexGuard};
 
 /// Most vCPUs a domain may have (the width of [`VcpuSet`]).
 pub const MAX_VCPUS: usize = 128;
@@ -242,6 +243,9 @@ pub struct FillOutcome {
     /// How many list registers were written (the first `listed`; the rest are invalid).
     /// With none, the guest cannot change them: nothing needs reading back after it runs.
     pub listed: usize,
+    /// The vGIC's change count when the list registers were chosen (see
+    /// [`Vgic::unchanged_since`]).
+    pub changes: u64,
 }
 
 /// The version-specific registers.
@@ -265,6 +269,10 @@ pub struct Vgic {
     /// GICv3 affinities; empty for a GICv2.
     info: v3::Info,
     state: Mutex<State>,
+    /// Counts changes of `state` (bumped under its lock by every method that may change
+    /// it, except [`Vgic::fill_lrs`]), so a vCPU whose list registers hold nothing can
+    /// tell, without the lock, that choosing them again would find nothing either.
+    changes: AtomicU64,
 }
 
 impl core::fmt::Debug for Vgic {
@@ -330,6 +338,7 @@ impl Vgic {
                 core,
                 regs: Regs::V3(regs),
             }),
+            changes: AtomicU64::new(0),
         })
     }
 
@@ -362,7 +371,23 @@ impl Vgic {
                 core,
                 regs: Regs::V2(regs),
             }),
+            changes: AtomicU64::new(0),
         })
+    }
+
+    /// Locks the state to change it, and counts the change.
+    fn change(&self) -> MutexGuard<'_, State> {
+        let guard = self.state.lock();
+        self.changes.fetch_add(1, Ordering::Release);
+        guard
+    }
+
+    /// Whether nothing changed since the list registers were chosen with outcome
+    /// `fill`, so that choosing them again now would give the same result. Lock-free: a
+    /// change made on another CPU right after this returns `true` is followed by a kick
+    /// of the vCPUs it concerns, as for a change made while the vCPU runs.
+    pub fn unchanged_since(&self, fill: &FillOutcome) -> bool {
+        self.changes.load(Ordering::Acquire) == fill.changes
     }
 
     /// The architecture presented to the guest.
@@ -412,7 +437,7 @@ impl Vgic {
             return Some(Err(VgicFault::Unaligned));
         }
         let write = access.write.map(|v| v & access.size.mask());
-        let mut st = self.state.lock();
+        let mut st = self.change();
         let State { core, regs } = &mut *st;
         let result = match regs {
             Regs::V2(regs) => v2::dist_access(core, regs, vcpu, offset, access.size, write),
@@ -448,7 +473,7 @@ impl Vgic {
         if intid < state::PRIVATE_IRQS && vcpu >= self.vcpu_count() {
             return VcpuSet::EMPTY;
         }
-        self.state.lock().core.set_pending(vcpu, intid)
+        self.change().core.set_pending(vcpu, intid)
     }
 
     /// Drives the input line of a level-sensitive SPI (e.g. the vPL011's).
@@ -456,7 +481,7 @@ impl Vgic {
         if intid < state::PRIVATE_IRQS {
             return VcpuSet::EMPTY;
         }
-        self.state.lock().core.set_line(0, intid, high)
+        self.change().core.set_line(0, intid, high)
     }
 
     /// Drives the input line of a level-sensitive PPI of `vcpu` (e.g. a timer).
@@ -464,7 +489,7 @@ impl Vgic {
         if !(state::SGIS..state::PRIVATE_IRQS).contains(&intid) || vcpu >= self.vcpu_count() {
             return VcpuSet::EMPTY;
         }
-        self.state.lock().core.set_line(vcpu, intid, high)
+        self.change().core.set_line(vcpu, intid, high)
     }
 
     /// A trapped write of ICC_SGI1R_EL1 by `from_vcpu`. Ignored by a GICv2 (its guests
@@ -474,7 +499,7 @@ impl Vgic {
             return VcpuSet::EMPTY;
         }
         let intid = ((value >> 24) & 0xF) as u32;
-        let mut st = self.state.lock();
+        let mut st = self.change();
         let mut kick = VcpuSet::EMPTY;
         if value & (1 << 40) != 0 {
             for v in (0..self.vcpu_count()).filter(|&v| v != from_vcpu) {
@@ -508,12 +533,15 @@ impl Vgic {
     /// written by the last [`Vgic::fill_lrs`]). Returns other vCPUs to kick (a pending
     /// SPI that was retargeted while listed here).
     pub fn sync_from_lrs(&self, vcpu: usize, lrs: &[ListReg]) -> VcpuSet {
-        self.state.lock().core.sync(vcpu, lrs)
+        self.change().core.sync(vcpu, lrs)
     }
 
     /// Chooses the contents of `vcpu`'s list registers (all of `lrs` is written).
     pub fn fill_lrs(&self, vcpu: usize, lrs: &mut [ListReg]) -> FillOutcome {
-        self.state.lock().core.fill(vcpu, lrs)
+        let mut st = self.state.lock();
+        let mut fill = st.core.fill(vcpu, lrs);
+        fill.changes = self.changes.load(Ordering::Relaxed);
+        fill
     }
 
     /// Marks SPI `intid` as backed by the physical interrupt of the same number (a device
@@ -523,7 +551,7 @@ impl Vgic {
         if intid < 32 {
             return;
         }
-        let mut s = self.state.lock();
+        let mut s = self.change();
         if let Some(irq) = s.core.irq_mut(0, intid) {
             irq.hw = hw;
         }
@@ -534,7 +562,7 @@ impl Vgic {
     /// per 0→1 change of `evtchn_upcall_pending`, as Xen does, so its end of interrupt
     /// needs no maintenance interrupt.
     pub fn fix_edge_triggered(&self, intid: u32) {
-        self.state.lock().core.fix_edge(intid);
+        self.change().core.fix_edge(intid);
     }
 
     /// Whether SPI `intid` is still pending or active: a passed-through interrupt whose
@@ -556,7 +584,7 @@ impl Vgic {
 
     /// Resets `vcpu`'s banked interrupts and redistributor (e.g. before PSCI CPU_ON).
     pub fn reset_vcpu(&self, vcpu: usize) {
-        let mut st = self.state.lock();
+        let mut st = self.change();
         st.core.reset_vcpu(vcpu);
         if let Regs::V3(regs) = &mut st.regs {
             regs.reset_vcpu(vcpu);
@@ -567,7 +595,7 @@ impl Vgic {
     /// online vCPU; a GICv2 ITARGETSR mask to its first online member). All vCPUs start
     /// online. Returns vCPUs to kick.
     pub fn set_vcpu_online(&self, vcpu: usize, online: bool) -> VcpuSet {
-        let mut st = self.state.lock();
+        let mut st = self.change();
         let State { core, regs } = &mut *st;
         match core.vcpus.get_mut(vcpu) {
             Some(v) => v.online = online,

@@ -585,6 +585,7 @@ impl Core {
         const NOTHING: FillOutcome = FillOutcome {
             overflow: false,
             listed: 0,
+            changes: 0,
         };
         let Some(v) = self.vcpus.get(vcpu) else {
             lrs.fill(ListReg::INVALID);
@@ -693,6 +694,7 @@ impl Core {
         FillOutcome {
             overflow,
             listed: count,
+            changes: 0,
         }
     }
 

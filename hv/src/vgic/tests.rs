@@ -241,18 +241,52 @@ fn linux_like_init_then_timer_ppi() {
         "vCPU 0 has nothing to list"
     );
     assert!(l.iter().all(|lr| lr.state == LrState::Invalid));
-    assert_eq!(
-        g.fill_lrs(1, &mut l),
-        FillOutcome {
-            overflow: false,
-            listed: 1
-        }
-    );
+    let fill = g.fill_lrs(1, &mut l);
+    assert_eq!((fill.overflow, fill.listed), (false, 1));
     assert_eq!(listed(&l), [(27, LrState::Pending)]);
     assert_eq!(l[0].priority, 0xA0);
     assert!(l[0].group1);
     // An SGI from vCPU 0 to vCPU 1.
     assert_eq!(g.write_sgi1r(0, (3 << 24) | 0b10), set(&[1]));
+}
+
+#[test]
+fn change_count_tells_when_list_registers_need_choosing_again() {
+    let g = vgic(2, 64);
+    let mut l = lrs(4);
+    let fill = g.fill_lrs(0, &mut l);
+    assert_eq!(fill.listed, 0);
+    assert!(g.unchanged_since(&fill));
+    // Looking does not count as a change; choosing again finds the same.
+    assert!(!g.has_deliverable(0));
+    let _ = g.spi_in_service(40);
+    assert!(g.unchanged_since(&fill));
+    let again = g.fill_lrs(0, &mut l);
+    assert_eq!(again, fill);
+    // Every kind of change counts: an injection (even for the other vCPU), a line, a
+    // distributor access, an SGI write, a reset.
+    let changes: [&dyn Fn(&Vgic); 5] = [
+        &|g| {
+            g.inject(1, 27);
+        },
+        &|g| {
+            g.set_level(40, true);
+        },
+        &|g| {
+            let _ = rd32(g, DIST + 0x100);
+        },
+        &|g| {
+            g.write_sgi1r(0, (3 << 24) | 0b10);
+        },
+        &|g| g.reset_vcpu(1),
+    ];
+    for change in changes {
+        let before = g.fill_lrs(0, &mut l);
+        change(&g);
+        assert!(!g.unchanged_since(&before));
+        let after = g.fill_lrs(0, &mut l);
+        assert!(g.unchanged_since(&after));
+    }
 }
 
 #[test]

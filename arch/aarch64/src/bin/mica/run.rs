@@ -13,7 +13,7 @@ use mica_hv::addr::GuestPhysAddr;
 use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
 use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
 use mica_hv::sched::Scheduler;
-use mica_hv::vgic::{ListReg, VcpuSet};
+use mica_hv::vgic::{FillOutcome, ListReg, VcpuSet};
 use mica_hv::xen::Runstate;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
@@ -301,30 +301,39 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
     // How many list registers, from the first, may be valid in the hardware; the others
     // are known invalid (a guest cannot make an invalid one valid). Unknown at first.
     let mut hardware_in_use = lr_count;
+    let mut fill: Option<FillOutcome> = None;
     loop {
         if dom.dying.load(Ordering::Acquire) {
             return;
         }
-        let fill = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
-        // What is listed now, and what was listed before and may linger: an exit with
-        // nothing to list after one with nothing listed writes no list register at all.
-        let dirty = fill.listed.max(hardware_in_use);
-        for (i, lr) in lrs[..dirty].iter().enumerate() {
-            gic::write_lr(i, lr);
+        // With nothing listed and nothing changed in the vGIC since, choosing again would
+        // list nothing again: the list registers stay as they are (all invalid).
+        let same =
+            fill.is_some_and(|f| f.listed == 0 && !f.overflow && dom.vgic.unchanged_since(&f));
+        if !same {
+            let chosen = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
+            // What is listed now, and what was listed before and may linger: an exit with
+            // nothing to list after one with nothing listed writes no list register.
+            let dirty = chosen.listed.max(hardware_in_use);
+            for (i, lr) in lrs[..dirty].iter().enumerate() {
+                gic::write_lr(i, lr);
+            }
+            hardware_in_use = chosen.listed;
+            gic::set_underflow_interrupt(chosen.overflow);
+            fill = Some(chosen);
         }
-        hardware_in_use = fill.listed;
-        gic::set_underflow_interrupt(fill.overflow);
+        let listed = fill.map_or(0, |f| f.listed);
         gic::unwired_virq::before_entry();
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
         let kind = ctx.run();
         gic::unwired_virq::after_exit();
-        if fill.listed > 0 {
+        if listed > 0 {
             // Only the listed registers can have changed; the others stayed invalid.
-            for (i, lr) in lrs[..fill.listed].iter_mut().enumerate() {
+            for (i, lr) in lrs[..listed].iter_mut().enumerate() {
                 *lr = gic::read_lr(i);
             }
-            let moved = dom.vgic.sync_from_lrs(index, &lrs[..fill.listed]);
+            let moved = dom.vgic.sync_from_lrs(index, &lrs[..listed]);
             kick(&dom, moved);
         }
         let next = match kind {
@@ -468,8 +477,20 @@ fn guest_log(dom: &Domain, args: core::fmt::Arguments<'_>) {
 }
 
 fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext) -> Next {
+    let esr = ESR_EL2.get();
+    if esr::is_hvc64(esr, XEN_HYPERCALL_IMM) {
+        // The most frequent exit of a Xen-aware guest: straight to its handler. The fault
+        // address registers mean nothing for it.
+        let syn = Syndrome {
+            esr,
+            far: 0,
+            hpfar: 0,
+        };
+        let action = xen_hypercall(dom, index, ctx);
+        return apply(dom, index, ctx, action, 0, None, &syn);
+    }
     let syn = Syndrome {
-        esr: ESR_EL2.get(),
+        esr,
         far: FAR_EL2.get(),
         hpfar: HPFAR_EL2.get(),
     };
@@ -493,23 +514,8 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
         }
         Exit::Hvc {
             imm: XEN_HYPERCALL_IMM,
-            args,
-        } => {
-            let nr = ctx.regs.x[16];
-            let out = crate::xen::hypercall(
-                dom,
-                index,
-                nr,
-                [args[0], args[1], args[2], args[3], args[4]],
-            );
-            ctx.regs.x[0] = out.ret as u64;
-            match out.after {
-                mica_hv::xen::After::Resume => Action::Resume,
-                mica_hv::xen::After::Yield => Action::Yield,
-                mica_hv::xen::After::Block => Action::Block,
-                mica_hv::xen::After::Shutdown(reason) => Action::ShutdownDomain(reason),
-            }
-        }
+            ..
+        } => xen_hypercall(dom, index, ctx),
         Exit::Hvc { imm, .. } | Exit::Smc { imm, .. } => {
             guest_log(dom, format_args!("unknown HVC/SMC immediate {imm:#x}"));
             Action::InjectUndefined
@@ -542,6 +548,19 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
         }
     };
     apply(dom, index, ctx, action, skip, dest, &syn)
+}
+
+/// A Xen hypercall (`HVC #0xEA1`): number in x16, arguments in x0..x4, result in x0.
+fn xen_hypercall(dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext) -> Action {
+    let x = &ctx.regs.x;
+    let out = crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
+    ctx.regs.x[0] = out.ret as u64;
+    match out.after {
+        mica_hv::xen::After::Resume => Action::Resume,
+        mica_hv::xen::After::Yield => Action::Yield,
+        mica_hv::xen::After::Block => Action::Block,
+        mica_hv::xen::After::Shutdown(reason) => Action::ShutdownDomain(reason),
+    }
 }
 
 enum Dest {
