@@ -59,6 +59,9 @@ pub fn build(platform: &Platform, release: bool) -> Result<DefmtImage, String> {
     let dir = build_dir().join(HV_TARGET).join(profile);
     let elf = dir.join("mica");
     let image = dir.join("mica.bin");
+    if release {
+        crate::images::check_not_outlined(&elf)?;
+    }
     crate::elf_image::flatten_file(&elf, &image)?;
     Ok(DefmtImage { image, elf })
 }

@@ -1,6 +1,6 @@
 //! Cargo builds of the bare-metal images and their conversion to flat binaries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::util::{cargo, repo_root, run, say, target_dir};
 
@@ -151,8 +151,39 @@ pub fn build_mica(platform: &Platform, release: bool) -> Result<PathBuf, String>
         .join(HV_TARGET)
         .join(if release { "release" } else { "debug" });
     let image = dir.join("mica.bin");
+    if release {
+        check_not_outlined(&dir.join("mica"))?;
+    }
     crate::elf_image::flatten_file(&dir.join("mica"), &image)?;
     Ok(image)
+}
+
+/// LLVM's machine outliner names its helpers `OUTLINED_FUNCTION_<n>`.
+const OUTLINED_HELPER: &[u8] = b"OUTLINED_FUNCTION_";
+
+/// Fails if the release hypervisor ELF `elf` holds machine-outlined helpers:
+/// `.cargo/config.toml` turns the outliner off for Mica because it miscompiled the run loop
+/// (SP left 16 bytes off), and a `RUSTFLAGS` in the environment would silently replace that
+/// setting. Only for release builds: their LTO compiles all code, `core` included, with Mica's
+/// flags, while a debug build links the prebuilt `core`, which has a few outlined tail-call
+/// thunks of its own. The helpers' names are in the symbol table (the images are not
+/// stripped).
+pub fn check_not_outlined(elf: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(elf).map_err(|e| format!("reading {}: {e}", elf.display()))?;
+    if has_outlined_helper(&bytes) {
+        return Err(format!(
+            "{} contains machine-outlined code ({}*): build Mica with the rustflags of \
+             .cargo/config.toml (-enable-machine-outliner=never), without a RUSTFLAGS override",
+            elf.display(),
+            String::from_utf8_lossy(OUTLINED_HELPER)
+        ));
+    }
+    Ok(())
+}
+
+fn has_outlined_helper(elf: &[u8]) -> bool {
+    elf.windows(OUTLINED_HELPER.len())
+        .any(|w| w == OUTLINED_HELPER)
 }
 
 /// Builds guest crate `guest-kit/guests/<name>` (release) and returns its flat image
@@ -189,6 +220,15 @@ pub fn build_guest(name: &str) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outlined_helpers_are_found_by_name() {
+        assert!(has_outlined_helper(
+            b"\0_ZN4mica3run\0OUTLINED_FUNCTION_411\0"
+        ));
+        assert!(!has_outlined_helper(b"\0_ZN4mica3run\0OUTLINED_FUNCTION\0"));
+        assert!(!has_outlined_helper(b""));
+    }
 
     #[test]
     fn unknown_platform_lists_known_ones() {

@@ -112,9 +112,6 @@ fn signals(lrs: &[ListReg], vmcr: Vmcr, running: Option<u8>) -> Signals {
 
 /// Before entering a guest: raises the virtual interrupts the GIC would signal for the list
 /// registers as they are, and asks for the maintenance interrupts that end them.
-// Kept out of line: inlined into the run loop, the release build's Linux guests on a GICv3
-// stopped at their GIC set-up (even with the quirk off); the cause is not yet understood.
-#[inline(never)]
 pub fn before_entry() {
     if !enabled() {
         return;
@@ -141,8 +138,6 @@ pub fn before_entry() {
 }
 
 /// Right after a guest exit: lowers what [`before_entry`] raised.
-// Out of line, as `before_entry`.
-#[inline(never)]
 pub fn after_exit() {
     if !enabled() {
         return;
