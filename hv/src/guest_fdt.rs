@@ -295,7 +295,7 @@ pub fn build_domu_fdt_with_passthrough(
         if !(32..=1019).contains(&intid) {
             return Err(bad("the vPL011 interrupt must be an SPI"));
         }
-        let n = w.begin_node(&path[1..])?;
+        let n = w.begin_node(path.trim_start_matches('/'))?;
         w.property_string("compatible", "arm,sbsa-uart")?;
         w.property_array_u64("reg", &[r.start.raw(), r.size])?;
         // Level-high (4), as Xen's make_vpl011_uart_node.
