@@ -102,8 +102,11 @@ fn tokens(s: &str) -> Vec<String> {
 fn parse_uint_prefix(s: &str) -> Option<(u64, &str)> {
     let (radix, digits) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         (16, h)
-    } else if s.len() > 1 && s.starts_with('0') && s.as_bytes()[1].is_ascii_digit() {
-        (8, &s[1..])
+    } else if let Some(octal) = s
+        .strip_prefix('0')
+        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        (8, octal)
     } else {
         (10, s)
     };
@@ -113,8 +116,11 @@ fn parse_uint_prefix(s: &str) -> Option<(u64, &str)> {
     if end == 0 {
         return None;
     }
-    let value = u64::from_str_radix(&digits[..end], radix).ok()?;
-    Some((value, &digits[end..]))
+    // `end` is a character boundary (`find` returned it); the checked split just keeps the
+    // slicing panic and its message formatting out of the image.
+    let (number, rest) = digits.split_at_checked(end)?;
+    let value = u64::from_str_radix(number, radix).ok()?;
+    Some((value, rest))
 }
 
 /// A whole string that is an unsigned integer in Xen's notation.

@@ -419,9 +419,14 @@ pub fn plan(cpu_count: usize, boot_cpu: usize, input: &SchedInput) -> SchedPlan 
             }
         };
         let check = || -> Result<Vec<usize>, Problem> {
-            let mut cpus = p.cpus.clone();
-            cpus.sort_unstable();
-            cpus.dedup();
+            // Sorted and without repeats; a pool names a handful of CPUs, so inserting each in
+            // place spares the image a sort routine of its own.
+            let mut cpus: Vec<usize> = Vec::with_capacity(p.cpus.len());
+            for &c in &p.cpus {
+                if let Err(at) = cpus.binary_search(&c) {
+                    cpus.insert(at, c);
+                }
+            }
             if cpus.is_empty() {
                 return Err(Problem::NoCpus);
             }

@@ -10,13 +10,12 @@
 //! Inputs are checked and every failure is an [`FdtBuildError`]; nothing here panics.
 
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::fdt_writer::{self, FdtWriter};
 use fdt::Fdt;
 use mica_guest_abi::layout;
-use vm_fdt::{FdtReserveEntry, FdtWriter};
 
 use crate::addr::{GuestRange, HostRange};
 use crate::bootcfg::{self, BootCfgError, Tree};
@@ -33,7 +32,7 @@ pub enum FdtBuildError {
     /// The host DTB could not be read.
     HostDtb(BootCfgError),
     /// The writer refused something (e.g. a host node name it considers invalid).
-    Writer(vm_fdt::Error),
+    Writer(fdt_writer::Error),
 }
 
 impl fmt::Display for FdtBuildError {
@@ -41,13 +40,13 @@ impl fmt::Display for FdtBuildError {
         match self {
             Self::BadInput(why) => write!(f, "cannot build guest device tree: {why}"),
             Self::HostDtb(e) => write!(f, "cannot build dom0 device tree: {e}"),
-            Self::Writer(e) => write!(f, "device tree writer failed: {e:?}"),
+            Self::Writer(e) => write!(f, "device tree writer failed: {e}"),
         }
     }
 }
 
-impl From<vm_fdt::Error> for FdtBuildError {
-    fn from(e: vm_fdt::Error) -> Self {
+impl From<fdt_writer::Error> for FdtBuildError {
+    fn from(e: fdt_writer::Error) -> Self {
         Self::Writer(e)
     }
 }
@@ -109,12 +108,7 @@ fn interrupt_cells(intid: u32, flags: u32) -> Result<[u32; 3]> {
 
 fn write_psci(w: &mut FdtWriter) -> Result<()> {
     let n = w.begin_node("psci")?;
-    w.property_string_list(
-        "compatible",
-        ["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]
-            .map(String::from)
-            .to_vec(),
-    )?;
+    w.property_string_list("compatible", &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])?;
     w.property_string("method", "hvc")?;
     w.end_node(n)?;
     Ok(())
@@ -157,10 +151,7 @@ fn write_hypervisor(w: &mut FdtWriter, h: &HypervisorNode, gic_phandle: u32) -> 
         return Err(FdtBuildError::BadInput("bad hypervisor node"));
     }
     let n = w.begin_node("hypervisor")?;
-    w.property_string_list(
-        "compatible",
-        ["xen,xen-4.17", "xen,xen"].map(String::from).to_vec(),
-    )?;
+    w.property_string_list("compatible", &["xen,xen-4.17", "xen,xen"])?;
     w.property_array_u64("reg", &[h.grant_region.start.raw(), h.grant_region.size])?;
     // Level, active low (0xf08), as Xen writes it.
     w.property_array_u32("interrupts", &interrupt_cells(h.upcall_intid, 0xf08)?)?;
@@ -219,10 +210,7 @@ pub fn build_domu_fdt_with_passthrough(
 
     let mut w = FdtWriter::new()?;
     let root = w.begin_node("")?;
-    w.property_string_list(
-        "compatible",
-        ["xen,xenvm-4.17", "xen,xenvm"].map(String::from).to_vec(),
-    )?;
+    w.property_string_list("compatible", &["xen,xenvm-4.17", "xen,xenvm"])?;
     w.property_u32("interrupt-parent", GUEST_PHANDLE_GIC)?;
     w.property_u32("#address-cells", 2)?;
     w.property_u32("#size-cells", 2)?;
@@ -281,7 +269,7 @@ pub fn build_domu_fdt_with_passthrough(
         "reg",
         &[dist.start.raw(), dist.size, second.start.raw(), second.size],
     )?;
-    w.property_phandle(GUEST_PHANDLE_GIC)?;
+    w.property_u32("phandle", GUEST_PHANDLE_GIC)?;
     w.end_node(n)?;
 
     let n = w.begin_node("timer")?;
@@ -307,7 +295,7 @@ pub fn build_domu_fdt_with_passthrough(
         if !(32..=1019).contains(&intid) {
             return Err(bad("the vPL011 interrupt must be an SPI"));
         }
-        let n = w.begin_node(&path[1..])?;
+        let n = w.begin_node(path.trim_start_matches('/'))?;
         w.property_string("compatible", "arm,sbsa-uart")?;
         w.property_array_u64("reg", &[r.start.raw(), r.size])?;
         // Level-high (4), as Xen's make_vpl011_uart_node.
@@ -350,7 +338,7 @@ pub struct Dom0Fdt<'a> {
 /// rather than failing dom0 (they tune USB controllers, which dom0 then runs without).
 fn write_host_property(w: &mut FdtWriter, name: &str, value: &[u8]) -> Result<()> {
     match w.property(name, value) {
-        Err(vm_fdt::Error::InvalidPropertyName) if name.len() > DT_PROPERTY_NAME_MAX => Ok(()),
+        Err(fdt_writer::Error::InvalidPropertyName) if name.len() > DT_PROPERTY_NAME_MAX => Ok(()),
         other => Ok(other?),
     }
 }
@@ -588,11 +576,11 @@ pub fn rewrite_dom0_fdt(host_dtb: &[u8], spec: &Dom0Fdt<'_>) -> Result<Vec<u8>> 
         .map_err(|_| FdtBuildError::HostDtb(BootCfgError::BadDtb("rejected by the fdt reader")))?;
     let t = Tree::build(&fdt).map_err(FdtBuildError::HostDtb)?;
 
-    let reservations: Vec<FdtReserveEntry> = fdt
+    let reservations: Vec<(u64, u64)> = fdt
         .memory_reservations()
         .filter(|r| r.size() > 0)
-        .map(|r| FdtReserveEntry::new(r.address() as u64, r.size() as u64))
-        .collect::<core::result::Result<_, _>>()?;
+        .map(|r| (r.address() as u64, r.size() as u64))
+        .collect();
     let cpus_node = t.find("/cpus");
     let host_cpus: Vec<usize> = cpus_node
         .map(|c| {
@@ -927,11 +915,8 @@ mod tests {
         w.property_array_u32("ranges", &[0, 0, 0, 0x3e00_0000])
             .unwrap();
         let bus = w.begin_node("bus@30800000").unwrap();
-        w.property_string_list(
-            "compatible",
-            vec!["fsl,aips-bus".into(), "simple-bus".into()],
-        )
-        .unwrap();
+        w.property_string_list("compatible", &["fsl,aips-bus", "simple-bus"])
+            .unwrap();
         w.property_array_u32("reg", &[0x3080_0000, 0x40_0000])
             .unwrap();
         w.property_u32("#address-cells", 1).unwrap();
@@ -1109,9 +1094,12 @@ mod tests {
 
     #[test]
     fn dom0_memreserve_and_hypervisor_node() {
-        let mut w =
-            FdtWriter::new_with_mem_reserv(&[FdtReserveEntry::new(0x4800_0000, 0x1000).unwrap()])
-                .unwrap();
+        let mut w = vm_fdt::FdtWriter::new_with_mem_reserv(&[vm_fdt::FdtReserveEntry::new(
+            0x4800_0000,
+            0x1000,
+        )
+        .unwrap()])
+        .unwrap();
         let root = w.begin_node("").unwrap();
         w.property_u32("#address-cells", 1).unwrap();
         w.property_u32("#size-cells", 1).unwrap();

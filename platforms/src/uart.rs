@@ -72,7 +72,7 @@ impl UartKind {
             }
             // Every i.MX UART since the i.MX21 lists itself as `fsl,<soc>-uart` and keeps the
             // i.MX21 register layout; the i.MX7ULP/8QXP "lpuart" is a different device.
-            c if c.starts_with("fsl,imx") && c.ends_with("-uart") && !c.contains("lpuart") => {
+            c if c.starts_with("fsl,imx") && c.ends_with("-uart") && !mentions_lpuart(c) => {
                 Some(Self::Imx)
             }
             _ => None,
@@ -87,6 +87,15 @@ impl UartKind {
             Self::Imx => "i.MX UART",
         }
     }
+}
+
+/// Whether `compatible` names an i.MX "lpuart" (a byte scan: `str::contains` would bring
+/// the general substring searcher into the image for this one test).
+fn mentions_lpuart(compatible: &str) -> bool {
+    compatible
+        .as_bytes()
+        .windows(b"lpuart".len())
+        .any(|w| w == b"lpuart")
 }
 
 /// Mica's console UART, whichever model the board has.

@@ -42,8 +42,39 @@ primary_entry:
     str     x5, [x20, x3]
     b       1b
 
+    // The packed relative relocations (DT_RELR, `-z pack-relative-relocs`): the link-time
+    // value sits in the word itself, so each relocated word gets the load address added. An
+    // even entry is the offset of one word to relocate; an odd entry is a bitmap whose bit i
+    // (1 to 63) covers the word (i - 1) * 8 bytes past the last address entry's successor.
+2:  adrp    x1, __relr_start
+    add     x1, x1, :lo12:__relr_start
+    adrp    x2, __relr_end
+    add     x2, x2, :lo12:__relr_end
+    mov     x6, #0                   // offset of the first word the next bitmap covers
+7:  cmp     x1, x2
+    b.hs    10f
+    ldr     x3, [x1], #8
+    tbnz    x3, #0, 8f
+    ldr     x4, [x20, x3]            // an address entry
+    add     x4, x4, x20
+    str     x4, [x20, x3]
+    add     x6, x3, #8
+    b       7b
+8:  mov     x7, x6                   // a bitmap entry
+    lsr     x3, x3, #1
+9:  cbz     x3, 11f
+    tbz     x3, #0, 12f
+    ldr     x4, [x20, x7]
+    add     x4, x4, x20
+    str     x4, [x20, x7]
+12: lsr     x3, x3, #1
+    add     x7, x7, #8
+    b       9b
+11: add     x6, x6, #(63 * 8)
+    b       7b
+
     // Zero .bss.
-2:  adrp    x1, __bss_start
+10: adrp    x1, __bss_start
     add     x1, x1, :lo12:__bss_start
     adrp    x2, __bss_end
     add     x2, x2, :lo12:__bss_end

@@ -440,7 +440,7 @@ pub fn build(
             domu_passthrough.as_ref(),
         )
     }
-    .map_err(|e| fail(format!("building its device tree: {e:?}")))?;
+    .map_err(|e| fail(format!("building its device tree: {e}")))?;
     if dtb.len() as u64 > MAX_GUEST_DTB {
         return Err(fail("device tree too large".into()));
     }
