@@ -63,6 +63,8 @@ enum TimerKind {
     Virtual,
     /// The emulated EL1 physical timer.
     Physical,
+    /// The timeout of a SCHEDOP_poll the vCPU sleeps in.
+    PollTimeout,
 }
 
 struct TimerEvent {
@@ -423,9 +425,62 @@ fn fire_timers(local: &mut Local, now: u64) {
                 VIRT_TIMER_PPI
             }
             TimerKind::Physical => PHYS_TIMER_PPI,
+            TimerKind::PollTimeout => {
+                poll_timeout(&dom, ev.vcpu);
+                continue;
+            }
         };
         let set = dom.vgic.inject(ev.vcpu, intid);
         kick(&dom, set);
+    }
+}
+
+/// SCHEDOP_poll found nothing pending (x0 already holds 0): the vCPU sleeps until a polled
+/// port becomes pending (`xen::ArchEnv::wake_vcpu`), an interrupt is pending for it, or
+/// system time reaches `deadline_ns`. Like `Action::Block`, decided under the run-queue lock
+/// the wakers take, so a wake-up just before the sleep is not lost.
+fn block_poll(
+    local: &mut Local,
+    dom: &Arc<Domain>,
+    index: usize,
+    deadline_ns: Option<u64>,
+) -> Next {
+    let vcpu = &dom.vcpus[index];
+    let vref = dom.vcpu_ref(index);
+    let blocked = with_sched(this_cpu(), |s| {
+        if vcpu.poll_woken.swap(false, Ordering::Acquire) || dom.vgic.has_deliverable(index) {
+            false
+        } else {
+            s.block(vref);
+            true
+        }
+    });
+    // At most one poll timeout per vCPU: an earlier poll's must not end this one.
+    local
+        .timers
+        .retain(|t| !(t.domain == dom.id && t.vcpu == index && t.kind == TimerKind::PollTimeout));
+    if !blocked {
+        crate::xen::end_poll(dom, index);
+        return Next::Continue;
+    }
+    if let Some(ns) = deadline_ns {
+        local.timers.push(TimerEvent {
+            deadline: timer::ns_to_ticks(ns),
+            domain: dom.id,
+            vcpu: index,
+            kind: TimerKind::PollTimeout,
+        });
+    }
+    crate::xen::runstate(dom, index, Runstate::Blocked);
+    Next::Reschedule
+}
+
+/// A poll's timeout passed: wakes the vCPU if it still sleeps in that poll.
+fn poll_timeout(dom: &Domain, index: usize) {
+    if crate::xen::end_poll(dom, index) {
+        let mut set = VcpuSet::default();
+        set.insert(index);
+        kick(dom, set);
     }
 }
 
@@ -507,6 +562,9 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
                 mica_hv::xen::After::Resume => Action::Resume,
                 mica_hv::xen::After::Yield => Action::Yield,
                 mica_hv::xen::After::Block => Action::Block,
+                mica_hv::xen::After::BlockPoll { deadline_ns } => {
+                    return block_poll(local, dom, index, deadline_ns)
+                }
                 mica_hv::xen::After::Shutdown(reason) => Action::ShutdownDomain(reason),
             }
         }
