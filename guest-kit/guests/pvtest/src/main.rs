@@ -2,7 +2,10 @@
 //! `detect` (the DT `hypervisor` node, XENVER_version = 4.17), `features` (submap 0 has
 //! auto_translated_physmap), `shared-info` (XENMEM_add_to_physmap of shared_info reads back,
 //! VCPUOP_register_vcpu_info), `evtchn-loopback` (alloc_unbound + bind_interdomain to itself,
-//! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising), `grant-copy` (a read-only
+//! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising), `poll` (SCHEDOP_poll on a
+//! masked port: at once when pending, blocks until its timeout otherwise, refuses bad port
+//! lists), `poll-interrupt` (a poll with IRQs masked ends when the virtual timer fires),
+//! `grant-copy` (a read-only
 //! grant of our own page, GNTTABOP_copy from it, read-only enforced) and `console`
 //! (CONSOLEIO_write as the initial domain, else the console ring + event channel) and
 //! `device-buffer` (as the initial domain: a hypercall buffer placed on a device the domain
@@ -35,6 +38,7 @@
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
+use mica_guest_abi::layout::VIRT_TIMER_PPI;
 use mica_guest_rt::xen::{self, evtchn, grant, hypercall, HypervisorNode, DOMID_SELF};
 use mica_guest_rt::{println, timer};
 
@@ -156,6 +160,8 @@ fn main() {
     report.check("features", &mut context, check_features);
     report.check("shared-info", &mut context, check_shared_info);
     report.check("evtchn-loopback", &mut context, check_evtchn_loopback);
+    report.check("poll", &mut context, check_poll);
+    report.check("poll-interrupt", &mut context, check_poll_interrupt);
     report.check("grant-copy", &mut context, check_grant_copy);
     report.check("console", &mut context, check_console);
     report.check("device-buffer", &mut context, check_device_buffer);
@@ -380,6 +386,182 @@ fn check_evtchn_loopback(context: &mut Context) -> Result<(), Outcome> {
     match evtchn::send(a) {
         Ok(()) => bail!("EVTCHNOP_send on closed port {a} succeeded"),
         Err(e) => context.measure(e.0 as u64),
+    }
+    Ok(())
+}
+
+/// How far ahead a poll's timeout (or the timer that ends a poll) is set, in milliseconds.
+const POLL_SLEEP_MS: u64 = 2;
+/// A port number no domain here has (the last of the 2-level ABI's 4096).
+const NO_SUCH_PORT: u32 = 4095;
+/// An address with nothing mapped (beyond the 48-bit space the runtime maps).
+const UNMAPPED: u64 = 0xffff_0000_0000;
+
+/// System time `ms` milliseconds from now, for a SCHEDOP_poll timeout. Arm guests get no
+/// system time from Xen; it counts the physical counter in nanoseconds (from Xen's boot on
+/// Xen 4.17, from zero on Mica), so the counter's own reading is never earlier than now: the
+/// deadline is at least `ms` ahead on both (later on Xen by the time Xen booted at).
+fn system_time_in(ms: u64) -> u64 {
+    timer::ticks_to_ns(timer::physical_counter()).saturating_add(ms * 1_000_000)
+}
+
+/// Ticks passed since counter value `start`.
+fn since(start: u64) -> u64 {
+    timer::counter().wrapping_sub(start)
+}
+
+/// A fresh loopback channel (unbound end, bound end), both masked and not pending.
+fn masked_loopback() -> Result<(u32, u32), Outcome> {
+    let a = match evtchn::alloc_unbound(DOMID_SELF) {
+        Ok(port) => port,
+        Err(e) => bail!("EVTCHNOP_alloc_unbound(DOMID_SELF): {e}"),
+    };
+    evtchn::mask(a);
+    let b = match evtchn::bind_interdomain(DOMID_SELF, a) {
+        Ok(port) => port,
+        Err(e) => bail!("EVTCHNOP_bind_interdomain(DOMID_SELF, {a}): {e}"),
+    };
+    evtchn::mask(b);
+    evtchn::clear_pending(a);
+    evtchn::clear_pending(b);
+    Ok((a, b))
+}
+
+/// SCHEDOP_poll on masked ports: the point of poll is waiting for an event without taking it.
+fn check_poll(context: &mut Context) -> Result<(), Outcome> {
+    let (a, b) = masked_loopback()?;
+    // Pending (masked): returns at once and leaves the bit set.
+    if let Err(e) = evtchn::send(b) {
+        bail!("EVTCHNOP_send({b}): {e}");
+    }
+    if !evtchn::is_pending(a) {
+        bail!("masked port {a} did not become pending");
+    }
+    let start = timer::counter();
+    if let Err(e) = hypercall::sched_poll(&[a], 0) {
+        bail!("poll on pending port {a}: {e}");
+    }
+    let took = since(start);
+    if took > timer::ms_to_ticks(QUIET_MS) {
+        bail!("poll on pending port {a} took {took} ticks");
+    }
+    if !evtchn::is_pending(a) {
+        bail!("poll cleared port {a}'s pending bit");
+    }
+    // The first pending port answers before later entries are looked at.
+    if let Err(e) = hypercall::sched_poll(&[a, NO_SUCH_PORT], 0) {
+        bail!("poll on [{a} (pending), {NO_SUCH_PORT}]: {e}");
+    }
+    evtchn::clear_pending(a);
+
+    // Nothing pending: sleeps until the timeout.
+    let start = timer::counter();
+    if let Err(e) = hypercall::sched_poll(&[a], system_time_in(POLL_SLEEP_MS)) {
+        bail!("poll with a timeout {POLL_SLEEP_MS} ms ahead: {e}");
+    }
+    let slept = since(start);
+    println!(
+        "pvtest: note poll with a {POLL_SLEEP_MS} ms timeout returned after {} us",
+        timer::ticks_to_ns(slept) / 1000
+    );
+    if slept < timer::ms_to_ticks(POLL_SLEEP_MS) {
+        bail!(
+            "poll with a {POLL_SLEEP_MS} ms timeout returned after {} us",
+            timer::ticks_to_ns(slept) / 1000
+        );
+    }
+    if evtchn::is_pending(a) {
+        bail!("port {a} became pending while nobody sent");
+    }
+    // A timeout already past: returns 0 (not -ETIMEDOUT), at once.
+    let start = timer::counter();
+    if let Err(e) = hypercall::sched_poll(&[a], 1) {
+        bail!("poll with a past timeout: {e}");
+    }
+    let took = since(start);
+    if took > timer::ms_to_ticks(QUIET_MS) {
+        bail!("poll with a past timeout took {took} ticks");
+    }
+
+    // Bad lists: a port we do not have, too many ports, a list that is not mapped.
+    let refusals: [(&str, Result<(), hypercall::XenError>, i64); 4] = [
+        (
+            "unknown port",
+            hypercall::sched_poll(&[NO_SUCH_PORT], 0),
+            -22,
+        ),
+        (
+            "unknown port after a quiet one",
+            hypercall::sched_poll(&[a, NO_SUCH_PORT], 0),
+            -22,
+        ),
+        ("129 ports", hypercall::sched_poll_at(UNMAPPED, 129, 0), -22),
+        (
+            "unmapped list",
+            hypercall::sched_poll_at(UNMAPPED, 1, 0),
+            -14,
+        ),
+    ];
+    for (what, got, want) in refusals {
+        match got {
+            Err(e) if e.0 == want => context.measure(e.0 as u64),
+            other => bail!("poll with {what}: want errno {want}, got {other:?}"),
+        }
+    }
+    for port in [b, a] {
+        if let Err(e) = evtchn::close(port) {
+            bail!("EVTCHNOP_close({port}): {e}");
+        }
+    }
+    Ok(())
+}
+
+/// A poll with IRQs masked in PSTATE, on a port nobody sends to, ends when an interrupt
+/// becomes pending for the vCPU (here the virtual timer), as Xen's vcpu_unblock does. A
+/// timeout far behind the timer is only a backstop.
+fn check_poll_interrupt(_context: &mut Context) -> Result<(), Outcome> {
+    let (a, b) = masked_loopback()?;
+    mica_guest_rt::disable_irqs();
+    if let Err(e) = mica_guest_rt::gic::enable_private(VIRT_TIMER_PPI, 0xa0) {
+        mica_guest_rt::enable_irqs();
+        bail!("enabling the virtual timer PPI: {e:?}");
+    }
+    let start = timer::counter();
+    timer::set_virtual_deadline(start + timer::ms_to_ticks(POLL_SLEEP_MS));
+    let polled = hypercall::sched_poll(&[a], system_time_in(WAIT_LIMIT_MS));
+    let slept = since(start);
+    timer::set_virtual_control(0);
+    // Take the timer interrupt here, IRQs still masked (an upcall that came too is handled).
+    loop {
+        let intid = mica_guest_rt::gic::acknowledge();
+        if intid >= mica_guest_abi::gicv3::INTID_SPECIAL_FIRST {
+            break;
+        }
+        evtchn::handle_irq(intid);
+        mica_guest_rt::gic::end_of_interrupt(intid);
+    }
+    let _ = mica_guest_rt::gic::disable_private(VIRT_TIMER_PPI);
+    mica_guest_rt::enable_irqs();
+    println!(
+        "pvtest: note poll ended by the virtual timer ({POLL_SLEEP_MS} ms) after {} us",
+        timer::ticks_to_ns(slept) / 1000
+    );
+    if let Err(e) = polled {
+        bail!("poll: {e}");
+    }
+    if slept < timer::ms_to_ticks(POLL_SLEEP_MS) {
+        bail!(
+            "poll returned after {} us, before the timer fired",
+            timer::ticks_to_ns(slept) / 1000
+        );
+    }
+    if slept >= timer::ms_to_ticks(WAIT_LIMIT_MS / 2) {
+        bail!("the timer interrupt did not end the poll (it ran to its timeout)");
+    }
+    for port in [b, a] {
+        if let Err(e) = evtchn::close(port) {
+            bail!("EVTCHNOP_close({port}): {e}");
+        }
     }
     Ok(())
 }
