@@ -4,7 +4,8 @@
 //! VCPUOP_register_vcpu_info), `evtchn-loopback` (alloc_unbound + bind_interdomain to itself,
 //! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising), `poll` (SCHEDOP_poll on a
 //! masked port: at once when pending, blocks until its timeout otherwise, refuses bad port
-//! lists), `poll-interrupt` (a poll with IRQs masked ends when the virtual timer fires),
+//! lists), `poll-wake` (a poll on a masked port ends when the second CPU sends to it),
+//! `poll-interrupt` (a poll with IRQs masked ends when the virtual timer fires),
 //! `grant-copy` (a read-only
 //! grant of our own page, GNTTABOP_copy from it, read-only enforced) and `console`
 //! (CONSOLEIO_write as the initial domain, else the console ring + event channel) and
@@ -37,10 +38,10 @@
 
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use mica_guest_abi::layout::VIRT_TIMER_PPI;
 use mica_guest_rt::xen::{self, evtchn, grant, hypercall, HypervisorNode, DOMID_SELF};
-use mica_guest_rt::{println, timer};
+use mica_guest_rt::{cpu, devtree, println, psci, timer};
 
 mica_guest_rt::entry!(main);
 
@@ -161,6 +162,7 @@ fn main() {
     report.check("shared-info", &mut context, check_shared_info);
     report.check("evtchn-loopback", &mut context, check_evtchn_loopback);
     report.check("poll", &mut context, check_poll);
+    report.check("poll-wake", &mut context, check_poll_wake);
     report.check("poll-interrupt", &mut context, check_poll_interrupt);
     report.check("grant-copy", &mut context, check_grant_copy);
     report.check("console", &mut context, check_console);
@@ -507,6 +509,83 @@ fn check_poll(context: &mut Context) -> Result<(), Outcome> {
             Err(e) if e.0 == want => context.measure(e.0 as u64),
             other => bail!("poll with {what}: want errno {want}, got {other:?}"),
         }
+    }
+    for port in [b, a] {
+        if let Err(e) = evtchn::close(port) {
+            bail!("EVTCHNOP_close({port}): {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The second CPU's virtual count when it sent the event, 0 before.
+static SENT_AT: AtomicU64 = AtomicU64::new(0);
+/// The send's result as a raw return value.
+static SEND_RESULT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The second CPU: waits [`POLL_SLEEP_MS`], sends on the port it was given, stops.
+fn sender_main(port: usize) -> ! {
+    timer::delay_ms(POLL_SLEEP_MS);
+    let result = evtchn::send(port as u32).map_or_else(|e| e.0 as u64, |()| 0);
+    SEND_RESULT.store(result, Ordering::Relaxed);
+    SENT_AT.store(timer::counter(), Ordering::Release);
+    psci::cpu_off();
+    mica_guest_rt::halt()
+}
+
+/// A poll on a masked port, woken by an event the other CPU sends: the hypervisor wakes the
+/// poller itself, as no interrupt comes with a masked port. A timeout far behind the send is
+/// only a backstop.
+fn check_poll_wake(_context: &mut Context) -> Result<(), Outcome> {
+    let me = cpu::mpidr();
+    let target = devtree::get().and_then(|fdt| devtree::cpu_mpidrs(&fdt).find(|&m| m != me));
+    let Some(target) = target else {
+        return Err(Outcome::Skip(ReasonBuf::new(format_args!(
+            "the device tree lists no second CPU"
+        ))));
+    };
+    let (a, b) = masked_loopback()?;
+    let start = timer::counter();
+    if let Err(e) = cpu::start_cpu(target, sender_main, b as usize) {
+        bail!("CPU_ON({target:#x}): {e:?}");
+    }
+    let polled = hypercall::sched_poll(&[a], system_time_in(WAIT_LIMIT_MS));
+    let slept = since(start);
+    if !wait_until(WAIT_LIMIT_MS, || SENT_AT.load(Ordering::Acquire) != 0) {
+        bail!("CPU {target:#x} never sent");
+    }
+    let sent_after = SENT_AT.load(Ordering::Acquire).wrapping_sub(start);
+    println!(
+        "pvtest: note poll woken after {} us by a send {} us after the start",
+        timer::ticks_to_ns(slept) / 1000,
+        timer::ticks_to_ns(sent_after) / 1000
+    );
+    if let Err(e) = polled {
+        bail!("poll: {e}");
+    }
+    let sent = SEND_RESULT.load(Ordering::Relaxed);
+    if sent != 0 {
+        bail!(
+            "EVTCHNOP_send({b}) on the second CPU returned {}",
+            sent as i64
+        );
+    }
+    if slept < timer::ms_to_ticks(POLL_SLEEP_MS) {
+        bail!(
+            "poll returned after {} us, before the send",
+            timer::ticks_to_ns(slept) / 1000
+        );
+    }
+    if slept >= timer::ms_to_ticks(WAIT_LIMIT_MS / 2) {
+        bail!("the send did not end the poll (it ran to its timeout)");
+    }
+    if !evtchn::is_pending(a) {
+        bail!("port {a} is not pending after the poll");
+    }
+    if !wait_until(WAIT_LIMIT_MS, || {
+        psci::affinity_info(target) == Ok(mica_guest_abi::psci::affinity::OFF)
+    }) {
+        bail!("CPU {target:#x} did not stop after sending");
     }
     for port in [b, a] {
         if let Err(e) = evtchn::close(port) {
