@@ -1516,6 +1516,40 @@ fn poll_timeouts_follow_xen() {
 }
 
 #[test]
+fn poll_in_a_multicall_ends_the_batch_and_blocks() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    let (a, _) = w.masked_loopback(1);
+    w.put(1, POLL_PORTS, &a);
+    w.put(
+        1,
+        ARG2,
+        &SchedPoll {
+            ports: POLL_PORTS,
+            nr_ports: 1,
+            timeout: 0,
+        },
+    );
+    let entries = [
+        MulticallEntry {
+            op: Hypercall::SchedOp.nr(),
+            result: 1,
+            args: [SCHEDOP_POLL, ARG2, 0, 0, 0, 0],
+        },
+        MulticallEntry {
+            op: Hypercall::XenVersion.nr(),
+            result: 1,
+            args: [XENVER_VERSION, 0, 0, 0, 0, 0],
+        },
+    ];
+    w.put(1, ARG, &entries);
+    assert_eq!(w.call(1, 0, Hypercall::Multicall, &[ARG, 2]), blocks(None));
+    let back: [MulticallEntry; 2] = w.get(1, ARG);
+    assert_eq!((back[0].result, back[1].result), (0, 1));
+    assert!(w.xen.is_polling(1, 0));
+}
+
+#[test]
 fn poll_ends_when_the_vcpu_runs_again() {
     let mut w = World::new();
     w.map_shared_info(1);
