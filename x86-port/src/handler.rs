@@ -83,6 +83,13 @@ pub enum Action {
     Yield,
     /// Wait for an event.
     Block,
+    /// SCHEDOP_poll with nothing pending: wait for an event, a polled port to become
+    /// pending (masked or not) or system time to reach `deadline_ns`; then end the poll
+    /// (`Xen::end_poll`).
+    BlockPoll {
+        /// Absolute system time in nanoseconds, `None`: no timeout.
+        deadline_ns: Option<u64>,
+    },
     /// The domain asked to end.
     Shutdown(ShutdownReason),
     /// Deliver this exception (with error code 0) and run the guest.
@@ -191,6 +198,7 @@ pub fn handle(exit: SvmExit, env: &mut dyn ExitEnv) -> Action {
                 After::Resume => Action::Resume,
                 After::Yield => Action::Yield,
                 After::Block => Action::Block,
+                After::BlockPoll { deadline_ns } => Action::BlockPoll { deadline_ns },
                 After::Shutdown(reason) => Action::Shutdown(reason),
             }
         }

@@ -60,6 +60,13 @@ pub trait XenEnv {
     /// physical CPU running it).
     fn raise_upcall(&mut self, dom: DomId, vcpu: u32);
 
+    /// Wakes `vcpu` of `dom` from SCHEDOP_poll ([`super::After::BlockPoll`]): a port it polls
+    /// became pending. The port may be masked, so no interrupt comes with it; the vCPU
+    /// may not have gone to sleep yet, and then must not.
+    fn wake_vcpu(&mut self, dom: DomId, vcpu: u32) {
+        let _ = (dom, vcpu);
+    }
+
     /// Output of CONSOLEIO_write.
     fn console_write(&mut self, dom: DomId, bytes: &[u8]);
 

@@ -172,39 +172,67 @@ fn bitmap_word(si: GuestPhysAddr, bitmap: u64, word: u64) -> Option<GuestPhysAdd
 
 /// Makes `port` of `domid` pending (Xen's 2-level `set_pending`): sets the pending bit,
 /// and if the port is unmasked and its selector bit was clear, sets the selector and the
-/// vCPU's upcall flag, raising the upcall on the flag's 0→1 transition.
+/// vCPU's upcall flag, raising the upcall on the flag's 0→1 transition. A vCPU of the
+/// domain blocked in SCHEDOP_poll on the port is woken, masked or not.
 pub(crate) fn set_pending(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) {
+    if mark_pending(xen, domid, port, env) {
+        wake_pollers(xen, domid, port, env);
+    }
+}
+
+/// [`set_pending`] without the pollers; returns whether the pending bit went from 0 to 1.
+fn mark_pending(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) -> bool {
     let Some(dom) = xen.domains.get_mut(&domid) else {
-        return;
+        return false;
     };
     let Some(vcpu) = dom.evtchn.vcpu_of(port) else {
-        return;
+        return false;
     };
     let (word, bit) = word_and_bit(port);
     let Some(si) = dom.shared_info_gpa() else {
         // Kept until the guest maps shared_info, then replayed.
-        if let Some(w) = dom.early_pending.get_mut(word as usize) {
-            *w |= bit;
-        }
-        return;
+        return match dom.early_pending.get_mut(word as usize) {
+            Some(w) if *w & bit == 0 => {
+                *w |= bit;
+                true
+            }
+            _ => false,
+        };
     };
     let vcpu_info = dom.vcpu_info_gpa(vcpu);
-    let Some(mem) = env.memory(domid) else { return };
+    let Some(mem) = env.memory(domid) else {
+        return false;
+    };
     let Some(pending_at) = bitmap_word(si, dom.layout.evtchn_pending, word) else {
-        return;
+        return false;
     };
     match mem.fetch_or_u64(pending_at, bit) {
         Ok(old) if old & bit == 0 => {}
-        _ => return,
+        _ => return false,
     }
     let Some(mask_at) = bitmap_word(si, dom.layout.evtchn_mask, word) else {
-        return;
+        return true;
     };
     if mem::read_u64(mem, mask_at).map_or(true, |m| m & bit != 0) {
-        return;
+        return true;
     }
     if mark_selector(mem, vcpu_info, word) {
         env.raise_upcall(domid, vcpu);
+    }
+    true
+}
+
+/// Wakes every vCPU of `domid` blocked in SCHEDOP_poll with `port` in its list, ending
+/// its poll.
+fn wake_pollers(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) {
+    let Some(dom) = xen.domains.get_mut(&domid) else {
+        return;
+    };
+    for (index, v) in dom.vcpus.iter_mut().enumerate() {
+        if v.poll.as_ref().is_some_and(|ports| ports.contains(&port)) {
+            v.poll = None;
+            env.wake_vcpu(domid, index as u32);
+        }
     }
 }
 

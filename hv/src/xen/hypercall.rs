@@ -261,12 +261,7 @@ fn sched_op(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Outcome {
             }
             Err(e) => Outcome::err(e),
         },
-        SCHEDOP_POLL => match poll(ctx, arg) {
-            Ok(true) => done(After::Resume),
-            // Nothing pending: give the CPU away; the guest re-checks (poll may return early).
-            Ok(false) => done(After::Yield),
-            Err(e) => Outcome::err(e),
-        },
+        SCHEDOP_POLL => poll(ctx, arg).unwrap_or_else(Outcome::err),
         SCHEDOP_REMOTE_SHUTDOWN | SCHEDOP_PIN_OVERRIDE => {
             if caller_dom(ctx).is_ok_and(|d| d.privileged) {
                 Outcome::err(ENOSYS)
@@ -278,23 +273,45 @@ fn sched_op(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Outcome {
     }
 }
 
-/// SCHEDOP_poll: validates the port list; returns whether one of the ports is pending.
-fn poll(ctx: &mut HypercallCtx<'_>, arg: u64) -> Result<bool, i32> {
+/// SCHEDOP_poll (Xen's `do_poll`): reads the ports in order, failing on the first that
+/// cannot be read (-EFAULT) or is not an allocated port of the caller (-EINVAL), and
+/// returning 0 at once at the first pending one (masked or not; later entries are not
+/// looked at). Otherwise the vCPU blocks until one of them becomes pending, an interrupt
+/// is pending for it, or system time reaches `timeout` (0: no timeout); then it returns 0.
+/// A timeout already past (or past 2^63, a negative time to Xen) returns 0 at once.
+fn poll(ctx: &mut HypercallCtx<'_>, arg: u64) -> Result<Outcome, i32> {
     let p: SchedPoll = read_virt_obj(ctx.vmem, arg).map_err(|_| EFAULT)?;
     if p.nr_ports > POLL_MAX_PORTS {
         return Err(EINVAL);
     }
-    let mut any = false;
+    // Bounded by POLL_MAX_PORTS (512 bytes), freed when the poll ends.
+    let mut ports = alloc::vec::Vec::with_capacity(p.nr_ports as usize);
     for i in 0..u64::from(p.nr_ports) {
         let at = super::mem::element_addr(p.ports, i, 4).map_err(|_| EFAULT)?;
         let port: u32 = read_virt_obj(ctx.vmem, at).map_err(|_| EFAULT)?;
-        let dom = caller_dom(ctx)?;
-        if dom.evtchn.state(port).is_none() {
+        if caller_dom(ctx)?.evtchn.state(port).is_none() {
             return Err(EINVAL);
         }
-        any |= evtchn::is_pending(ctx.xen, ctx.caller, port, ctx.env);
+        if evtchn::is_pending(ctx.xen, ctx.caller, port, ctx.env) {
+            return Ok(Outcome::ret(0));
+        }
+        ports.push(port);
     }
-    Ok(any)
+    let deadline_ns = (p.timeout != 0).then_some(p.timeout);
+    if deadline_ns.is_some_and(|t| t > i64::MAX as u64 || t <= ctx.env.now_ns()) {
+        return Ok(Outcome::ret(0));
+    }
+    let vcpu = ctx
+        .xen
+        .domains
+        .get_mut(&ctx.caller)
+        .and_then(|d| d.vcpus.get_mut(ctx.vcpu as usize))
+        .ok_or(ESRCH)?;
+    vcpu.poll = Some(ports);
+    Ok(Outcome {
+        ret: 0,
+        after: After::BlockPoll { deadline_ns },
+    })
 }
 
 /// `console_io(cmd, count, buf)`: the hypervisor console, for domains allowed to use it.

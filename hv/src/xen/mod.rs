@@ -186,6 +186,8 @@ pub(crate) struct XenVcpu {
     runstate: runstate::RunstateClock,
     /// The PV timers (x86).
     timers: timer::VcpuTimers,
+    /// The ports a SCHEDOP_poll is waiting on (at most `POLL_MAX_PORTS`), while blocked in it.
+    poll: Option<Vec<mica_guest_abi::xen::EvtchnPort>>,
 }
 
 /// The Xen state of one domain.
@@ -260,10 +262,18 @@ impl XenDomain {
 pub enum After {
     /// Continue with the next instruction.
     Resume,
-    /// Give up the physical CPU (SCHEDOP_yield, SCHEDOP_poll with nothing pending).
+    /// Give up the physical CPU (SCHEDOP_yield).
     Yield,
     /// Sleep until an interrupt (including the event upcall) is pending (SCHEDOP_block).
     Block,
+    /// SCHEDOP_poll with nothing pending: sleep until [`XenEnv::wake_vcpu`] names this vCPU
+    /// (a polled port became pending, masked or not), an interrupt is pending for it, or
+    /// system time reaches `deadline_ns`. Then end the poll with [`Xen::end_poll`] unless
+    /// the vCPU's runstate moves to running first ([`Xen::runstate_change`] ends it too).
+    BlockPoll {
+        /// Absolute system time in nanoseconds, `None`: no timeout.
+        deadline_ns: Option<u64>,
+    },
     /// End the domain (SCHEDOP_shutdown).
     Shutdown(ShutdownReason),
 }
@@ -410,6 +420,24 @@ impl Xen {
         } else if let Some(hw) = self.hwdom {
             self.raise_virq(hw, mica_guest_abi::xen::evtchn::VIRQ_DOM_EXC, 0, env);
         }
+    }
+
+    /// Ends `vcpu`'s SCHEDOP_poll (it timed out or was woken by an interrupt): a port that
+    /// becomes pending later no longer wakes it. Returns whether it was polling.
+    pub fn end_poll(&mut self, domid: DomId, vcpu: u32) -> bool {
+        self.domains
+            .get_mut(&domid)
+            .and_then(|d| d.vcpus.get_mut(vcpu as usize))
+            .is_some_and(|v| v.poll.take().is_some())
+    }
+
+    /// Whether `vcpu` of `domid` is blocked in SCHEDOP_poll (no port it polls became pending
+    /// and [`Xen::end_poll`] has not been called since).
+    pub fn is_polling(&self, domid: DomId, vcpu: u32) -> bool {
+        self.domains
+            .get(&domid)
+            .and_then(|d| d.vcpus.get(vcpu as usize))
+            .is_some_and(|v| v.poll.is_some())
     }
 
     /// Sends an event on `port` of `domid` from Mica (e.g. a backend), as if from the far end.

@@ -99,6 +99,10 @@ impl Xen {
             return;
         };
         v.runstate.enter(state, now_ns);
+        // Running again ends a SCHEDOP_poll, whatever woke the vCPU (Xen: vcpu_unblock).
+        if state == Runstate::Running {
+            v.poll = None;
+        }
         let info = v.runstate.info();
         let (va, gpa) = (v.runstate_va, v.runstate_gpa);
         let publish = |write: &mut dyn FnMut(&VcpuRunstateInfo) -> bool| {

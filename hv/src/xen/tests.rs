@@ -1,6 +1,7 @@
 //! Host tests for the Xen layer: a fake arch layer, one test group per hypercall, and a
 //! property-based fuzz of the dispatcher with hostile arguments.
 
+use super::hypercall::POLL_MAX_PORTS;
 use super::mem::fake::FakeMemory;
 use super::mem::{read_obj, read_u64, write_obj, GuestMemError};
 use super::*;
@@ -51,6 +52,7 @@ struct FakeEnv {
     upcalls: Vec<(DomId, u32)>,
     console: Vec<u8>,
     kicks: Vec<(DomId, Backend)>,
+    woken: Vec<(DomId, u32)>,
     refuse_foreign: bool,
     now: u64,
 }
@@ -91,6 +93,9 @@ impl XenEnv for FakeEnv {
     }
     fn raise_upcall(&mut self, dom: DomId, vcpu: u32) {
         self.upcalls.push((dom, vcpu));
+    }
+    fn wake_vcpu(&mut self, dom: DomId, vcpu: u32) {
+        self.woken.push((dom, vcpu));
     }
     fn console_write(&mut self, _dom: DomId, bytes: &[u8]) {
         self.console.extend_from_slice(bytes);
@@ -1261,7 +1266,8 @@ fn sched_ops() {
         Outcome::err(EPERM)
     );
 
-    // Poll: nothing pending yields; a pending port returns at once; bad ports are refused.
+    // Poll: nothing pending blocks; a pending port returns at once; bad ports are refused
+    // (more in the `poll_*` tests).
     w.map_shared_info(1);
     let port = w.xen.domain(1).unwrap().console_port().unwrap();
     w.put(1, ARG2, &port);
@@ -1275,8 +1281,11 @@ fn sched_ops() {
         },
     );
     assert_eq!(
-        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_POLL, ARG]).after,
-        After::Yield
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_POLL, ARG]),
+        Outcome {
+            ret: 0,
+            after: After::BlockPoll { deadline_ns: None }
+        }
     );
     w.xen.notify(1, port, &mut w.env);
     assert_eq!(
@@ -1301,6 +1310,348 @@ fn sched_ops() {
         w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_POLL, ARG]),
         Outcome::err(EINVAL)
     );
+}
+
+/// Where a test puts a SCHEDOP_poll port list.
+const POLL_PORTS: u64 = ARG2 + 0x100;
+
+impl World {
+    /// SCHEDOP_poll from `vcpu` of `dom` on `ports` (written at [`POLL_PORTS`]).
+    fn poll(&mut self, dom: DomId, vcpu: u32, ports: &[u32], timeout: u64) -> Outcome {
+        for (i, p) in ports.iter().enumerate() {
+            self.put(dom, POLL_PORTS + 4 * i as u64, p);
+        }
+        self.poll_raw(dom, vcpu, POLL_PORTS, ports.len() as u32, timeout)
+    }
+
+    fn poll_raw(&mut self, dom: DomId, vcpu: u32, at: u64, nr_ports: u32, timeout: u64) -> Outcome {
+        self.put(
+            dom,
+            ARG,
+            &SchedPoll {
+                ports: at,
+                nr_ports,
+                timeout,
+            },
+        );
+        self.call(dom, vcpu, Hypercall::SchedOp, &[SCHEDOP_POLL, ARG])
+    }
+
+    /// Sets `port`'s mask bit in `dom`'s shared_info.
+    fn mask(&self, dom: DomId, port: u32) {
+        let at = (SHARED_GFN << 12) + SHARED_INFO_EVTCHN_MASK as u64 + u64::from(port / 64) * 8;
+        let word: u64 = self.get(dom, at);
+        self.put(dom, at, &(word | 1 << (port % 64)));
+    }
+
+    /// A loopback channel in `dom`: (unbound end, bound end), both masked and not pending.
+    fn masked_loopback(&mut self, dom: DomId) -> (u32, u32) {
+        let a = self.alloc_unbound(dom, dom);
+        assert_eq!(self.bind_interdomain(dom, dom, a).ret, 0);
+        let b = self.get::<EvtchnBindInterdomain>(dom, ARG).local_port;
+        let pending = (SHARED_GFN << 12) + SHARED_INFO_EVTCHN_PENDING as u64;
+        for p in [a, b] {
+            self.mask(dom, p);
+            let at = pending + u64::from(p / 64) * 8;
+            let word: u64 = self.get(dom, at);
+            self.put(dom, at, &(word & !(1 << (p % 64))));
+        }
+        // The bound end started pending before it was masked: forget its upcall.
+        let vcpu0 = (SHARED_GFN << 12) + SHARED_INFO_VCPU_INFO as u64;
+        self.put(dom, vcpu0 + VCPU_INFO_UPCALL_PENDING as u64, &0u8);
+        self.put(dom, vcpu0 + VCPU_INFO_PENDING_SEL as u64, &0u64);
+        self.env.woken.clear();
+        self.env.upcalls.clear();
+        (a, b)
+    }
+}
+
+fn blocks(deadline_ns: Option<u64>) -> Outcome {
+    Outcome {
+        ret: 0,
+        after: After::BlockPoll { deadline_ns },
+    }
+}
+
+#[test]
+fn poll_blocks_until_a_masked_polled_port_is_pending() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    let (a, b) = w.masked_loopback(1);
+    let (c, _) = w.masked_loopback(1);
+    assert_eq!(w.poll(1, 1, &[a], 0), blocks(None));
+    assert!(w.xen.is_polling(1, 1));
+    assert!(!w.xen.is_polling(1, 0));
+    // An event on another port does not end it.
+    w.xen.notify(1, c, &mut w.env);
+    assert!(w.env.woken.is_empty());
+    assert!(w.xen.is_polling(1, 1));
+    // b -> a: a becomes pending (masked: no upcall) and the poller is woken, once.
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, b), 0);
+    assert_eq!(w.env.woken, [(1, 1)]);
+    assert!(w.env.upcalls.is_empty(), "a masked port raises no upcall");
+    assert!(!w.xen.is_polling(1, 1));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, b), 0);
+    assert_eq!(w.env.woken, [(1, 1)], "a poll ends once");
+    // Polling again returns at once: the pending bit stays set (poll does not clear it).
+    assert_eq!(w.poll(1, 1, &[a], 0), Outcome::ret(0));
+    assert!(!w.xen.is_polling(1, 1));
+}
+
+#[test]
+fn poll_wakes_on_any_listed_port_and_every_poller() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    let (a, b) = w.masked_loopback(1);
+    let (c, d) = w.masked_loopback(1);
+    // Duplicates are harmless; vCPU 0 polls a and c, vCPU 1 polls c only.
+    assert_eq!(w.poll(1, 0, &[a, c, a, c], 0), blocks(None));
+    assert_eq!(w.poll(1, 1, &[c], 0), blocks(None));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, d), 0);
+    w.env.woken.sort();
+    assert_eq!(w.env.woken, [(1, 0), (1, 1)]);
+    // The other listed port of a poll that ended wakes nobody.
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, b), 0);
+    assert_eq!(w.env.woken.len(), 2);
+    // An unmasked port wakes the poller and raises the upcall as usual.
+    let (e, f) = w.masked_loopback(1);
+    assert_eq!(w.poll(1, 0, &[e], 0), blocks(None));
+    let mask = (SHARED_GFN << 12) + SHARED_INFO_EVTCHN_MASK as u64 + u64::from(e / 64) * 8;
+    let word: u64 = w.get(1, mask);
+    w.put(1, mask, &(word & !(1 << (e % 64))));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, f), 0);
+    assert_eq!(w.env.woken, [(1, 0)]);
+    assert_eq!(w.env.upcalls, [(1, 0)]);
+}
+
+#[test]
+fn poll_wakes_on_virq_ipi_and_backend_events() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    // The PV console port: its far end is Mica's backend.
+    let console = w.xen.domain(1).unwrap().console_port().unwrap();
+    w.mask(1, console);
+    assert_eq!(w.poll(1, 0, &[console], 0), blocks(None));
+    w.xen.notify(1, console, &mut w.env);
+    assert_eq!(w.env.woken, [(1, 0)]);
+    // An IPI port to vCPU 1, sent from vCPU 0.
+    w.put(1, ARG, &EvtchnBindIpi { vcpu: 1, port: 0 });
+    let r = w.call(1, 0, Hypercall::EventChannelOp, &[EVTCHNOP_BIND_IPI, ARG]);
+    assert_eq!(r.ret, 0);
+    let ipi = w.get::<EvtchnBindIpi>(1, ARG).port;
+    w.mask(1, ipi);
+    assert_eq!(w.poll(1, 1, &[ipi], 0), blocks(None));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, ipi), 0);
+    assert_eq!(w.env.woken, [(1, 0), (1, 1)]);
+    // VIRQ_CONSOLE of the hardware domain.
+    w.map_shared_info(0);
+    w.put(
+        0,
+        ARG,
+        &EvtchnBindVirq {
+            virq: VIRQ_CONSOLE,
+            vcpu: 0,
+            port: 0,
+        },
+    );
+    let r = w.call(0, 0, Hypercall::EventChannelOp, &[EVTCHNOP_BIND_VIRQ, ARG]);
+    assert_eq!(r.ret, 0);
+    let virq = w.get::<EvtchnBindVirq>(0, ARG).port;
+    w.mask(0, virq);
+    assert_eq!(w.poll(0, 0, &[virq], 0), blocks(None));
+    w.xen.hwdom_console_input(b"x", &mut w.env);
+    assert_eq!(w.env.woken, [(1, 0), (1, 1), (0, 0)]);
+}
+
+#[test]
+fn poll_of_another_domain_is_not_woken_by_the_same_port_number() {
+    let mut w = World::new();
+    w.map_shared_info(0);
+    w.map_shared_info(1);
+    // dom1's port 1 is its console: give dom0 one too, so the loopbacks get equal numbers.
+    w.alloc_unbound(0, 0);
+    let (a0, _) = w.masked_loopback(0);
+    let (a1, b1) = w.masked_loopback(1);
+    assert_eq!(a0, a1, "both domains' first free port");
+    assert_eq!(w.poll(0, 0, &[a0], 0), blocks(None));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, b1), 0);
+    assert!(w.env.woken.is_empty());
+    assert!(w.xen.is_polling(0, 0));
+    // An inter-domain channel: dom1's send wakes dom0's poller on its own end.
+    let p0 = w.alloc_unbound(0, 1);
+    assert_eq!(w.bind_interdomain(1, 0, p0).ret, 0);
+    let p1 = w.get::<EvtchnBindInterdomain>(1, ARG).local_port;
+    w.mask(0, p0);
+    assert_eq!(w.poll(0, 0, &[p0], 0), blocks(None));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, p1), 0);
+    assert_eq!(w.env.woken, [(0, 0)]);
+}
+
+#[test]
+fn poll_timeouts_follow_xen() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    let (a, _) = w.masked_loopback(1);
+    w.env.now = 1_000_000;
+    // Already past (or now): returns 0 at once, no -ETIMEDOUT (Xen's timer fires at once).
+    assert_eq!(w.poll(1, 0, &[a], 1), Outcome::ret(0));
+    assert_eq!(w.poll(1, 0, &[a], 1_000_000), Outcome::ret(0));
+    assert!(!w.xen.is_polling(1, 0));
+    // Past 2^63: a negative s_time_t to Xen, so in the past.
+    assert_eq!(w.poll(1, 0, &[a], u64::MAX), Outcome::ret(0));
+    assert_eq!(w.poll(1, 0, &[a], 1 << 63), Outcome::ret(0));
+    assert_eq!(w.poll(1, 0, &[a], 1_000_001), blocks(Some(1_000_001)));
+    assert!(w.xen.is_polling(1, 0));
+    // The arch layer's timeout ends it; a later event wakes nobody.
+    assert!(w.xen.end_poll(1, 0));
+    assert!(!w.xen.end_poll(1, 0));
+    assert_eq!(
+        w.poll(1, 0, &[a], i64::MAX as u64),
+        blocks(Some(i64::MAX as u64))
+    );
+    // No ports and no timeout: blocks until an interrupt, as on Xen.
+    assert_eq!(w.poll(1, 1, &[], 0), blocks(None));
+    assert!(w.xen.end_poll(1, 1));
+    assert!(w.xen.end_poll(1, 0));
+}
+
+#[test]
+fn poll_in_a_multicall_ends_the_batch_and_blocks() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    let (a, _) = w.masked_loopback(1);
+    w.put(1, POLL_PORTS, &a);
+    w.put(
+        1,
+        ARG2,
+        &SchedPoll {
+            ports: POLL_PORTS,
+            nr_ports: 1,
+            timeout: 0,
+        },
+    );
+    let entries = [
+        MulticallEntry {
+            op: Hypercall::SchedOp.nr(),
+            result: 1,
+            args: [SCHEDOP_POLL, ARG2, 0, 0, 0, 0],
+        },
+        MulticallEntry {
+            op: Hypercall::XenVersion.nr(),
+            result: 1,
+            args: [XENVER_VERSION, 0, 0, 0, 0, 0],
+        },
+    ];
+    w.put(1, ARG, &entries);
+    assert_eq!(w.call(1, 0, Hypercall::Multicall, &[ARG, 2]), blocks(None));
+    let back: [MulticallEntry; 2] = w.get(1, ARG);
+    assert_eq!((back[0].result, back[1].result), (0, 1));
+    assert!(w.xen.is_polling(1, 0));
+}
+
+#[test]
+fn poll_ends_when_the_vcpu_runs_again() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    let (a, b) = w.masked_loopback(1);
+    assert_eq!(w.poll(1, 0, &[a], 0), blocks(None));
+    let mut vmem = w.mem(1);
+    w.xen
+        .runstate_change(1, 0, Runstate::Blocked, 10, &mut vmem, &mut w.env);
+    assert!(w.xen.is_polling(1, 0));
+    // Woken by something else (an interrupt): running again ends the poll.
+    w.xen
+        .runstate_change(1, 0, Runstate::Running, 20, &mut vmem, &mut w.env);
+    assert!(!w.xen.is_polling(1, 0));
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, b), 0);
+    assert!(w.env.woken.is_empty());
+}
+
+#[test]
+fn poll_refuses_hostile_port_lists() {
+    let mut w = World::new();
+    w.map_shared_info(0);
+    w.map_shared_info(1);
+    let (a, b) = w.masked_loopback(1);
+    // Ports dom0 has and dom1 has not.
+    let mut dom0_ports = Vec::new();
+    for _ in 0..6 {
+        dom0_ports.push(w.alloc_unbound(0, 0));
+    }
+    let foreign = *dom0_ports.last().unwrap();
+    assert!(w.xen.domain(1).unwrap().evtchn.state(foreign).is_none());
+    let cases: &[(&[u32], i64)] = &[
+        (&[foreign], neg(EINVAL)),
+        (&[0], neg(EINVAL)),
+        (&[MAX_EVTCHN_PORTS], neg(EINVAL)),
+        (&[u32::MAX], neg(EINVAL)),
+        (&[a, foreign], neg(EINVAL)),
+    ];
+    for (ports, want) in cases {
+        assert_eq!(w.poll(1, 0, ports, 0), Outcome::ret(*want), "{ports:?}");
+        assert!(!w.xen.is_polling(1, 0));
+    }
+    // A closed port.
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_CLOSE, b), 0);
+    assert_eq!(w.poll(1, 0, &[b], 0), Outcome::err(EINVAL));
+    // Like Xen, the first pending port answers before later entries are looked at.
+    let (c, d) = w.masked_loopback(1);
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, d), 0);
+    assert_eq!(w.poll(1, 0, &[c, foreign], 0), Outcome::ret(0));
+    assert_eq!(w.poll(1, 0, &[foreign, c], 0), Outcome::err(EINVAL));
+    // Too many ports, whatever the pointer.
+    for nr in [POLL_MAX_PORTS + 1, 100_000, u32::MAX] {
+        assert_eq!(w.poll_raw(1, 0, 0, nr, 0), Outcome::err(EINVAL));
+    }
+    // The most ports, all readable: 128 copies of a port blocks.
+    let many = [a; POLL_MAX_PORTS as usize];
+    assert_eq!(w.poll(1, 0, &many, 0), blocks(None));
+    assert!(w.xen.end_poll(1, 0));
+    // Unreadable lists: unmapped, running off the end of RAM, wrapping around.
+    let ram_end = (RAM + 0x20) << 12;
+    for (at, nr) in [
+        (0x10, 1),
+        (ram_end - 4, 2),
+        (u64::MAX - 3, 2),
+        (u64::MAX, 1),
+    ] {
+        w.put(1, ram_end - 4, &a);
+        assert_eq!(w.poll_raw(1, 0, at, nr, 0), Outcome::err(EFAULT), "{at:#x}");
+        assert!(!w.xen.is_polling(1, 0));
+    }
+    // An unreadable sched_poll struct, a vCPU that does not exist.
+    assert_eq!(
+        w.call(1, 0, Hypercall::SchedOp, &[SCHEDOP_POLL, 0x10]),
+        Outcome::err(EFAULT)
+    );
+    assert_eq!(w.poll(1, 7, &[a], 0), Outcome::err(ESRCH));
+}
+
+#[test]
+fn poll_before_shared_info_and_across_domain_death() {
+    let mut w = World::new();
+    // No shared_info yet: pending bits live in Mica until the guest maps it.
+    let console = w.xen.domain(1).unwrap().console_port().unwrap();
+    assert_eq!(w.poll(1, 0, &[console], 0), blocks(None));
+    w.xen.notify(1, console, &mut w.env);
+    assert_eq!(w.env.woken, [(1, 0)]);
+    assert_eq!(w.poll(1, 0, &[console], 0), Outcome::ret(0));
+    // A domain that dies while polling: nothing left to wake, nothing panics.
+    w.map_shared_info(0);
+    let p0 = w.alloc_unbound(0, 1);
+    assert_eq!(w.bind_interdomain(1, 0, p0).ret, 0);
+    let p1 = w.get::<EvtchnBindInterdomain>(1, ARG).local_port;
+    w.map_shared_info(1);
+    w.mask(1, p1);
+    let pending = (SHARED_GFN << 12) + SHARED_INFO_EVTCHN_PENDING as u64;
+    w.put(1, pending, &0u64);
+    w.env.woken.clear();
+    assert_eq!(w.poll(1, 1, &[p1], 0), blocks(None));
+    w.xen.destroy_domain(1, &mut w.env);
+    assert!(!w.xen.is_polling(1, 1));
+    assert!(!w.xen.end_poll(1, 1));
+    assert_eq!(w.evtchn_port_op(0, EVTCHNOP_SEND, p0), 0);
+    assert!(w.env.woken.is_empty());
 }
 
 #[test]

@@ -15,6 +15,9 @@ pub const PVTEST_REQUIRED: &[&str] = &[
     "features",
     "shared-info",
     "evtchn-loopback",
+    "poll",
+    "poll-wake",
+    "poll-interrupt",
     "grant-copy",
     "console",
     "device-buffer",
@@ -103,13 +106,15 @@ mod tests {
 
     const MICA: &str = "(MICA) DOM0: pvtest: note xen 4.17\n(MICA) DOM0: pvtest: ok detect\n\
         (MICA) DOM0: pvtest: ok features\n(MICA) DOM0: pvtest: ok shared-info\n\
-        (MICA) DOM0: pvtest: ok evtchn-loopback\n(MICA) DOM0: pvtest: ok grant-copy\n\
+        (MICA) DOM0: pvtest: ok evtchn-loopback\n(MICA) DOM0: pvtest: ok poll\n\
+        (MICA) DOM0: pvtest: ok poll-wake\n(MICA) DOM0: pvtest: ok poll-interrupt\n(MICA) DOM0: pvtest: ok grant-copy\n\
         (MICA) DOM0: pvtest: ok console\n(MICA) DOM0: pvtest: ok device-buffer\n\
-        (MICA) DOM0: pvtest: done 7 passed, 0 failed\n\
+        (MICA) DOM0: pvtest: done 10 passed, 0 failed\n\
         (MICA) DOM0: pvtest: result 4d74512e\n";
     const XEN: &str = "pvtest: note other values\npvtest: ok detect\npvtest: ok features\n\
-        pvtest: ok shared-info\npvtest: ok evtchn-loopback\npvtest: ok grant-copy\n\
-        pvtest: ok console\npvtest: ok device-buffer\npvtest: done 7 passed, 0 failed\n\
+        pvtest: ok shared-info\npvtest: ok evtchn-loopback\npvtest: ok poll\n\
+        pvtest: ok poll-wake\npvtest: ok poll-interrupt\npvtest: ok grant-copy\n\
+        pvtest: ok console\npvtest: ok device-buffer\npvtest: done 10 passed, 0 failed\n\
         pvtest: result d99de9a9\n";
 
     #[test]

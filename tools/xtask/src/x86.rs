@@ -46,6 +46,7 @@ pub const PVTEST_REQUIRED: &[&str] = &[
     "shared-info",
     "evtchn-loopback",
     "pv-timer",
+    "poll",
     "grant-copy",
     "console",
 ];

@@ -2,7 +2,11 @@
 //! `detect` (the DT `hypervisor` node, XENVER_version = 4.17), `features` (submap 0 has
 //! auto_translated_physmap), `shared-info` (XENMEM_add_to_physmap of shared_info reads back,
 //! VCPUOP_register_vcpu_info), `evtchn-loopback` (alloc_unbound + bind_interdomain to itself,
-//! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising), `grant-copy` (a read-only
+//! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising), `poll` (SCHEDOP_poll on a
+//! masked port: at once when pending, blocks until its timeout otherwise, refuses bad port
+//! lists), `poll-wake` (a poll on a masked port ends when the second CPU sends to it),
+//! `poll-interrupt` (a poll with IRQs masked ends when the virtual timer fires),
+//! `grant-copy` (a read-only
 //! grant of our own page, GNTTABOP_copy from it, read-only enforced) and `console`
 //! (CONSOLEIO_write as the initial domain, else the console ring + event channel) and
 //! `device-buffer` (as the initial domain: a hypercall buffer placed on a device the domain
@@ -34,9 +38,10 @@
 
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use mica_guest_abi::layout::VIRT_TIMER_PPI;
 use mica_guest_rt::xen::{self, evtchn, grant, hypercall, HypervisorNode, DOMID_SELF};
-use mica_guest_rt::{println, timer};
+use mica_guest_rt::{cpu, devtree, println, psci, timer};
 
 mica_guest_rt::entry!(main);
 
@@ -156,6 +161,9 @@ fn main() {
     report.check("features", &mut context, check_features);
     report.check("shared-info", &mut context, check_shared_info);
     report.check("evtchn-loopback", &mut context, check_evtchn_loopback);
+    report.check("poll", &mut context, check_poll);
+    report.check("poll-wake", &mut context, check_poll_wake);
+    report.check("poll-interrupt", &mut context, check_poll_interrupt);
     report.check("grant-copy", &mut context, check_grant_copy);
     report.check("console", &mut context, check_console);
     report.check("device-buffer", &mut context, check_device_buffer);
@@ -380,6 +388,262 @@ fn check_evtchn_loopback(context: &mut Context) -> Result<(), Outcome> {
     match evtchn::send(a) {
         Ok(()) => bail!("EVTCHNOP_send on closed port {a} succeeded"),
         Err(e) => context.measure(e.0 as u64),
+    }
+    Ok(())
+}
+
+/// How far ahead a poll's timeout (or the timer that ends a poll) is set, in milliseconds.
+const POLL_SLEEP_MS: u64 = 2;
+/// Longest a poll that must return at once may take: generous, as QEMU runs in host time on
+/// a shared machine; a poll that wrongly sleeps would sleep for good.
+const AT_ONCE_MS: u64 = 500;
+/// A port number no domain here has (the last of the 2-level ABI's 4096).
+const NO_SUCH_PORT: u32 = 4095;
+/// An address with nothing mapped (beyond the 48-bit space the runtime maps).
+const UNMAPPED: u64 = 0xffff_0000_0000;
+
+/// System time `ms` milliseconds from now, for a SCHEDOP_poll timeout. Arm guests get no
+/// system time from Xen; it counts the physical counter in nanoseconds (from Xen's boot on
+/// Xen 4.17, from zero on Mica), so the counter's own reading is never earlier than now: the
+/// deadline is at least `ms` ahead on both (later on Xen by the time Xen booted at).
+fn system_time_in(ms: u64) -> u64 {
+    timer::ticks_to_ns(timer::physical_counter()).saturating_add(ms * 1_000_000)
+}
+
+/// Ticks passed since counter value `start`.
+fn since(start: u64) -> u64 {
+    timer::counter().wrapping_sub(start)
+}
+
+/// A fresh loopback channel (unbound end, bound end), both masked and not pending.
+fn masked_loopback() -> Result<(u32, u32), Outcome> {
+    let a = match evtchn::alloc_unbound(DOMID_SELF) {
+        Ok(port) => port,
+        Err(e) => bail!("EVTCHNOP_alloc_unbound(DOMID_SELF): {e}"),
+    };
+    evtchn::mask(a);
+    let b = match evtchn::bind_interdomain(DOMID_SELF, a) {
+        Ok(port) => port,
+        Err(e) => bail!("EVTCHNOP_bind_interdomain(DOMID_SELF, {a}): {e}"),
+    };
+    evtchn::mask(b);
+    evtchn::clear_pending(a);
+    evtchn::clear_pending(b);
+    Ok((a, b))
+}
+
+/// SCHEDOP_poll on masked ports: the point of poll is waiting for an event without taking it.
+fn check_poll(context: &mut Context) -> Result<(), Outcome> {
+    let (a, b) = masked_loopback()?;
+    // Pending (masked): returns at once and leaves the bit set.
+    if let Err(e) = evtchn::send(b) {
+        bail!("EVTCHNOP_send({b}): {e}");
+    }
+    if !evtchn::is_pending(a) {
+        bail!("masked port {a} did not become pending");
+    }
+    let start = timer::counter();
+    if let Err(e) = hypercall::sched_poll(&[a], 0) {
+        bail!("poll on pending port {a}: {e}");
+    }
+    let took = since(start);
+    if took > timer::ms_to_ticks(AT_ONCE_MS) {
+        bail!("poll on pending port {a} took {took} ticks");
+    }
+    if !evtchn::is_pending(a) {
+        bail!("poll cleared port {a}'s pending bit");
+    }
+    // The first pending port answers before later entries are looked at.
+    if let Err(e) = hypercall::sched_poll(&[a, NO_SUCH_PORT], 0) {
+        bail!("poll on [{a} (pending), {NO_SUCH_PORT}]: {e}");
+    }
+    evtchn::clear_pending(a);
+
+    // Nothing pending: sleeps until the timeout.
+    let start = timer::counter();
+    if let Err(e) = hypercall::sched_poll(&[a], system_time_in(POLL_SLEEP_MS)) {
+        bail!("poll with a timeout {POLL_SLEEP_MS} ms ahead: {e}");
+    }
+    let slept = since(start);
+    println!(
+        "pvtest: note poll with a {POLL_SLEEP_MS} ms timeout returned after {} us",
+        timer::ticks_to_ns(slept) / 1000
+    );
+    if slept < timer::ms_to_ticks(POLL_SLEEP_MS) {
+        bail!(
+            "poll with a {POLL_SLEEP_MS} ms timeout returned after {} us",
+            timer::ticks_to_ns(slept) / 1000
+        );
+    }
+    if evtchn::is_pending(a) {
+        bail!("port {a} became pending while nobody sent");
+    }
+    // A timeout already past: returns 0 (not -ETIMEDOUT), at once.
+    let start = timer::counter();
+    if let Err(e) = hypercall::sched_poll(&[a], 1) {
+        bail!("poll with a past timeout: {e}");
+    }
+    let took = since(start);
+    if took > timer::ms_to_ticks(AT_ONCE_MS) {
+        bail!("poll with a past timeout took {took} ticks");
+    }
+
+    // Bad lists: a port we do not have, too many ports, a list that is not mapped.
+    let refusals: [(&str, Result<(), hypercall::XenError>, i64); 4] = [
+        (
+            "unknown port",
+            hypercall::sched_poll(&[NO_SUCH_PORT], 0),
+            -22,
+        ),
+        (
+            "unknown port after a quiet one",
+            hypercall::sched_poll(&[a, NO_SUCH_PORT], 0),
+            -22,
+        ),
+        ("129 ports", hypercall::sched_poll_at(UNMAPPED, 129, 0), -22),
+        (
+            "unmapped list",
+            hypercall::sched_poll_at(UNMAPPED, 1, 0),
+            -14,
+        ),
+    ];
+    for (what, got, want) in refusals {
+        match got {
+            Err(e) if e.0 == want => context.measure(e.0 as u64),
+            other => bail!("poll with {what}: want errno {want}, got {other:?}"),
+        }
+    }
+    for port in [b, a] {
+        if let Err(e) = evtchn::close(port) {
+            bail!("EVTCHNOP_close({port}): {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The second CPU's virtual count when it sent the event, 0 before.
+static SENT_AT: AtomicU64 = AtomicU64::new(0);
+/// The send's result as a raw return value.
+static SEND_RESULT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The second CPU: waits [`POLL_SLEEP_MS`], sends on the port it was given, stops.
+fn sender_main(port: usize) -> ! {
+    timer::delay_ms(POLL_SLEEP_MS);
+    let result = evtchn::send(port as u32).map_or_else(|e| e.0 as u64, |()| 0);
+    SEND_RESULT.store(result, Ordering::Relaxed);
+    SENT_AT.store(timer::counter(), Ordering::Release);
+    psci::cpu_off();
+    mica_guest_rt::halt()
+}
+
+/// A poll on a masked port, woken by an event the other CPU sends: the hypervisor wakes the
+/// poller itself, as no interrupt comes with a masked port. A timeout far behind the send is
+/// only a backstop.
+fn check_poll_wake(_context: &mut Context) -> Result<(), Outcome> {
+    let me = cpu::mpidr();
+    let target = devtree::get().and_then(|fdt| devtree::cpu_mpidrs(&fdt).find(|&m| m != me));
+    let Some(target) = target else {
+        return Err(Outcome::Skip(ReasonBuf::new(format_args!(
+            "the device tree lists no second CPU"
+        ))));
+    };
+    let (a, b) = masked_loopback()?;
+    let start = timer::counter();
+    if let Err(e) = cpu::start_cpu(target, sender_main, b as usize) {
+        bail!("CPU_ON({target:#x}): {e:?}");
+    }
+    let polled = hypercall::sched_poll(&[a], system_time_in(WAIT_LIMIT_MS));
+    let slept = since(start);
+    if !wait_until(WAIT_LIMIT_MS, || SENT_AT.load(Ordering::Acquire) != 0) {
+        bail!("CPU {target:#x} never sent");
+    }
+    let sent_after = SENT_AT.load(Ordering::Acquire).wrapping_sub(start);
+    println!(
+        "pvtest: note poll woken after {} us by a send {} us after the start",
+        timer::ticks_to_ns(slept) / 1000,
+        timer::ticks_to_ns(sent_after) / 1000
+    );
+    if let Err(e) = polled {
+        bail!("poll: {e}");
+    }
+    let sent = SEND_RESULT.load(Ordering::Relaxed);
+    if sent != 0 {
+        bail!(
+            "EVTCHNOP_send({b}) on the second CPU returned {}",
+            sent as i64
+        );
+    }
+    if slept < timer::ms_to_ticks(POLL_SLEEP_MS) {
+        bail!(
+            "poll returned after {} us, before the send",
+            timer::ticks_to_ns(slept) / 1000
+        );
+    }
+    if slept >= timer::ms_to_ticks(WAIT_LIMIT_MS / 2) {
+        bail!("the send did not end the poll (it ran to its timeout)");
+    }
+    if !evtchn::is_pending(a) {
+        bail!("port {a} is not pending after the poll");
+    }
+    if !wait_until(WAIT_LIMIT_MS, || {
+        psci::affinity_info(target) == Ok(mica_guest_abi::psci::affinity::OFF)
+    }) {
+        bail!("CPU {target:#x} did not stop after sending");
+    }
+    for port in [b, a] {
+        if let Err(e) = evtchn::close(port) {
+            bail!("EVTCHNOP_close({port}): {e}");
+        }
+    }
+    Ok(())
+}
+
+/// A poll with IRQs masked in PSTATE, on a port nobody sends to, ends when an interrupt
+/// becomes pending for the vCPU (here the virtual timer), as Xen's vcpu_unblock does. A
+/// timeout far behind the timer is only a backstop.
+fn check_poll_interrupt(_context: &mut Context) -> Result<(), Outcome> {
+    let (a, b) = masked_loopback()?;
+    mica_guest_rt::disable_irqs();
+    if let Err(e) = mica_guest_rt::gic::enable_private(VIRT_TIMER_PPI, 0xa0) {
+        mica_guest_rt::enable_irqs();
+        bail!("enabling the virtual timer PPI: {e:?}");
+    }
+    let start = timer::counter();
+    timer::set_virtual_deadline(start + timer::ms_to_ticks(POLL_SLEEP_MS));
+    let polled = hypercall::sched_poll(&[a], system_time_in(WAIT_LIMIT_MS));
+    let slept = since(start);
+    timer::set_virtual_control(0);
+    // Take the timer interrupt here, IRQs still masked (an upcall that came too is handled).
+    loop {
+        let intid = mica_guest_rt::gic::acknowledge();
+        if intid >= mica_guest_abi::gicv3::INTID_SPECIAL_FIRST {
+            break;
+        }
+        evtchn::handle_irq(intid);
+        mica_guest_rt::gic::end_of_interrupt(intid);
+    }
+    let _ = mica_guest_rt::gic::disable_private(VIRT_TIMER_PPI);
+    mica_guest_rt::enable_irqs();
+    println!(
+        "pvtest: note poll ended by the virtual timer ({POLL_SLEEP_MS} ms) after {} us",
+        timer::ticks_to_ns(slept) / 1000
+    );
+    if let Err(e) = polled {
+        bail!("poll: {e}");
+    }
+    if slept < timer::ms_to_ticks(POLL_SLEEP_MS) {
+        bail!(
+            "poll returned after {} us, before the timer fired",
+            timer::ticks_to_ns(slept) / 1000
+        );
+    }
+    if slept >= timer::ms_to_ticks(WAIT_LIMIT_MS / 2) {
+        bail!("the timer interrupt did not end the poll (it ran to its timeout)");
+    }
+    for port in [b, a] {
+        if let Err(e) = evtchn::close(port) {
+            bail!("EVTCHNOP_close({port}): {e}");
+        }
     }
     Ok(())
 }

@@ -25,8 +25,8 @@ pub use mica_guest_abi::xen::memory::{
     AddToPhysmap, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP,
 };
 pub use mica_guest_abi::xen::sched::{
-    SchedShutdown, SCHEDOP_SHUTDOWN, SCHEDOP_SHUTDOWN_CODE, SCHEDOP_YIELD, SHUTDOWN_CRASH,
-    SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT,
+    SchedPoll, SchedShutdown, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_SHUTDOWN_CODE, SCHEDOP_YIELD,
+    SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT,
 };
 pub use mica_guest_abi::xen::shared::{SharedInfo, VcpuInfo, EVTCHN_2L_NR_CHANNELS};
 pub use mica_guest_abi::xen::vcpu::{

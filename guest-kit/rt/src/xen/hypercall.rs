@@ -193,6 +193,37 @@ pub fn sched_yield() {
     let _ = unsafe { raw(HYPERVISOR_SCHED_OP, SCHEDOP_YIELD, 0, 0, 0, 0) };
 }
 
+/// SCHEDOP_poll: sleeps until one of `ports` is pending (masked or not), an interrupt
+/// arrives, or system time reaches `timeout_ns` (0: no timeout). Returns at once if one is
+/// already pending.
+pub fn sched_poll(ports: &[u32], timeout_ns: u64) -> Result<(), XenError> {
+    let nr_ports = u32::try_from(ports.len()).map_err(|_| XenError(-22))?;
+    sched_poll_at(ports.as_ptr() as u64, nr_ports, timeout_ns)
+}
+
+/// SCHEDOP_poll on `nr_ports` ports at guest address `ports`, which need not be valid (to
+/// see the hypervisor refuse a bad list).
+pub fn sched_poll_at(ports: u64, nr_ports: u32, timeout_ns: u64) -> Result<(), XenError> {
+    let mut arg = SchedPoll {
+        ports,
+        nr_ports,
+        timeout: timeout_ns,
+    };
+    // SAFETY: `arg` is a live sched_poll the hypervisor only reads, and it only reads the port
+    // list: a bad address fails the call (-EFAULT) and changes no guest memory.
+    result(unsafe {
+        raw(
+            HYPERVISOR_SCHED_OP,
+            SCHEDOP_POLL,
+            &mut arg as *mut SchedPoll as u64,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(|_| ())
+}
+
 /// Why the domain stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownReason {

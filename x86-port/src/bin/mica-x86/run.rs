@@ -674,6 +674,36 @@ fn wait_for_interrupt(m: &mut Machine, index: usize) {
     }
 }
 
+/// SCHEDOP_poll with nothing pending: sleeps like [`wait_for_interrupt`], and also until a
+/// polled port becomes pending (the Xen layer then ends the poll: its senders here are the
+/// domain's own timers and Mica's backends) or system time reaches `deadline_ns`. With
+/// nothing that could wake it, it resumes at once. Then the poll is over either way.
+fn wait_for_poll(m: &mut Machine, index: usize, deadline_ns: Option<u64>) {
+    let id = m.domains[index].id;
+    loop {
+        let now = clock::now_ns();
+        let timers = run_timers(m, index, now);
+        let d = &m.domains[index];
+        let interrupt = d.upcall_pending || d.pic.pending().is_some() || d.lapic.has_pending();
+        let timed_out = deadline_ns.is_some_and(|t| now >= t);
+        if interrupt || timed_out || !m.xen.is_polling(id, 0) {
+            break;
+        }
+        let wake = match (timers, deadline_ns) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => break,
+        };
+        if crate::apic::available() {
+            crate::apic::arm(now, wake.saturating_sub(now));
+            crate::apic::idle();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+    m.xen.end_poll(id, 0);
+}
+
 fn run_all(m: &mut Machine) {
     let index = 0;
     let mut exits: u64 = 0;
@@ -724,6 +754,7 @@ fn run_all(m: &mut Machine) {
         match action {
             Action::Resume | Action::Yield => {}
             Action::Block => wait_for_interrupt(m, index),
+            Action::BlockPoll { deadline_ns } => wait_for_poll(m, index, deadline_ns),
             Action::InjectException(vector) => {
                 let mut event = u64::from(vector) | svm::EVENT_TYPE_EXCEPTION | svm::EVENT_VALID;
                 if vector == handler::VECTOR_GP {

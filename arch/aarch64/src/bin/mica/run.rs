@@ -63,6 +63,8 @@ enum TimerKind {
     Virtual,
     /// The emulated EL1 physical timer.
     Physical,
+    /// The timeout of a SCHEDOP_poll the vCPU sleeps in.
+    PollTimeout,
 }
 
 struct TimerEvent {
@@ -432,9 +434,62 @@ fn fire_timers(local: &mut Local, now: u64) {
                 VIRT_TIMER_PPI
             }
             TimerKind::Physical => PHYS_TIMER_PPI,
+            TimerKind::PollTimeout => {
+                poll_timeout(&dom, ev.vcpu);
+                continue;
+            }
         };
         let set = dom.vgic.inject(ev.vcpu, intid);
         kick(&dom, set);
+    }
+}
+
+/// SCHEDOP_poll found nothing pending (x0 already holds 0): the vCPU sleeps until a polled
+/// port becomes pending (`xen::ArchEnv::wake_vcpu`), an interrupt is pending for it, or
+/// system time reaches `deadline_ns`. Like `Action::Block`, decided under the run-queue lock
+/// the wakers take, so a wake-up just before the sleep is not lost.
+fn block_poll(
+    local: &mut Local,
+    dom: &Arc<Domain>,
+    index: usize,
+    deadline_ns: Option<u64>,
+) -> Next {
+    let vcpu = &dom.vcpus[index];
+    let vref = dom.vcpu_ref(index);
+    let blocked = with_sched(this_cpu(), |s| {
+        if vcpu.poll_woken.swap(false, Ordering::Acquire) || dom.vgic.has_deliverable(index) {
+            false
+        } else {
+            s.block(vref);
+            true
+        }
+    });
+    // At most one poll timeout per vCPU: an earlier poll's must not end this one.
+    local
+        .timers
+        .retain(|t| !(t.domain == dom.id && t.vcpu == index && t.kind == TimerKind::PollTimeout));
+    if !blocked {
+        crate::xen::end_poll(dom, index);
+        return Next::Continue;
+    }
+    if let Some(ns) = deadline_ns {
+        local.timers.push(TimerEvent {
+            deadline: timer::ns_to_ticks(ns),
+            domain: dom.id,
+            vcpu: index,
+            kind: TimerKind::PollTimeout,
+        });
+    }
+    crate::xen::runstate(dom, index, Runstate::Blocked);
+    Next::Reschedule
+}
+
+/// A poll's timeout passed: wakes the vCPU if it still sleeps in that poll.
+fn poll_timeout(dom: &Domain, index: usize) {
+    if crate::xen::end_poll(dom, index) {
+        let mut set = VcpuSet::default();
+        set.insert(index);
+        kick(dom, set);
     }
 }
 
@@ -479,15 +534,8 @@ fn guest_log(dom: &Domain, args: core::fmt::Arguments<'_>) {
 fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext) -> Next {
     let esr = ESR_EL2.get();
     if esr::is_hvc64(esr, XEN_HYPERCALL_IMM) {
-        // The most frequent exit of a Xen-aware guest: straight to its handler. The fault
-        // address registers mean nothing for it.
-        let syn = Syndrome {
-            esr,
-            far: 0,
-            hpfar: 0,
-        };
-        let action = xen_hypercall(dom, index, ctx);
-        return apply(dom, index, ctx, action, 0, None, &syn);
+        // The most frequent exit of a Xen-aware guest: straight to its handler.
+        return xen_hypercall(local, dom, index, ctx, esr);
     }
     let syn = Syndrome {
         esr,
@@ -515,7 +563,7 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
         Exit::Hvc {
             imm: XEN_HYPERCALL_IMM,
             ..
-        } => xen_hypercall(dom, index, ctx),
+        } => return xen_hypercall(local, dom, index, ctx, syn.esr),
         Exit::Hvc { imm, .. } | Exit::Smc { imm, .. } => {
             guest_log(dom, format_args!("unknown HVC/SMC immediate {imm:#x}"));
             Action::InjectUndefined
@@ -550,17 +598,35 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
     apply(dom, index, ctx, action, skip, dest, &syn)
 }
 
-/// A Xen hypercall (`HVC #0xEA1`): number in x16, arguments in x0..x4, result in x0.
-fn xen_hypercall(dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext) -> Action {
+/// A Xen hypercall (`HVC #0xEA1`, syndrome `esr`): number in x16, arguments in x0..x4,
+/// result in x0.
+fn xen_hypercall(
+    local: &mut Local,
+    dom: &Arc<Domain>,
+    index: usize,
+    ctx: &mut VcpuContext,
+    esr: u64,
+) -> Next {
     let x = &ctx.regs.x;
     let out = crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
     ctx.regs.x[0] = out.ret as u64;
-    match out.after {
+    let action = match out.after {
         mica_hv::xen::After::Resume => Action::Resume,
         mica_hv::xen::After::Yield => Action::Yield,
         mica_hv::xen::After::Block => Action::Block,
+        mica_hv::xen::After::BlockPoll { deadline_ns } => {
+            return block_poll(local, dom, index, deadline_ns)
+        }
         mica_hv::xen::After::Shutdown(reason) => Action::ShutdownDomain(reason),
-    }
+    };
+    // HVC's preferred return address is already the next instruction (no skip); the fault
+    // address registers mean nothing for it.
+    let syn = Syndrome {
+        esr,
+        far: 0,
+        hpfar: 0,
+    };
+    apply(dom, index, ctx, action, 0, None, &syn)
 }
 
 enum Dest {

@@ -59,6 +59,15 @@ pub fn ticks_to_ns(ticks: u64) -> u64 {
 /// Nanoseconds per tick in 32.32 fixed point, set by [`init_cpu`].
 static NS_PER_TICK_32_32: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
+/// Nanoseconds of system time to counter ticks, rounded up (a deadline never comes early);
+/// saturates at `u64::MAX` (never).
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    let ticks = (u128::from(ns) * u128::from(frequency())).div_ceil(NS_PER_SECOND);
+    ticks.min(u128::from(u64::MAX)) as u64
+}
+
+const NS_PER_SECOND: u128 = 1_000_000_000;
+
 /// Microseconds to counter ticks.
 pub fn us_to_ticks(us: u64) -> u64 {
     us.saturating_mul(frequency()) / 1_000_000

@@ -72,6 +72,10 @@ pub struct Vcpu {
     pub power: Mutex<Power>,
     /// The Xen runstate last published for it (`crate::xen::RUNSTATE_*` codes).
     pub runstate: core::sync::atomic::AtomicU8,
+    /// A port it polls (SCHEDOP_poll) became pending: set by the waker under the Xen lock
+    /// before it wakes the vCPU, so a wake-up that comes before the vCPU sleeps is not lost
+    /// (see `run::block_poll`); cleared with the poll's Xen state.
+    pub poll_woken: core::sync::atomic::AtomicBool,
     /// WFI runs natively (HCR_EL2.TWI clear): the vCPU owns its CPU (`null` pool with
     /// `vwfi=native`), so there is nothing to switch to while it waits.
     pub wfi_native: bool,
@@ -91,6 +95,7 @@ impl Vcpu {
             mpidr,
             power: Mutex::new(Power::Off),
             runstate: core::sync::atomic::AtomicU8::new(crate::xen::RUNSTATE_UNKNOWN),
+            poll_woken: core::sync::atomic::AtomicBool::new(false),
             wfi_native,
             ctx: UnsafeCell::new(VcpuContext::default()),
         }

@@ -14,6 +14,7 @@ use mica_aarch64::pagetable::{stage2_ram, with, DESC};
 use mica_guest_abi::layout::EVTCHN_PPI;
 use mica_guest_abi::xen::{errno, DomId};
 use mica_hv::addr::{GuestPhysAddr, HostPhysAddr, HostRange, PAGE_SIZE};
+use mica_hv::vgic::VcpuSet;
 use mica_hv::xen::env::{Backend, SpecialPage, XenEnv};
 use mica_hv::xen::mem::{for_each_piece, GuestMemError, GuestMemory, GuestVirtMemory};
 use mica_hv::xen::{dispatch, DomainConfig, HypercallCtx, Outcome, Runstate, Xen};
@@ -126,6 +127,10 @@ pub fn runstate(dom: &Arc<Domain>, vcpu: usize, state: Runstate) {
         return;
     }
     v.runstate.store(code, Ordering::Relaxed);
+    if state == Runstate::Running {
+        // Running again ends a poll (`runstate_change` drops its Xen state below).
+        v.poll_woken.store(false, Ordering::Relaxed);
+    }
     let now_ns = crate::timer::ticks_to_ns(crate::timer::now());
     let mut env = ArchEnv {
         caller: Some((dom, vcpu)),
@@ -139,6 +144,20 @@ pub fn runstate(dom: &Arc<Domain>, vcpu: usize, state: Runstate) {
         &mut VcpuVirtMemory,
         &mut env,
     );
+}
+
+/// Ends the SCHEDOP_poll of vCPU `vcpu` of `dom` (timed out, or not slept at all): returns
+/// whether it was still polling (no polled port became pending).
+pub fn end_poll(dom: &Domain, vcpu: usize) -> bool {
+    let mut guard = XEN.lock();
+    let Some(xen) = guard.as_mut() else {
+        return false;
+    };
+    if let Some(v) = dom.vcpus.get(vcpu) {
+        // Under the Xen lock: no waker can set it again until the vCPU polls again.
+        v.poll_woken.store(false, Ordering::Relaxed);
+    }
+    xen.end_poll(dom.id, vcpu as u32)
 }
 
 /// A vCPU taken off its CPU: running becomes runnable (blocked and offline stay).
@@ -542,6 +561,28 @@ impl XenEnv for ArchEnv<'_> {
             Some((c, index)) if c.id == dom && index == vcpu => run::kick_others(&d, vcpu, set),
             _ => run::kick(&d, set),
         }
+    }
+
+    fn wake_vcpu(&mut self, dom: DomId, vcpu: u32) {
+        let vcpu = vcpu as usize;
+        let Some(d) = self.domain(dom) else {
+            return;
+        };
+        let Some(v) = d.vcpus.get(vcpu) else {
+            return;
+        };
+        // Before the wake, which takes the run-queue lock `run::block_poll` checks under.
+        v.poll_woken.store(true, Ordering::Release);
+        let mut set = VcpuSet::default();
+        set.insert(vcpu);
+        match self.caller {
+            Some((c, index)) if c.id == dom && index == vcpu => {}
+            _ => run::kick(&d, set),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        crate::timer::ticks_to_ns(crate::timer::now())
     }
 
     fn console_write(&mut self, dom: DomId, bytes: &[u8]) {

@@ -7,6 +7,7 @@ use mica_guest_abi::xen::hvm::{
     HVM_PARAM_CALLBACK_TYPE_SHIFT, HVM_PARAM_CALLBACK_TYPE_VECTOR,
 };
 use mica_guest_abi::xen::memory::*;
+use mica_guest_abi::xen::sched::{SchedPoll, SCHEDOP_POLL};
 use mica_guest_abi::xen::vcpu::{
     VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, VCPUOP_REGISTER_VCPU_INFO,
     VCPUOP_SET_SINGLESHOT_TIMER, VCPU_SSHOTTMR_FUTURE,
@@ -112,12 +113,13 @@ fn wait(spins: u32, done: impl Fn() -> bool) -> bool {
 
 fn main() {
     type Check = fn() -> Result;
-    let checks: [(&str, Check); 7] = [
+    let checks: [(&str, Check); 8] = [
         ("detect", check_detect),
         ("features", check_features),
         ("shared-info", check_shared_info),
         ("evtchn-loopback", check_evtchn),
         ("pv-timer", check_pv_timer),
+        ("poll", check_poll),
         ("grant-copy", check_grant_copy),
         ("console", check_console),
     ];
@@ -347,6 +349,98 @@ fn check_pv_timer() -> Result {
         "pvtest: note system time {} ms at the first read, timer {} us off",
         start / 1_000_000,
         (at as i64 - deadline as i64) / 1000
+    );
+    Ok(())
+}
+
+/// SCHEDOP_poll on `ports` (at most 4) with an absolute `timeout` (0: none).
+fn poll(ports: &[u32], timeout: u64) -> i64 {
+    let mut list = [0u32; 4];
+    let n = ports.len().min(list.len());
+    list[..n].copy_from_slice(&ports[..n]);
+    poll_at(list.as_ptr() as u64, n as u32, timeout)
+}
+
+/// SCHEDOP_poll on `nr_ports` ports at guest address `at` (valid or not: Xen only reads it).
+fn poll_at(at: u64, nr_ports: u32, timeout: u64) -> i64 {
+    let mut arg = SchedPoll {
+        ports: at,
+        nr_ports,
+        timeout,
+    };
+    xen::op(Hypercall::SchedOp, SCHEDOP_POLL, &mut arg)
+}
+
+/// SCHEDOP_poll on the masked VIRQ_TIMER port: sleeps to its timeout; ends when the
+/// single-shot timer makes the port pending (no upcall: it is masked); returns at once when
+/// it is already pending; refuses bad lists.
+fn check_poll() -> Result {
+    let mut bind = EvtchnBindVirq {
+        virq: VIRQ_TIMER,
+        vcpu: 0,
+        port: 0,
+    };
+    if xen::op(Hypercall::EventChannelOp, EVTCHNOP_BIND_VIRQ, &mut bind) != 0 {
+        return Err("EVTCHNOP_bind_virq(VIRQ_TIMER) failed");
+    }
+    let port = bind.port;
+    let bit = 1u64 << (port % 64);
+    let word = (port as usize / 64) * 8;
+    atomic(si_word(SI_EVTCHN_MASK + word)).fetch_or(bit, Ordering::AcqRel);
+    atomic(si_word(SI_EVTCHN_PENDING + word)).fetch_and(!bit, Ordering::AcqRel);
+    let now = || system_time_ns().unwrap_or(0);
+
+    // Nothing pending: sleeps until the timeout.
+    let timeout = now() + TIMER_AHEAD_NS;
+    if poll(&[port], timeout) != 0 {
+        return Err("poll with a timeout failed");
+    }
+    let woke = now();
+    if woke + TIMER_SLOP_NS < timeout {
+        return Err("poll returned before its timeout");
+    }
+    // The single shot makes the masked port pending: that ends the poll, long before the
+    // backstop timeout.
+    let deadline = now() + TIMER_AHEAD_NS;
+    if singleshot(deadline) != 0 {
+        return Err("VCPUOP_set_singleshot_timer failed");
+    }
+    if poll(&[port], deadline + TIMER_GRACE_NS) != 0 {
+        return Err("poll on VIRQ_TIMER failed");
+    }
+    let ended = now();
+    if ended + TIMER_SLOP_NS < deadline {
+        return Err("poll on VIRQ_TIMER returned before the timer");
+    }
+    if ended >= deadline + TIMER_GRACE_NS / 2 {
+        return Err("the timer's event did not end the poll (it ran to its timeout)");
+    }
+    if !is_pending(port) {
+        return Err("VIRQ_TIMER is not pending after the poll");
+    }
+    // Pending: at once, with no timeout.
+    if poll(&[port], 0) != 0 {
+        return Err("poll on the pending port failed");
+    }
+    // Bad lists: a port we do not have (also after a quiet one), too many ports, a list
+    // that is not mapped.
+    atomic(si_word(SI_EVTCHN_PENDING + word)).fetch_and(!bit, Ordering::AcqRel);
+    let refusals = [
+        (poll(&[4095], 0), -22),
+        (poll(&[port, 4095], 0), -22),
+        (poll_at(0x10, 129, 0), -22),
+        (poll_at(0xffff_0000_0000, 1, 0), -14),
+    ];
+    if refusals.iter().any(|(got, want)| got != want) {
+        return Err("a bad port list was not refused with EINVAL/EFAULT");
+    }
+    if evtchn(EVTCHNOP_CLOSE, port) != 0 {
+        return Err("EVTCHNOP_close(VIRQ_TIMER) failed");
+    }
+    println!(
+        "pvtest: note poll slept to {} us past its timeout, woke {} us past the timer",
+        woke.saturating_sub(timeout) / 1000,
+        ended.saturating_sub(deadline) / 1000
     );
     Ok(())
 }
