@@ -3,8 +3,10 @@
 
 .section .text, "ax"
 
-// enter_guest(regs: *mut GuestRegs) -> exit kind (0 sync, 1 irq, 2 fiq, 3 serror).
-// Runs the guest until it traps; the exit paths below return from this call.
+// enter_guest(regs: *mut GuestRegs, fast: *mut FastPath) -> exit kind (0 sync, 1 irq,
+// 2 fiq, 3 serror, 4 hypercall done by the fast path). Runs the guest until it exits; the
+// exit paths below return from this call. Frame while the guest runs (sp at the vector):
+// [sp] = regs, [sp + 8] = fast, then Mica's x19..x30.
 .global enter_guest
 enter_guest:
     stp     x29, x30, [sp, #-96]!
@@ -13,7 +15,7 @@ enter_guest:
     stp     x23, x24, [sp, #48]
     stp     x21, x22, [sp, #64]
     stp     x19, x20, [sp, #80]
-    stp     x0, xzr, [sp, #-16]!      // the GuestRegs pointer, found again on exit
+    stp     x0, x1, [sp, #-16]!
     ldp     x1, x2, [x0, #248]
     msr     elr_el2, x1
     msr     spsr_el2, x2
@@ -37,7 +39,8 @@ enter_guest:
     dsb     nsh
     isb
 
-.macro GUEST_EXIT kind
+// Saves what a call may clobber (x0..x18, x30) into GuestRegs; leaves its address in x0.
+.macro SAVE_CALLER_SAVED
     stp     x0, x1, [sp, #-16]!
     ldr     x0, [sp, #16]
     stp     x2, x3, [x0, #16]
@@ -48,18 +51,24 @@ enter_guest:
     stp     x12, x13, [x0, #96]
     stp     x14, x15, [x0, #112]
     stp     x16, x17, [x0, #128]
-    stp     x18, x19, [x0, #144]
+    str     x18, [x0, #144]
+    str     x30, [x0, #240]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x0]
+.endm
+
+// With x0 = GuestRegs and x1 = the exit kind: saves the rest of the guest's registers and
+// returns from enter_guest.
+guest_exit_rest:
+    str     x19, [x0, #152]
     stp     x20, x21, [x0, #160]
     stp     x22, x23, [x0, #176]
     stp     x24, x25, [x0, #192]
     stp     x26, x27, [x0, #208]
     stp     x28, x29, [x0, #224]
-    str     x30, [x0, #240]
-    ldp     x2, x3, [sp], #16
-    stp     x2, x3, [x0]
-    mrs     x1, elr_el2
-    mrs     x2, spsr_el2
-    stp     x1, x2, [x0, #248]
+    mrs     x2, elr_el2
+    mrs     x3, spsr_el2
+    stp     x2, x3, [x0, #248]
     add     sp, sp, #16
     ldp     x19, x20, [sp, #80]
     ldp     x21, x22, [sp, #64]
@@ -67,12 +76,56 @@ enter_guest:
     ldp     x25, x26, [sp, #32]
     ldp     x27, x28, [sp, #16]
     ldp     x29, x30, [sp], #96
-    mov     x0, #\kind
+    mov     x0, x1
     ret
+
+.macro GUEST_EXIT kind
+    SAVE_CALLER_SAVED
+    mov     x1, #\kind
+    b       guest_exit_rest
 .endm
 
+// The ESR_EL2 of a Xen hypercall: EC = HVC from AArch64 (0x16), IL, ISS = 0xEA1.
+.equ XEN_HYPERCALL_ESR_HI, 0x5A00
+.equ XEN_HYPERCALL_ESR_LO, 0x0EA1
+// What mica_fast_hypercall returns to resume the guest at once.
+.equ FAST_RESUME, 0xFF
+
+// A synchronous exit. A Xen hypercall is handled right here by mica_fast_hypercall (Rust,
+// run.rs), with only the caller-saved registers stored: the callee-saved ones still hold
+// the guest's values when it returns, and ELR/SPSR were not touched. Anything else, or a
+// hypercall that needs the run loop, leaves through the full exit.
 guest_exit_sync:
-    GUEST_EXIT 0
+    SAVE_CALLER_SAVED
+    mrs     x2, esr_el2
+    movz    x3, #XEN_HYPERCALL_ESR_LO
+    movk    x3, #XEN_HYPERCALL_ESR_HI, lsl #16
+    cmp     x2, x3
+    b.ne    1f
+    ldr     x1, [sp, #8]
+    bl      mica_fast_hypercall
+    cmp     x0, #FAST_RESUME
+    b.ne    2f
+    ldr     x0, [sp]
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldr     x18, [x0, #144]
+    ldr     x30, [x0, #240]
+    ldp     x0, x1, [x0]
+    eret
+    dsb     nsh
+    isb
+2:  mov     x1, x0
+    ldr     x0, [sp]
+    b       guest_exit_rest
+1:  mov     x1, #0
+    b       guest_exit_rest
 guest_exit_irq:
     GUEST_EXIT 1
 guest_exit_fiq:

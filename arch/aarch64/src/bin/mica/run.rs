@@ -1,7 +1,7 @@
 //! The per-CPU scheduling loop: pick a vCPU, run it, handle what made it exit.
 
 use crate::esr::{self, Decoded, Syndrome};
-use crate::vcpu::{timer_ctl, ExitKind, VcpuContext, SPSR_EL1H_MASKED};
+use crate::vcpu::{timer_ctl, ExitKind, GuestRegs, VcpuContext, SPSR_EL1H_MASKED};
 use crate::world::{self, Domain, Power, DOMAINS, PCPUS};
 use crate::{consoles, firmware, gic, stage2, timer};
 use aarch64_cpu::registers::*;
@@ -14,7 +14,7 @@ use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
 use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
 use mica_hv::sched::Scheduler;
 use mica_hv::vgic::{FillOutcome, ListReg, VcpuSet};
-use mica_hv::xen::Runstate;
+use mica_hv::xen::{After, Runstate};
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
 /// The Xen hypercall immediate (`HVC #0xEA1`).
@@ -303,16 +303,18 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
     // How many list registers, from the first, may be valid in the hardware; the others
     // are known invalid (a guest cannot make an invalid one valid). Unknown at first.
     let mut hardware_in_use = lr_count;
-    let mut fill: Option<FillOutcome> = None;
+    let mut fast = FastPath {
+        dom: &dom,
+        index,
+        enabled: !gic::unwired_virq::enabled(),
+        fill: None,
+        after: After::Resume,
+    };
     loop {
         if dom.dying.load(Ordering::Acquire) {
             return;
         }
-        // With nothing listed and nothing changed in the vGIC since, choosing again would
-        // list nothing again: the list registers stay as they are (all invalid).
-        let same =
-            fill.is_some_and(|f| f.listed == 0 && !f.overflow && dom.vgic.unchanged_since(&f));
-        if !same {
+        if !fast.lists_same() {
             let chosen = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
             // What is listed now, and what was listed before and may linger: an exit with
             // nothing to list after one with nothing listed writes no list register.
@@ -322,13 +324,13 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
             }
             hardware_in_use = chosen.listed;
             gic::set_underflow_interrupt(chosen.overflow);
-            fill = Some(chosen);
+            fast.fill = Some(chosen);
         }
-        let listed = fill.map_or(0, |f| f.listed);
+        let listed = fast.fill.map_or(0, |f| f.listed);
         gic::unwired_virq::before_entry();
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
-        let kind = ctx.run();
+        let kind = ctx.run(&mut fast);
         gic::unwired_virq::after_exit();
         if listed > 0 {
             // Only the listed registers can have changed; the others stayed invalid.
@@ -347,6 +349,7 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
                 }
             }
             ExitKind::Sync => handle_sync(local, &dom, index, ctx),
+            ExitKind::HypercallDone => finish_hypercall(local, &dom, index, ctx, fast.after),
             ExitKind::SError => {
                 guest_log(
                     &dom,
@@ -534,8 +537,8 @@ fn guest_log(dom: &Domain, args: core::fmt::Arguments<'_>) {
 fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext) -> Next {
     let esr = ESR_EL2.get();
     if esr::is_hvc64(esr, XEN_HYPERCALL_IMM) {
-        // The most frequent exit of a Xen-aware guest: straight to its handler.
-        return xen_hypercall(local, dom, index, ctx, esr);
+        // Where the fast path is off (`FastPath::enabled`): straight to the handler.
+        return xen_hypercall(local, dom, index, ctx);
     }
     let syn = Syndrome {
         esr,
@@ -563,7 +566,7 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
         Exit::Hvc {
             imm: XEN_HYPERCALL_IMM,
             ..
-        } => return xen_hypercall(local, dom, index, ctx, syn.esr),
+        } => return xen_hypercall(local, dom, index, ctx),
         Exit::Hvc { imm, .. } | Exit::Smc { imm, .. } => {
             guest_log(dom, format_args!("unknown HVC/SMC immediate {imm:#x}"));
             Action::InjectUndefined
@@ -598,31 +601,95 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
     apply(dom, index, ctx, action, skip, dest, &syn)
 }
 
-/// A Xen hypercall (`HVC #0xEA1`, syndrome `esr`): number in x16, arguments in x0..x4,
-/// result in x0.
+/// What the hypercall fast path ([`mica_fast_hypercall`]) needs of the vCPU the run loop
+/// runs, and what it leaves for the run loop.
+pub struct FastPath<'a> {
+    dom: &'a Arc<Domain>,
+    index: usize,
+    /// Whether hypercalls may be handled without a full exit: not under the unwired
+    /// virtual IRQ quirk, which must see every exit.
+    enabled: bool,
+    /// The list registers' last choice.
+    fill: Option<FillOutcome>,
+    /// What a hypercall handled in the fast path left to do ([`ExitKind::HypercallDone`]).
+    after: After,
+}
+
+impl FastPath<'_> {
+    /// Whether choosing the list registers again would change nothing: none is listed
+    /// (so the guest cannot have changed one) and the vGIC has not changed since.
+    fn lists_same(&self) -> bool {
+        self.fill
+            .is_some_and(|f| f.listed == 0 && !f.overflow && self.dom.vgic.unchanged_since(&f))
+    }
+}
+
+/// [`mica_fast_hypercall`]'s answer that resumes the guest at once.
+const FAST_RESUME: u64 = 0xFF;
+/// `enter_guest`'s exit kinds (vcpu.rs) the fast path answers with.
+const EXIT_SYNC: u64 = 0;
+const EXIT_HYPERCALL_DONE: u64 = 4;
+
+/// A Xen hypercall, called by `guest_exit_sync` (exceptions.S) with only the guest's
+/// caller-saved registers stored, before the run loop sees the exit. Most hypercalls only
+/// return a value: then the guest resumes at once, unless something else needs the run
+/// loop (its domain is dying, or its list registers must be chosen again). Returns
+/// [`FAST_RESUME`] or the exit kind `enter_guest` reports.
+#[unsafe(no_mangle)]
+extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>) -> u64 {
+    // SAFETY: `guest_exit_sync` passes back the two pointers `VcpuContext::run` gave
+    // `enter_guest`: valid, and used by nothing else until `enter_guest` returns.
+    let (regs, fast) = unsafe { (&mut *regs, &mut *fast) };
+    if !fast.enabled {
+        return EXIT_SYNC;
+    }
+    let x = &regs.x;
+    let out = crate::xen::hypercall(fast.dom, fast.index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
+    regs.x[0] = out.ret as u64;
+    let resume_now =
+        out.after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) && fast.lists_same();
+    if resume_now {
+        FAST_RESUME
+    } else {
+        fast.after = out.after;
+        EXIT_HYPERCALL_DONE
+    }
+}
+
+/// A Xen hypercall (`HVC #0xEA1`) the fast path did not take: number in x16, arguments
+/// in x0..x4, result in x0.
 fn xen_hypercall(
     local: &mut Local,
     dom: &Arc<Domain>,
     index: usize,
     ctx: &mut VcpuContext,
-    esr: u64,
 ) -> Next {
     let x = &ctx.regs.x;
     let out = crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
     ctx.regs.x[0] = out.ret as u64;
-    let action = match out.after {
-        mica_hv::xen::After::Resume => Action::Resume,
-        mica_hv::xen::After::Yield => Action::Yield,
-        mica_hv::xen::After::Block => Action::Block,
-        mica_hv::xen::After::BlockPoll { deadline_ns } => {
-            return block_poll(local, dom, index, deadline_ns)
-        }
-        mica_hv::xen::After::Shutdown(reason) => Action::ShutdownDomain(reason),
+    finish_hypercall(local, dom, index, ctx, out.after)
+}
+
+/// Does what a hypercall asked for once its result is in x0.
+fn finish_hypercall(
+    local: &mut Local,
+    dom: &Arc<Domain>,
+    index: usize,
+    ctx: &mut VcpuContext,
+    after: After,
+) -> Next {
+    let action = match after {
+        // The return address is already past the HVC: nothing else to do.
+        After::Resume => return Next::Continue,
+        After::Yield => Action::Yield,
+        After::Block => Action::Block,
+        After::BlockPoll { deadline_ns } => return block_poll(local, dom, index, deadline_ns),
+        After::Shutdown(reason) => Action::ShutdownDomain(reason),
     };
-    // HVC's preferred return address is already the next instruction (no skip); the fault
-    // address registers mean nothing for it.
+    // HVC's preferred return address is already the next instruction (no skip); none of
+    // these actions reads the syndrome.
     let syn = Syndrome {
-        esr,
+        esr: 0,
         far: 0,
         hpfar: 0,
     };

@@ -1,6 +1,7 @@
 //! A virtual CPU's architectural state and its trip into the guest.
 
 use crate::gic::VirtualCpuInterface;
+use crate::run::FastPath;
 use aarch64_cpu::registers::*;
 use tock_registers::interfaces::{Readable, Writeable};
 
@@ -99,7 +100,8 @@ pub struct VcpuContext {
 }
 
 unsafe extern "C" {
-    fn enter_guest(regs: *mut GuestRegs) -> u64;
+    /// `fast` is only handed back to `crate::run::mica_fast_hypercall`.
+    fn enter_guest(regs: *mut GuestRegs, fast: *mut core::ffi::c_void) -> u64;
     fn fpsimd_save(fp: *mut FpRegs);
     fn fpsimd_restore(fp: *const FpRegs);
 }
@@ -115,6 +117,9 @@ pub enum ExitKind {
     Fiq,
     /// An SError.
     SError,
+    /// A Xen hypercall, already handled by the fast path; what remains to do is in its
+    /// [`FastPath`].
+    HypercallDone,
 }
 
 impl VcpuContext {
@@ -198,15 +203,19 @@ impl VcpuContext {
         self.gic.save();
     }
 
-    /// Runs the guest until its next exit.
-    pub fn run(&mut self) -> ExitKind {
+    /// Runs the guest until its next exit. Its Xen hypercalls are handled on the way
+    /// (`crate::run::mica_fast_hypercall`, with `fast`) and do not count as exits unless
+    /// they need more than a result in x0.
+    pub fn run(&mut self, fast: &mut FastPath<'_>) -> ExitKind {
         // SAFETY: the vCPU's stage-2 tables, HCR_EL2 and system registers are loaded, so the
-        // guest can reach only its own memory; `regs` stays valid and exclusively ours until
-        // the call returns.
-        match unsafe { enter_guest(&mut self.regs) } {
+        // guest can reach only its own memory; `regs` and `fast` stay valid and exclusively
+        // ours until the call returns (the fast path gets them back from the assembly).
+        let fast: *mut FastPath<'_> = fast;
+        match unsafe { enter_guest(&mut self.regs, fast.cast()) } {
             0 => ExitKind::Sync,
             1 => ExitKind::Irq,
             2 => ExitKind::Fiq,
+            4 => ExitKind::HypercallDone,
             _ => ExitKind::SError,
         }
     }

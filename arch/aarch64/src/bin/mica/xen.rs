@@ -94,7 +94,10 @@ pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Out
     };
     if !env.console_dirty.is_empty() {
         let dirty = core::mem::take(&mut env.console_dirty);
-        for d in dirty {
+        if dirty.overflowed {
+            drain_all_consoles(xen, &mut env);
+        }
+        for &d in dirty.listed() {
             drain_console(xen, d, &mut env);
         }
     }
@@ -192,16 +195,20 @@ pub fn poll_consoles() {
     let Some(xen) = guard.as_mut() else {
         return;
     };
+    drain_all_consoles(xen, &mut ArchEnv::default());
+}
+
+/// Drains the PV console ring of every domain that has one.
+fn drain_all_consoles(xen: &mut Xen, env: &mut ArchEnv<'_>) {
     let ids: Vec<u16> = world::DOMAINS
         .read()
         .iter()
         .flatten()
         .map(|d| d.id)
         .collect();
-    let mut env = ArchEnv::default();
     for id in ids {
         if xen.domain(id).is_some_and(|d| d.console_port().is_some()) {
-            drain_console(xen, id, &mut env);
+            drain_console(xen, id, env);
         }
     }
 }
@@ -229,12 +236,28 @@ pub fn console_input(dom: u16, bytes: &[u8]) -> bool {
     }
 }
 
-/// One domain's memory as the Xen layer sees it.
-struct DomainMemory {
-    dom: Arc<Domain>,
+/// A domain at hand: borrowed (the caller's, kept alive by its run loop) or held.
+enum DomainRef<'a> {
+    Borrowed(&'a Domain),
+    Held(Arc<Domain>),
 }
 
-impl DomainMemory {
+impl core::ops::Deref for DomainRef<'_> {
+    type Target = Domain;
+    fn deref(&self) -> &Domain {
+        match self {
+            DomainRef::Borrowed(d) => d,
+            DomainRef::Held(d) => d,
+        }
+    }
+}
+
+/// One domain's memory as the Xen layer sees it.
+struct DomainMemory<'a> {
+    dom: DomainRef<'a>,
+}
+
+impl DomainMemory<'_> {
     /// Host address of `gpa` and the bytes left in its page.
     fn host(&self, gpa: GuestPhysAddr) -> Result<(u64, usize), GuestMemError> {
         let page = gpa.align_down(PAGE_SIZE).raw();
@@ -261,7 +284,7 @@ impl DomainMemory {
     }
 }
 
-impl GuestMemory for DomainMemory {
+impl GuestMemory for DomainMemory<'_> {
     fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
         let locate = |at| self.host(GuestPhysAddr::new(at));
         for_each_piece(gpa.raw(), buf.len(), locate, |host, done, n| {
@@ -383,13 +406,48 @@ const CACHED_DOMAINS: usize = 2;
 /// console needs draining: this sits on every hypercall's path.
 #[derive(Default)]
 struct ArchEnv<'a> {
-    mems: [Option<(DomId, DomainMemory)>; CACHED_DOMAINS],
+    mems: [Option<(DomId, DomainMemory<'a>)>; CACHED_DOMAINS],
     /// Slot the next uncached domain takes.
     next_slot: usize,
     /// The vCPU (domain, index) the operation is for, running on this CPU: its domain is
     /// at hand without a look-up.
     caller: Option<(&'a Arc<Domain>, usize)>,
-    console_dirty: Vec<DomId>,
+    /// Domains whose console ring to drain after the operation (their backend was
+    /// notified).
+    console_dirty: DomainList,
+}
+
+/// A short list of domains, with no allocation (it sits on every hypercall's path); past
+/// its capacity it only records that it overflowed.
+#[derive(Default)]
+struct DomainList {
+    ids: [DomId; 4],
+    len: usize,
+    overflowed: bool,
+}
+
+impl DomainList {
+    fn is_empty(&self) -> bool {
+        self.len == 0 && !self.overflowed
+    }
+
+    fn listed(&self) -> &[DomId] {
+        &self.ids[..self.len]
+    }
+
+    /// Adds `id` unless it is listed; remembers an overflow when full.
+    fn insert(&mut self, id: DomId) {
+        if self.listed().contains(&id) {
+            return;
+        }
+        match self.ids.get_mut(self.len) {
+            Some(slot) => {
+                *slot = id;
+                self.len += 1;
+            }
+            None => self.overflowed = true,
+        }
+    }
 }
 
 impl ArchEnv<'_> {
@@ -400,8 +458,19 @@ impl ArchEnv<'_> {
         }
         let cached = self.mems.iter().flatten().find(|(cached, _)| *cached == id);
         match cached {
-            Some((_, mem)) => Some(mem.dom.clone()),
-            None => any_domain(id),
+            Some((
+                _,
+                DomainMemory {
+                    dom: DomainRef::Held(d),
+                },
+            )) => Some(d.clone()),
+            Some((
+                _,
+                DomainMemory {
+                    dom: DomainRef::Borrowed(_),
+                },
+            ))
+            | None => any_domain(id),
         }
     }
 
@@ -452,7 +521,10 @@ impl XenEnv for ArchEnv<'_> {
         let pos = match cached {
             Some(p) => p,
             None => {
-                let d = self.domain(dom)?;
+                let d = match self.caller {
+                    Some((c, _)) if c.id == dom => DomainRef::Borrowed(c),
+                    _ => DomainRef::Held(self.domain(dom)?),
+                };
                 let p = self.next_slot % CACHED_DOMAINS;
                 self.next_slot = p + 1;
                 self.mems[p] = Some((dom, DomainMemory { dom: d }));
@@ -526,9 +598,11 @@ impl XenEnv for ArchEnv<'_> {
         let src = any_domain(granter).ok_or(errno::ESRCH)?;
         let dst = any_domain(grantee).ok_or(errno::ESRCH)?;
         let gpa = GuestPhysAddr::new(granter_gfn.checked_mul(PAGE_SIZE).ok_or(errno::EINVAL)?);
-        let (hpa, _) = DomainMemory { dom: src }
-            .host(gpa)
-            .map_err(|_| errno::EINVAL)?;
+        let (hpa, _) = DomainMemory {
+            dom: DomainRef::Held(src),
+        }
+        .host(gpa)
+        .map_err(|_| errno::EINVAL)?;
         set_stage2_page(&dst, gfn, Some((hpa, readonly)))?;
         let mut overlays = dst.overlays.lock();
         overlays.retain(|o| o.gfn != Some(gfn));
@@ -592,8 +666,8 @@ impl XenEnv for ArchEnv<'_> {
     }
 
     fn backend_notify(&mut self, dom: DomId, backend: Backend) {
-        if backend == Backend::Console && !self.console_dirty.contains(&dom) {
-            self.console_dirty.push(dom);
+        if backend == Backend::Console {
+            self.console_dirty.insert(dom);
         }
     }
 }
