@@ -387,6 +387,8 @@ fn send(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) -> 
 }
 
 /// `event_channel_op(cmd, arg)`.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 pub(crate) fn event_channel_op(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i32> {
     let caller = ctx.caller;
     match cmd {

@@ -199,6 +199,8 @@ fn resolve(caller: DomId, dom: DomId) -> DomId {
 
 /// `grant_table_op(cmd, uop, count)`: `count` ops of one kind at `uop`; per-op results go
 /// in each op's status, the return value covers the call.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 pub(crate) fn grant_table_op(
     ctx: &mut HypercallCtx<'_>,
     cmd: u64,

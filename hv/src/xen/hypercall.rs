@@ -51,6 +51,8 @@ fn dispatch_inner(
     let Ok(call) = Hypercall::try_from(nr) else {
         return Outcome::err(ENOSYS);
     };
+    // The handlers are kept out of line (`#[inline(never)]`), so this dispatcher stays small
+    // and cheap to enter: it is on the path of every hypercall.
     let result = match call {
         Hypercall::XenVersion => xen_version(ctx, args[0], args[1]),
         Hypercall::MemoryOp => memory::memory_op(ctx, args[0], args[1]),
@@ -128,6 +130,13 @@ fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i3
     if cmd == XENVER_VERSION {
         return Ok(i64::from(XEN_VERSION_MAJOR << 16 | XEN_VERSION_MINOR));
     }
+    xen_version_query(ctx, cmd, arg)
+}
+
+/// The `xen_version` sub-ops other than the version itself.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
+fn xen_version_query(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i32> {
     let dom = caller_dom(ctx)?;
     let (privileged, direct, handle) = (dom.privileged, dom.direct_mapped, dom.handle);
     let arch = dom.arch;
@@ -175,6 +184,8 @@ fn xen_version(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i3
 }
 
 /// `hvm_op(op, arg)`: on Arm only get_param/set_param.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 fn hvm_op(ctx: &mut HypercallCtx<'_>, op: u64, arg: u64) -> Result<i64, i32> {
     match op {
         HVMOP_GET_PARAM | HVMOP_SET_PARAM => {}
@@ -232,6 +243,8 @@ fn set_callback_vector(
 }
 
 /// `sched_op(cmd, arg)`.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 fn sched_op(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Outcome {
     let done = |after| Outcome { ret: 0, after };
     let read_reason = |ctx: &mut HypercallCtx<'_>| -> Result<u32, i32> {
@@ -315,6 +328,8 @@ fn poll(ctx: &mut HypercallCtx<'_>, arg: u64) -> Result<Outcome, i32> {
 }
 
 /// `console_io(cmd, count, buf)`: the hypervisor console, for domains allowed to use it.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 fn console_io(ctx: &mut HypercallCtx<'_>, cmd: u64, count: u64, buf: u64) -> Result<i64, i32> {
     if !caller_dom(ctx)?.console_io {
         return Err(EPERM);
@@ -350,6 +365,8 @@ fn console_io(ctx: &mut HypercallCtx<'_>, cmd: u64, count: u64, buf: u64) -> Res
 }
 
 /// `vm_assist(cmd, type)`: only the runstate-update flag exists on Arm.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 fn vm_assist(ctx: &mut HypercallCtx<'_>, cmd: u64, kind: u64) -> Result<i64, i32> {
     if kind != VMASST_TYPE_RUNSTATE_UPDATE_FLAG {
         return Err(EINVAL);
@@ -365,6 +382,8 @@ fn vm_assist(ctx: &mut HypercallCtx<'_>, cmd: u64, kind: u64) -> Result<i64, i32
 
 /// `multicall(list, nr)`: runs each entry through the dispatcher and stores its result.
 /// Stops after an entry that yields, blocks or shuts down (its action is returned).
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 fn multicall(ctx: &mut HypercallCtx<'_>, list: u64, nr: u64) -> Outcome {
     if nr > MULTICALL_MAX_ENTRIES {
         return Outcome::err(EINVAL);
@@ -395,6 +414,8 @@ fn multicall(ctx: &mut HypercallCtx<'_>, list: u64, nr: u64) -> Outcome {
 
 /// `physdev_op(cmd, arg)`: on Arm only PCI add/remove, which Mica acknowledges for the
 /// hardware domain (it does no PCI passthrough, so there is nothing to record).
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 fn physdev_op(ctx: &mut HypercallCtx<'_>, cmd: u64) -> Result<i64, i32> {
     use mica_guest_abi::xen::misc::{PHYSDEVOP_PCI_DEVICE_ADD, PHYSDEVOP_PCI_DEVICE_REMOVE};
     match cmd {
@@ -412,6 +433,8 @@ fn physdev_op(ctx: &mut HypercallCtx<'_>, cmd: u64) -> Result<i64, i32> {
 /// `platform_op(op)`: XENPF_settime64 from the hardware domain sets every domain's wall
 /// clock. The struct is `{u32 cmd; u32 interface_version; union}`; settime64's union is
 /// `{u64 secs; u32 nsecs; u32 mbz; u64 system_time}`.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 fn platform_op(ctx: &mut HypercallCtx<'_>, arg: u64) -> Result<i64, i32> {
     if !caller_dom(ctx)?.privileged {
         return Err(EPERM);

@@ -18,6 +18,8 @@ use mica_guest_abi::xen::DomId;
 pub const ADD_TO_PHYSMAP_BATCH_MAX: u16 = 1024;
 
 /// `memory_op(cmd, arg)`.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 pub(crate) fn memory_op(ctx: &mut HypercallCtx<'_>, cmd: u64, arg: u64) -> Result<i64, i32> {
     // Mica never preempts, so a continuation extent in the high bits is meaningless.
     if cmd >> MEMOP_EXTENT_SHIFT != 0 {
@@ -164,6 +166,8 @@ fn remove_special_page(xen: &mut Xen, domid: DomId, gfn: u64, env: &mut dyn XenE
 }
 
 /// `vcpu_op(cmd, vcpuid, arg)`: the area registrations, and on x86 the PV timers.
+// Out of line: see `dispatch_inner`.
+#[inline(never)]
 pub(crate) fn vcpu_op(
     ctx: &mut HypercallCtx<'_>,
     cmd: u64,

@@ -618,6 +618,7 @@ pub struct FastPath<'a> {
 impl FastPath<'_> {
     /// Whether choosing the list registers again would change nothing: none is listed
     /// (so the guest cannot have changed one) and the vGIC has not changed since.
+    #[inline(always)]
     fn lists_same(&self) -> bool {
         self.fill
             .is_some_and(|f| f.listed == 0 && !f.overflow && self.dom.vgic.unchanged_since(&f))
