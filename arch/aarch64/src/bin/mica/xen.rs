@@ -416,6 +416,8 @@ struct ArchEnv<'a> {
     mems: [Option<(DomId, DomainMemory<'a>)>; CACHED_DOMAINS],
     /// Slot the next uncached domain takes.
     next_slot: usize,
+    /// Whether a slot was ever given a held domain (`DomainRef::Held`).
+    held: bool,
     /// The vCPU (domain, index) the operation is for, running on this CPU: its domain is
     /// at hand without a look-up.
     caller: Option<(&'a Arc<Domain>, usize)>,
@@ -483,17 +485,7 @@ impl ArchEnv<'_> {
 
     /// Whether a cache slot holds a domain (a reference to release).
     fn holds_domains(&self) -> bool {
-        self.mems.iter().any(|m| {
-            matches!(
-                m,
-                Some((
-                    _,
-                    DomainMemory {
-                        dom: DomainRef::Held(_)
-                    }
-                ))
-            )
-        })
+        self.held
     }
 
     /// Forgets `dom`'s cached memory view (its stage 2 changed).
@@ -545,7 +537,11 @@ impl XenEnv for ArchEnv<'_> {
             None => {
                 let d = match self.caller {
                     Some((c, _)) if c.id == dom => DomainRef::Borrowed(c),
-                    _ => DomainRef::Held(self.domain(dom)?),
+                    _ => {
+                        let held = DomainRef::Held(self.domain(dom)?);
+                        self.held = true;
+                        held
+                    }
                 };
                 let p = self.next_slot % CACHED_DOMAINS;
                 self.next_slot = p + 1;
