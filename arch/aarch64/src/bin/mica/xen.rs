@@ -9,6 +9,7 @@ use crate::{consoles, run};
 use aarch64_cpu::registers::PAR_EL1;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
 use mica_aarch64::pagetable::{stage2_ram, with, DESC};
 use mica_guest_abi::layout::EVTCHN_PPI;
@@ -259,28 +260,60 @@ impl core::ops::Deref for DomainRef<'_> {
     }
 }
 
-/// One domain's memory as the Xen layer sees it.
+/// One domain's memory as the Xen layer sees it, for one Xen operation.
 struct DomainMemory<'a> {
     dom: DomainRef<'a>,
+    /// The last two pages found, most recent first: guest pages (`NO_PAGE` when empty)
+    /// and their host pages. An event touches the same one or two pages (shared_info,
+    /// vcpu_info) several times. Valid for the operation: the pages a domain sees change
+    /// only under the Xen lock, through this environment, which then drops the whole view
+    /// (`ArchEnv::forget`).
+    recent_guest: [Cell<u64>; 2],
+    recent_host: [Cell<u64>; 2],
 }
 
-impl DomainMemory<'_> {
+/// A guest page number no address has (`recent` slots not yet used).
+const NO_PAGE: u64 = u64::MAX;
+
+impl<'a> DomainMemory<'a> {
+    fn new(dom: DomainRef<'a>) -> Self {
+        Self {
+            dom,
+            recent_guest: [Cell::new(NO_PAGE), Cell::new(NO_PAGE)],
+            recent_host: [Cell::new(0), Cell::new(0)],
+        }
+    }
+
     /// Host address of `gpa` and the bytes left in its page.
     fn host(&self, gpa: GuestPhysAddr) -> Result<(u64, usize), GuestMemError> {
         let page = gpa.align_down(PAGE_SIZE).raw();
         let off = gpa.raw() - page;
         let left = (PAGE_SIZE - off) as usize;
-        if let Some(o) = self
-            .dom
-            .overlays
-            .lock()
-            .iter()
-            .find(|o| o.gfn == Some(page >> 12))
-        {
-            return Ok((o.hpa + off, left));
+        let [guest0, guest1] = &self.recent_guest;
+        let [host0, host1] = &self.recent_host;
+        if guest0.get() == page {
+            return Ok((host0.get() + off, left));
         }
-        let (host, avail) = self.dom.ram_to_host(gpa).ok_or(GuestMemError::Unmapped)?;
-        Ok((host.raw(), left.min(avail as usize)))
+        if guest1.get() == page {
+            return Ok((host1.get() + off, left));
+        }
+        let host_page = self.host_page(gpa.align_down(PAGE_SIZE))?;
+        guest1.set(guest0.get());
+        host1.set(host0.get());
+        guest0.set(page);
+        host0.set(host_page);
+        Ok((host_page + off, left))
+    }
+
+    /// Host address of guest page `page`: a page placed there (overlay) or RAM. Guest RAM
+    /// comes in whole pages, so the whole page is there.
+    fn host_page(&self, page: GuestPhysAddr) -> Result<u64, GuestMemError> {
+        let gfn = page.raw() >> 12;
+        if let Some(o) = self.dom.overlays.lock().iter().find(|o| o.gfn == Some(gfn)) {
+            return Ok(o.hpa);
+        }
+        let (host, _) = self.dom.ram_to_host(page).ok_or(GuestMemError::Unmapped)?;
+        Ok(host.raw())
     }
 
     fn atomic_ptr(&self, gpa: GuestPhysAddr, align: u64) -> Result<u64, GuestMemError> {
@@ -471,12 +504,14 @@ impl ArchEnv<'_> {
                 _,
                 DomainMemory {
                     dom: DomainRef::Held(d),
+                    ..
                 },
             )) => Some(d.clone()),
             Some((
                 _,
                 DomainMemory {
                     dom: DomainRef::Borrowed(_),
+                    ..
                 },
             ))
             | None => any_domain(id),
@@ -545,7 +580,7 @@ impl XenEnv for ArchEnv<'_> {
                 };
                 let p = self.next_slot % CACHED_DOMAINS;
                 self.next_slot = p + 1;
-                self.mems[p] = Some((dom, DomainMemory { dom: d }));
+                self.mems[p] = Some((dom, DomainMemory::new(d)));
                 p
             }
         };
@@ -616,11 +651,9 @@ impl XenEnv for ArchEnv<'_> {
         let src = any_domain(granter).ok_or(errno::ESRCH)?;
         let dst = any_domain(grantee).ok_or(errno::ESRCH)?;
         let gpa = GuestPhysAddr::new(granter_gfn.checked_mul(PAGE_SIZE).ok_or(errno::EINVAL)?);
-        let (hpa, _) = DomainMemory {
-            dom: DomainRef::Held(src),
-        }
-        .host(gpa)
-        .map_err(|_| errno::EINVAL)?;
+        let (hpa, _) = DomainMemory::new(DomainRef::Held(src))
+            .host(gpa)
+            .map_err(|_| errno::EINVAL)?;
         set_stage2_page(&dst, gfn, Some((hpa, readonly)))?;
         let mut overlays = dst.overlays.lock();
         overlays.retain(|o| o.gfn != Some(gfn));
