@@ -299,47 +299,29 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
     crate::xen::runstate(&dom, index, Runstate::Running);
     timer::set_deadline(next_deadline(local, until));
     let lr_count = gic::list_register_count();
-    let mut lrs = [ListReg::default(); 16];
-    // How many list registers, from the first, may be valid in the hardware; the others
-    // are known invalid (a guest cannot make an invalid one valid). Unknown at first.
-    let mut hardware_in_use = lr_count;
     let mut fast = FastPath {
         dom: &dom,
         index,
         enabled: !gic::unwired_virq::enabled(),
         fill: None,
         after: After::Resume,
+        lrs: [ListReg::default(); 16],
+        lr_count,
+        // Unknown at first.
+        hardware_in_use: lr_count,
     };
     loop {
         if dom.dying.load(Ordering::Acquire) {
             return;
         }
-        if !fast.lists_same() {
-            let chosen = dom.vgic.fill_lrs(index, &mut lrs[..lr_count]);
-            // What is listed now, and what was listed before and may linger: an exit with
-            // nothing to list after one with nothing listed writes no list register.
-            let dirty = chosen.listed.max(hardware_in_use);
-            for (i, lr) in lrs[..dirty].iter().enumerate() {
-                gic::write_lr(i, lr);
-            }
-            hardware_in_use = chosen.listed;
-            gic::set_underflow_interrupt(chosen.overflow);
-            fast.fill = Some(chosen);
-        }
-        let listed = fast.fill.map_or(0, |f| f.listed);
+        fast.refresh_lrs();
         gic::unwired_virq::before_entry();
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
         let kind = ctx.run(&mut fast);
         gic::unwired_virq::after_exit();
-        if listed > 0 {
-            // Only the listed registers can have changed; the others stayed invalid.
-            for (i, lr) in lrs[..listed].iter_mut().enumerate() {
-                *lr = gic::read_lr(i);
-            }
-            let moved = dom.vgic.sync_from_lrs(index, &lrs[..listed]);
-            kick(&dom, moved);
-        }
+        // (A hypercall the fast path resumed in place did this on its way.)
+        fast.sync_lrs();
         let next = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
                 if handle_irqs(local, true) {
@@ -601,8 +583,8 @@ fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut Vcp
     apply(dom, index, ctx, action, skip, dest, &syn)
 }
 
-/// What the hypercall fast path ([`mica_fast_hypercall`]) needs of the vCPU the run loop
-/// runs, and what it leaves for the run loop.
+/// The run loop's state for the vCPU it runs: its list registers, and what the
+/// hypercall fast path ([`mica_fast_hypercall`]) needs and leaves behind.
 pub struct FastPath<'a> {
     dom: &'a Arc<Domain>,
     index: usize,
@@ -613,6 +595,13 @@ pub struct FastPath<'a> {
     fill: Option<FillOutcome>,
     /// What a hypercall handled in the fast path left to do ([`ExitKind::HypercallDone`]).
     after: After,
+    /// The list registers as last written, then as read back.
+    lrs: [ListReg; 16],
+    /// How many list registers the CPU has (at most 16).
+    lr_count: usize,
+    /// How many list registers, from the first, may be valid in the hardware; the others
+    /// are known invalid (a guest cannot make an invalid one valid).
+    hardware_in_use: usize,
 }
 
 impl FastPath<'_> {
@@ -622,6 +611,40 @@ impl FastPath<'_> {
     fn lists_same(&self) -> bool {
         self.fill
             .is_some_and(|f| f.listed == 0 && !f.overflow && self.dom.vgic.unchanged_since(&f))
+    }
+
+    /// Before the guest runs: chooses its list registers again, unless nothing would
+    /// change.
+    fn refresh_lrs(&mut self) {
+        if self.lists_same() {
+            return;
+        }
+        let count = self.lr_count.min(self.lrs.len());
+        let chosen = self.dom.vgic.fill_lrs(self.index, &mut self.lrs[..count]);
+        // What is listed now, and what was listed before and may linger: an exit with
+        // nothing to list after one with nothing listed writes no list register.
+        let dirty = chosen.listed.max(self.hardware_in_use).min(count);
+        for (i, lr) in self.lrs[..dirty].iter().enumerate() {
+            gic::write_lr(i, lr);
+        }
+        self.hardware_in_use = chosen.listed;
+        gic::set_underflow_interrupt(chosen.overflow);
+        self.fill = Some(chosen);
+    }
+
+    /// After the guest ran (once per run): folds what it did with its listed interrupts
+    /// back into the vGIC.
+    fn sync_lrs(&mut self) {
+        let listed = self.fill.map_or(0, |f| f.listed).min(self.lrs.len());
+        if listed == 0 {
+            return;
+        }
+        // Only the listed registers can have changed; the others stayed invalid.
+        for (i, lr) in self.lrs[..listed].iter_mut().enumerate() {
+            *lr = gic::read_lr(i);
+        }
+        let moved = self.dom.vgic.sync_from_lrs(self.index, &self.lrs[..listed]);
+        kick(self.dom, moved);
     }
 }
 
@@ -633,9 +656,10 @@ const EXIT_HYPERCALL_DONE: u64 = 4;
 
 /// A Xen hypercall, called by `guest_exit_sync` (exceptions.S) with only the guest's
 /// caller-saved registers stored, before the run loop sees the exit. Most hypercalls only
-/// return a value: then the guest resumes at once, unless something else needs the run
-/// loop (its domain is dying, or its list registers must be chosen again). Returns
-/// [`FAST_RESUME`] or the exit kind `enter_guest` reports.
+/// return a value: then the list registers are brought up to date here, as the run loop
+/// would, and the guest resumes at once. One that blocks, yields or ends the domain (or a
+/// dying domain) leaves through a full exit. Returns [`FAST_RESUME`] or the exit kind
+/// `enter_guest` reports.
 #[unsafe(no_mangle)]
 extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>) -> u64 {
     // SAFETY: `guest_exit_sync` passes back the two pointers `VcpuContext::run` gave
@@ -647,9 +671,12 @@ extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>)
     let x = &regs.x;
     let out = crate::xen::hypercall(fast.dom, fast.index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
     regs.x[0] = out.ret as u64;
-    let resume_now =
-        out.after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) && fast.lists_same();
-    if resume_now {
+    if out.after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) {
+        if !fast.lists_same() {
+            // What the run loop would do between this exit and the next entry.
+            fast.sync_lrs();
+            fast.refresh_lrs();
+        }
         FAST_RESUME
     } else {
         fast.after = out.after;
