@@ -58,55 +58,59 @@ pub const REDIST_FRAME_SIZE: u64 = 0x2_0000;
 /// The affinity fields of an MPIDR (Aff3, Aff2, Aff1, Aff0).
 pub const MPIDR_AFFINITY_MASK: u64 = 0xFF_00FF_FFFF;
 
-/// A set of vCPU indices (0..128).
+/// A set of vCPU indices (0..128). Two 64-bit words, not a `u128`: a variable shift of a
+/// `u128` is a library call on AArch64, and these sets are built on every injection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct VcpuSet(u128);
+pub struct VcpuSet([u64; 2]);
 
 impl VcpuSet {
     /// No vCPU.
-    pub const EMPTY: Self = Self(0);
+    pub const EMPTY: Self = Self([0; 2]);
 
     /// Adds vCPU `i` (ignored if `i >= MAX_VCPUS`).
     pub fn insert(&mut self, i: usize) {
         if i < MAX_VCPUS {
-            self.0 |= 1 << i;
+            self.0[i / 64] |= 1 << (i % 64);
         }
     }
     /// Whether vCPU `i` is in the set.
     pub fn contains(&self, i: usize) -> bool {
-        i < MAX_VCPUS && self.0 & (1 << i) != 0
+        i < MAX_VCPUS && self.0[i / 64] & (1 << (i % 64)) != 0
     }
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.0 == 0
+        self.0 == [0; 2]
     }
     /// Both sets together.
     pub fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
+        Self([self.0[0] | other.0[0], self.0[1] | other.0[1]])
     }
     /// The set without vCPU `i`.
     pub fn without(self, i: usize) -> Self {
         let mut out = self;
         if i < MAX_VCPUS {
-            out.0 &= !(1 << i);
+            out.0[i / 64] &= !(1 << (i % 64));
         }
         out
     }
     /// The raw bits (bit i = vCPU i).
     pub fn bits(&self) -> u128 {
-        self.0
+        u128::from(self.0[1]) << 64 | u128::from(self.0[0])
     }
     /// Members, lowest first. Visits only the members (this runs on every guest exit).
     pub fn iter(&self) -> impl Iterator<Item = usize> {
         // One step per member, not per possible vCPU: this runs on every interrupt.
-        let mut bits = self.0;
-        core::iter::from_fn(move || {
-            if bits == 0 {
-                return None;
+        let mut words = self.0;
+        let mut word = 0;
+        core::iter::from_fn(move || loop {
+            let bits = words.get_mut(word)?;
+            if *bits == 0 {
+                word += 1;
+                continue;
             }
             let lowest = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            Some(lowest)
+            *bits &= *bits - 1;
+            return Some(word * 64 + lowest);
         })
     }
 }

@@ -155,6 +155,10 @@ pub fn runstate(dom: &Arc<Domain>, vcpu: usize, state: Runstate) {
         &mut VcpuVirtMemory,
         &mut env,
     );
+    // As in `hypercall`.
+    if !env.holds_domains() {
+        core::mem::forget(env);
+    }
 }
 
 /// Ends the SCHEDOP_poll of vCPU `vcpu` of `dom` (timed out, or not slept at all): returns
