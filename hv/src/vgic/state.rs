@@ -247,6 +247,7 @@ impl Core {
     }
 
     /// Whether `intid` is an SGI with per-source pending state.
+    #[inline(always)]
     fn per_source(&self, intid: u32) -> bool {
         self.model == Model::V2 && intid < SGIS
     }
@@ -301,6 +302,7 @@ impl Core {
         }
     }
 
+    #[inline(always)]
     fn group_enabled(&self, irq: &Irq) -> bool {
         if irq.group1 {
             self.group1_enabled
@@ -310,6 +312,7 @@ impl Core {
     }
 
     /// Where an interrupt's state lives: the owner when listed or active, else its target.
+    #[inline(always)]
     fn home(&self, vcpu: usize, intid: u32) -> Option<usize> {
         if intid < PRIVATE_IRQS {
             return (vcpu < self.vcpus.len()).then_some(vcpu);
@@ -324,6 +327,7 @@ impl Core {
 
     /// After a change to `intid`: records it as interesting for its vCPU and says whom to
     /// kick (the vCPU if it holds it in an LR, or if it is now deliverable).
+    #[inline(always)]
     pub fn touched(&mut self, vcpu: usize, intid: u32) -> VcpuSet {
         let mut kick = VcpuSet::EMPTY;
         let Some(home) = self.home(vcpu, intid) else {
@@ -496,6 +500,7 @@ impl Core {
     }
 
     /// Whether `intid` counts for `vcpu` at fill time; `None` when stale.
+    #[inline(always)]
     fn belongs(&self, vcpu: usize, intid: u32) -> Option<Irq> {
         let irq = *self.irq(vcpu, intid)?;
         if !irq.pending() && !irq.is_active() {

@@ -162,10 +162,12 @@ impl EventChannels {
     }
 }
 
+#[inline(always)]
 fn word_and_bit(port: EvtchnPort) -> (u64, u64) {
     (u64::from(port / 64), 1u64 << (port % 64))
 }
 
+#[inline(always)]
 fn bitmap_word(si: GuestPhysAddr, bitmap: u64, word: u64) -> Option<GuestPhysAddr> {
     si.checked_add(bitmap)?.checked_add(word * 8)
 }
