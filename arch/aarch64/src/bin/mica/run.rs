@@ -5,6 +5,7 @@ use crate::vcpu::{timer_ctl, ExitKind, GuestRegs, VcpuContext, SPSR_EL1H_MASKED}
 use crate::world::{self, Domain, Power, DOMAINS, PCPUS};
 use crate::{consoles, firmware, gic, stage2, timer};
 use aarch64_cpu::registers::*;
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -80,7 +81,13 @@ pub struct Local {
     timers: Vec<TimerEvent>,
     /// When this CPU next flushes consoles, if it is the housekeeping CPU.
     housekeeping: u64,
+    /// The list-register buffer `run_vcpu` lends its [`FastPath`] (kept, not rebuilt, for
+    /// every vCPU run: its contents only matter between a fill and the next sync).
+    lr_buffer: Option<Box<LrBuffer>>,
 }
+
+/// Room for every list register a GIC can have.
+type LrBuffer = [ListReg; 16];
 
 /// What to do after handling an exit.
 #[derive(PartialEq, Eq)]
@@ -160,6 +167,7 @@ pub fn run(cpu: usize) -> ! {
         loaded: None,
         timers: Vec::new(),
         housekeeping: 0,
+        lr_buffer: None,
     };
     loop {
         let now = timer::now();
@@ -299,17 +307,32 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
     crate::xen::runstate(&dom, index, Runstate::Running);
     timer::set_deadline(next_deadline(local, until));
     let lr_count = gic::list_register_count();
+    let lrs = local
+        .lr_buffer
+        .take()
+        .unwrap_or_else(|| Box::new([ListReg::default(); 16]));
     let mut fast = FastPath {
         dom: &dom,
         index,
         enabled: !gic::unwired_virq::enabled(),
         fill: None,
         after: After::Resume,
-        lrs: [ListReg::default(); 16],
+        lrs,
         lr_count,
         // Unknown at first.
         hardware_in_use: lr_count,
     };
+    run_until_rescheduled(local, &dom, index, &mut fast);
+    local.lr_buffer = Some(fast.lrs);
+}
+
+/// Runs vCPU `index` of `dom` (loaded) until the scheduler must choose again.
+fn run_until_rescheduled(
+    local: &mut Local,
+    dom: &Arc<Domain>,
+    index: usize,
+    fast: &mut FastPath<'_>,
+) {
     loop {
         if dom.dying.load(Ordering::Acquire) {
             return;
@@ -318,7 +341,7 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
         gic::unwired_virq::before_entry();
         // SAFETY: the vCPU is pinned to this CPU and loaded.
         let ctx = unsafe { dom.vcpus[index].context() };
-        let kind = ctx.run(&mut fast);
+        let kind = ctx.run(fast);
         gic::unwired_virq::after_exit();
         // (A hypercall the fast path resumed in place did this on its way.)
         fast.sync_lrs();
@@ -330,14 +353,14 @@ fn run_vcpu(local: &mut Local, dom: Arc<Domain>, index: usize, until: Option<u64
                     Next::Continue
                 }
             }
-            ExitKind::Sync => handle_sync(local, &dom, index, ctx),
-            ExitKind::HypercallDone => finish_hypercall(local, &dom, index, ctx, fast.after),
+            ExitKind::Sync => handle_sync(local, dom, index, ctx),
+            ExitKind::HypercallDone => finish_hypercall(local, dom, index, ctx, fast.after),
             ExitKind::SError => {
                 guest_log(
-                    &dom,
+                    dom,
                     format_args!("SError from the guest at {:#x}; ending it", ctx.regs.elr),
                 );
-                destroy(&dom, ShutdownReason::Crash);
+                destroy(dom, ShutdownReason::Crash);
                 Next::Reschedule
             }
         };
@@ -596,7 +619,7 @@ pub struct FastPath<'a> {
     /// What a hypercall handled in the fast path left to do ([`ExitKind::HypercallDone`]).
     after: After,
     /// The list registers as last written, then as read back.
-    lrs: [ListReg; 16],
+    lrs: Box<LrBuffer>,
     /// How many list registers the CPU has (at most 16).
     lr_count: usize,
     /// How many list registers, from the first, may be valid in the hardware; the others
