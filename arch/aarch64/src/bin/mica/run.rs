@@ -685,9 +685,11 @@ const EXIT_HYPERCALL_DONE: u64 = 4;
 /// `enter_guest` reports.
 #[unsafe(no_mangle)]
 extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>) -> u64 {
-    // SAFETY: `guest_exit_sync` passes back the two pointers `VcpuContext::run` gave
+    // SAFETY: `guest_exit_sync` passes back the pointer `VcpuContext::run` gave
     // `enter_guest`: valid, and used by nothing else until `enter_guest` returns.
-    let (regs, fast) = unsafe { (&mut *regs, &mut *fast) };
+    let regs = unsafe { &mut *regs };
+    // SAFETY: as for `regs`.
+    let fast = unsafe { &mut *fast };
     if !fast.enabled {
         return EXIT_SYNC;
     }

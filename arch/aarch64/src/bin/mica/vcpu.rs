@@ -207,10 +207,10 @@ impl VcpuContext {
     /// (`crate::run::mica_fast_hypercall`, with `fast`) and do not count as exits unless
     /// they need more than a result in x0.
     pub fn run(&mut self, fast: &mut FastPath<'_>) -> ExitKind {
+        let fast: *mut FastPath<'_> = fast;
         // SAFETY: the vCPU's stage-2 tables, HCR_EL2 and system registers are loaded, so the
         // guest can reach only its own memory; `regs` and `fast` stay valid and exclusively
         // ours until the call returns (the fast path gets them back from the assembly).
-        let fast: *mut FastPath<'_> = fast;
         match unsafe { enter_guest(&mut self.regs, fast.cast()) } {
             0 => ExitKind::Sync,
             1 => ExitKind::Irq,
