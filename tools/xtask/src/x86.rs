@@ -193,16 +193,26 @@ fn pvtest(mica: &Path, guest: &Path, timeout: Option<Duration>) -> Result<(), St
         "booting x86-pvtest on Xen 4.17 amd64 (log {})",
         log.display()
     ));
-    // Xen stays up after its initial domain ends: stop at pvtest's last line.
-    let on_xen = run_until(&xen_args(&xen, guest), &log, timeout, "pvtest: done")?;
     let mica_outcomes = pvtest_outcomes(&on_mica.log);
-    let xen_outcomes = pvtest_outcomes(&on_xen.log);
-    if xen_outcomes.is_empty() {
-        return Err(failure(&on_xen, "no pvtest outcome lines on Xen"));
-    }
-    if mica_outcomes != xen_outcomes {
-        return Err(format!(
-            "outcomes differ: Mica {mica_outcomes:?}, Xen {xen_outcomes:?}"
+    let tries = crate::pvtest_suite::REFERENCE_TRIES;
+    for attempt in 1..=tries {
+        // Xen stays up after its initial domain ends: stop at pvtest's last line.
+        let on_xen = run_until(&xen_args(&xen, guest), &log, timeout, "pvtest: done")?;
+        let xen_outcomes = pvtest_outcomes(&on_xen.log);
+        if xen_outcomes.is_empty() {
+            return Err(failure(&on_xen, "no pvtest outcome lines on Xen"));
+        }
+        if mica_outcomes == xen_outcomes {
+            return Ok(());
+        }
+        let why = format!("outcomes differ: Mica {mica_outcomes:?}, Xen {xen_outcomes:?}");
+        if attempt == tries {
+            return Err(why);
+        }
+        say(format!(
+            "x86-pvtest on Xen 4.17 differed ({why}); the reference runs in host time, \
+             running it again ({}/{tries})",
+            attempt + 1
         ));
     }
     Ok(())
