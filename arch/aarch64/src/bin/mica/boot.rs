@@ -210,7 +210,7 @@ fn report_boot_notes(info: &HostInfo) {
         info.cpus.len(),
         info.memory.iter().map(|r| r.size).sum::<u64>() >> 20,
         match info.gic.version {
-            bootcfg::GicVersion::V2 => 2,
+            bootcfg::GicVersion::V2 => 2u64,
             bootcfg::GicVersion::V3 => 3,
         },
         board
