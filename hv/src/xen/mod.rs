@@ -164,7 +164,7 @@ impl DomainConfig {
 }
 
 /// Why a domain could not be created. `Debug` is written out (same text as derived) so the
-/// errno prints with the 64-bit integer formatter the image already has.
+/// errno prints with the unsigned 64-bit formatter the image already has.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum XenError {
     /// The id is reserved or already in use.
@@ -180,7 +180,10 @@ impl core::fmt::Debug for XenError {
         match self {
             Self::BadDomid => f.write_str("BadDomid"),
             Self::BadConfig => f.write_str("BadConfig"),
-            Self::MapFailed(errno) => write!(f, "MapFailed({})", i64::from(*errno)),
+            Self::MapFailed(errno) => {
+                let sign = if *errno < 0 { "-" } else { "" };
+                write!(f, "MapFailed({sign}{})", u64::from(errno.unsigned_abs()))
+            }
         }
     }
 }

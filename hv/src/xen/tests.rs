@@ -2403,3 +2403,15 @@ fn x86_pv_timers_raise_virq_timer_on_their_vcpu() {
         neg(EINVAL)
     );
 }
+
+#[test]
+fn xen_error_debug_text_is_the_derived_one() {
+    assert_eq!(format!("{:?}", XenError::BadDomid), "BadDomid");
+    assert_eq!(format!("{:?}", XenError::BadConfig), "BadConfig");
+    assert_eq!(format!("{:?}", XenError::MapFailed(-12)), "MapFailed(-12)");
+    assert_eq!(format!("{:?}", XenError::MapFailed(3)), "MapFailed(3)");
+    assert_eq!(
+        format!("{:?}", XenError::MapFailed(i32::MIN)),
+        "MapFailed(-2147483648)"
+    );
+}

@@ -294,8 +294,9 @@ fn start_secondaries(info: &HostInfo) {
             release_from_spin_table(release_addr, next);
         } else if let Err(e) = firmware::cpu_on(cpu.mpidr, entry, next as u64) {
             info!(
-                "CPU with MPIDR {:#x} did not start (PSCI error {e})",
-                cpu.mpidr
+                "CPU with MPIDR {:#x} did not start (PSCI error {})",
+                cpu.mpidr,
+                Signed(e)
             );
             continue;
         }
@@ -479,6 +480,19 @@ impl core::fmt::Display for CpuList<'_> {
             write!(f, "{cpu}")?;
         }
         f.write_str("]")
+    }
+}
+
+/// A signed number printed as `{}` prints it, through the unsigned formatter: the PSCI error
+/// is the image's only signed number, not worth a formatter of its own.
+struct Signed(i64);
+
+impl core::fmt::Display for Signed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        write!(f, "{}", self.0.unsigned_abs())
     }
 }
 
