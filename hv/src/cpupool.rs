@@ -232,6 +232,19 @@ impl ConfigError {
     }
 }
 
+impl Subject {
+    /// Whether this is the domain called `name` (compared in place, without building a
+    /// `Subject` to compare with).
+    fn is_domain(&self, name: &str) -> bool {
+        matches!(self, Self::Domain(d) if d == name)
+    }
+
+    /// Whether this is the pool called `name`.
+    fn is_pool(&self, name: &str) -> bool {
+        matches!(self, Self::Pool(p) if p == name)
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.subject {
@@ -317,7 +330,7 @@ impl SchedPlan {
     pub fn domain(&self, name: &str) -> Option<&Result<DomainSched, ConfigError>> {
         self.domains.iter().find(|d| match d {
             Ok(d) => d.domain == name,
-            Err(e) => e.subject == Subject::Domain(name.to_string()),
+            Err(e) => e.subject.is_domain(name),
         })
     }
 
@@ -407,7 +420,7 @@ pub fn plan(cpu_count: usize, boot_cpu: usize, input: &SchedInput) -> SchedPlan 
     let known_domain = |n: &str| {
         input.domains.iter().any(|d| match d {
             Ok(d) => d.domain == n,
-            Err(e) => e.subject == Subject::Domain(n.to_string()),
+            Err(e) => e.subject.is_domain(n),
         })
     };
     for p in &input.pools {
@@ -552,7 +565,7 @@ fn place_domain(
             None => {
                 let broken = input_pools.iter().any(|p| match p {
                     Ok(p) => p.name == *name,
-                    Err(e) => e.subject == Subject::Pool(name.clone()),
+                    Err(e) => e.subject.is_pool(name),
                 });
                 return Err(if broken {
                     Problem::PoolUnusable(name.clone())

@@ -9,7 +9,6 @@ use super::hypercall::HypercallCtx;
 use super::mem::{element_addr, frame_addr, read_virt_obj, write_virt_obj, GuestMemory};
 use super::Xen;
 use crate::addr::GuestPhysAddr;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use mica_guest_abi::xen::errno::*;
 use mica_guest_abi::xen::gnttab::*;
@@ -47,8 +46,9 @@ pub(crate) struct GrantTable {
     max_frames: u32,
     /// Where the guest placed each table frame.
     frames: Vec<Option<u64>>,
-    /// This domain's grants in use by others.
-    active: BTreeMap<GrantRef, Active>,
+    /// This domain's grants in use by others, sorted by reference (a sorted vector rather than
+    /// a BTreeMap: the map's code cost several KB of image for a handful of entries).
+    active: Vec<(GrantRef, Active)>,
     /// This domain's mappings of others' grants; the handle is the index.
     maps: Vec<Option<MapTrack>>,
 }
@@ -58,7 +58,7 @@ impl GrantTable {
         Self {
             max_frames,
             frames: alloc::vec![None; max_frames as usize],
-            active: BTreeMap::new(),
+            active: Vec::new(),
             maps: Vec::new(),
         }
     }
@@ -142,7 +142,15 @@ fn acquire(
     // The guest kept changing the entry under us.
     let frame = frame.ok_or(GNTST_EAGAIN)?;
     let dom = xen.domains.get_mut(&granter).ok_or(GNTST_BAD_DOMAIN)?;
-    let a = dom.gnttab.active.entry(gref).or_default();
+    let active = &mut dom.gnttab.active;
+    let at = match active.binary_search_by_key(&gref, |&(r, _)| r) {
+        Ok(at) => at,
+        Err(at) => {
+            active.insert(at, (gref, Active::default()));
+            at
+        }
+    };
+    let a = &mut active[at].1;
     a.readers = a.readers.saturating_add(1);
     if !readonly {
         a.writers = a.writers.saturating_add(1);
@@ -155,9 +163,11 @@ fn release(xen: &mut Xen, granter: DomId, gref: GrantRef, readonly: bool, env: &
     let Some(dom) = xen.domains.get_mut(&granter) else {
         return;
     };
-    let Some(a) = dom.gnttab.active.get_mut(&gref) else {
+    let active = &mut dom.gnttab.active;
+    let Ok(index) = active.binary_search_by_key(&gref, |&(r, _)| r) else {
         return;
     };
+    let a = &mut active[index].1;
     a.readers = a.readers.saturating_sub(1);
     if !readonly {
         a.writers = a.writers.saturating_sub(1);
@@ -168,7 +178,7 @@ fn release(xen: &mut Xen, granter: DomId, gref: GrantRef, readonly: bool, env: &
     }
     if a.readers == 0 {
         clear |= GTF_READING;
-        dom.gnttab.active.remove(&gref);
+        active.remove(index);
     }
     let Some(at) = dom.gnttab.entry_gpa(gref) else {
         return;

@@ -163,8 +163,9 @@ impl DomainConfig {
     }
 }
 
-/// Why a domain could not be created.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// Why a domain could not be created. `Debug` is written out (same text as derived) so the
+/// errno prints with the unsigned 64-bit formatter the image already has.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum XenError {
     /// The id is reserved or already in use.
     BadDomid,
@@ -172,6 +173,19 @@ pub enum XenError {
     BadConfig,
     /// The arch layer refused to map a special page (errno).
     MapFailed(i32),
+}
+
+impl core::fmt::Debug for XenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadDomid => f.write_str("BadDomid"),
+            Self::BadConfig => f.write_str("BadConfig"),
+            Self::MapFailed(errno) => {
+                let sign = if *errno < 0 { "-" } else { "" };
+                write!(f, "MapFailed({sign}{})", u64::from(errno.unsigned_abs()))
+            }
+        }
+    }
 }
 
 /// Per-vCPU Xen state.

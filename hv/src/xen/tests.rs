@@ -2403,3 +2403,67 @@ fn x86_pv_timers_raise_virq_timer_on_their_vcpu() {
         neg(EINVAL)
     );
 }
+
+#[test]
+fn xen_error_debug_text_is_the_derived_one() {
+    assert_eq!(format!("{:?}", XenError::BadDomid), "BadDomid");
+    assert_eq!(format!("{:?}", XenError::BadConfig), "BadConfig");
+    assert_eq!(format!("{:?}", XenError::MapFailed(-12)), "MapFailed(-12)");
+    assert_eq!(format!("{:?}", XenError::MapFailed(3)), "MapFailed(3)");
+    assert_eq!(
+        format!("{:?}", XenError::MapFailed(i32::MIN)),
+        "MapFailed(-2147483648)"
+    );
+}
+
+/// Several grants in use at once, mapped and unmapped out of order: each keeps its own use
+/// counts (the active-grant table is a sorted vector keyed by reference).
+#[test]
+fn grants_in_use_are_counted_per_reference() {
+    let mut w = World::new();
+    let refs = [9u32, 3, 6, 12];
+    for (i, &gref) in refs.iter().enumerate() {
+        grant(&mut w, gref, (RAM + 5 + i as u64) as u32, false);
+    }
+    let mut handles = Vec::new();
+    for (i, &gref) in refs.iter().enumerate() {
+        let m = map(
+            &mut w,
+            gref,
+            GNTMAP_HOST_MAP,
+            0x8000_0000 + (i as u64) * 0x1000,
+        );
+        assert_eq!(m.status, GNTST_OKAY);
+        handles.push(m.handle);
+    }
+    let unmap = |w: &mut World, handle: u32| {
+        let op = GnttabUnmapGrantRef {
+            handle,
+            ..Default::default()
+        };
+        w.put(0, ARG, &op);
+        w.call(
+            0,
+            0,
+            Hypercall::GrantTableOp,
+            &[GNTTABOP_UNMAP_GRANT_REF, ARG, 1],
+        );
+        w.get::<GnttabUnmapGrantRef>(0, ARG).status
+    };
+    let pinned = GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING;
+    // Unmap 6, then 9: the others stay pinned, the unmapped ones are released.
+    for (done, &k) in [2usize, 0].iter().enumerate() {
+        assert_eq!(unmap(&mut w, handles[k]), GNTST_OKAY);
+        for (i, &gref) in refs.iter().enumerate() {
+            let released = [2usize, 0][..=done].contains(&i);
+            let want = if released { GTF_PERMIT_ACCESS } else { pinned };
+            assert_eq!(entry_flags(&w, gref), want, "gref {gref}");
+        }
+    }
+    assert_eq!(unmap(&mut w, handles[3]), GNTST_OKAY);
+    assert_eq!(unmap(&mut w, handles[1]), GNTST_OKAY);
+    for &gref in &refs {
+        assert_eq!(entry_flags(&w, gref), GTF_PERMIT_ACCESS);
+    }
+    assert!(w.env.foreign.is_empty());
+}

@@ -210,7 +210,7 @@ fn report_boot_notes(info: &HostInfo) {
         info.cpus.len(),
         info.memory.iter().map(|r| r.size).sum::<u64>() >> 20,
         match info.gic.version {
-            bootcfg::GicVersion::V2 => 2,
+            bootcfg::GicVersion::V2 => 2u64,
             bootcfg::GicVersion::V3 => 3,
         },
         board
@@ -294,8 +294,9 @@ fn start_secondaries(info: &HostInfo) {
             release_from_spin_table(release_addr, next);
         } else if let Err(e) = firmware::cpu_on(cpu.mpidr, entry, next as u64) {
             info!(
-                "CPU with MPIDR {:#x} did not start (PSCI error {e})",
-                cpu.mpidr
+                "CPU with MPIDR {:#x} did not start (PSCI error {})",
+                cpu.mpidr,
+                Signed(e)
             );
             continue;
         }
@@ -445,11 +446,11 @@ fn plan_scheduling(
         }
         for pool in &plan.pools {
             info!(
-                "cpupool {}: {} on CPU{} {:?}{}",
+                "cpupool {}: {} on CPU{} {}{}",
                 pool.name,
                 policy_name(pool.policy),
                 if pool.cpus.len() == 1 { "" } else { "s" },
-                pool.cpus,
+                CpuList(&pool.cpus),
                 if pool.policy == Policy::Null && vwfi_native {
                     ", WFI not trapped"
                 } else {
@@ -462,6 +463,36 @@ fn plan_scheduling(
         plan: Some(plan),
         pools,
         vwfi_native,
+    }
+}
+
+/// CPU numbers as `[0, 2, 3]`, the text `{:?}` gives a `Vec<usize>`, without pulling the
+/// `Debug` machinery for vectors into the image.
+struct CpuList<'a>(&'a [usize]);
+
+impl core::fmt::Display for CpuList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("[")?;
+        for (i, cpu) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{cpu}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// A signed number printed as `{}` prints it, through the unsigned formatter: the PSCI error
+/// is the image's only signed number, not worth a formatter of its own.
+struct Signed(i64);
+
+impl core::fmt::Display for Signed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        write!(f, "{}", self.0.unsigned_abs())
     }
 }
 
@@ -623,14 +654,14 @@ fn create_domains(info: &HostInfo, dtb: &[u8], ids: &[Option<u16>], sched: &Sche
         let vcpus = dom.vcpus.len();
         let pins: Vec<usize> = dom.vcpus.iter().map(|v| v.pcpu).collect();
         info!(
-            "DOM{}: {} created: {} MiB, {} vCPU{} on CPU{} {:?}{}",
+            "DOM{}: {} created: {} MiB, {} vCPU{} on CPU{} {}{}",
             dom.id,
             dom.name,
             memory_bytes >> 20,
             vcpus,
             if vcpus == 1 { "" } else { "s" },
             if vcpus == 1 { "" } else { "s" },
-            pins,
+            CpuList(&pins),
             if dom.initial { ", direct-mapped" } else { "" }
         );
         table[id] = Some(Arc::clone(&dom));
