@@ -3,6 +3,18 @@
 
 .section .text, "ax"
 
+// Loads the guest's x2..x17 from the GuestRegs at x0.
+.macro LOAD_X2_TO_X17
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+.endm
+
 // enter_guest(regs: *mut GuestRegs, fast: *mut FastPath) -> exit kind (0 sync, 1 irq,
 // 2 fiq, 3 serror, 4 hypercall done by the fast path). Runs the guest until it exits; the
 // exit paths below return from this call. Frame while the guest runs (sp at the vector):
@@ -19,14 +31,7 @@ enter_guest:
     ldp     x1, x2, [x0, #248]
     msr     elr_el2, x1
     msr     spsr_el2, x2
-    ldp     x2, x3, [x0, #16]
-    ldp     x4, x5, [x0, #32]
-    ldp     x6, x7, [x0, #48]
-    ldp     x8, x9, [x0, #64]
-    ldp     x10, x11, [x0, #80]
-    ldp     x12, x13, [x0, #96]
-    ldp     x14, x15, [x0, #112]
-    ldp     x16, x17, [x0, #128]
+    LOAD_X2_TO_X17
     ldp     x18, x19, [x0, #144]
     ldp     x20, x21, [x0, #160]
     ldp     x22, x23, [x0, #176]
@@ -107,14 +112,7 @@ guest_exit_sync:
     cmp     x0, #FAST_RESUME
     b.ne    2f
     ldr     x0, [sp]
-    ldp     x2, x3, [x0, #16]
-    ldp     x4, x5, [x0, #32]
-    ldp     x6, x7, [x0, #48]
-    ldp     x8, x9, [x0, #64]
-    ldp     x10, x11, [x0, #80]
-    ldp     x12, x13, [x0, #96]
-    ldp     x14, x15, [x0, #112]
-    ldp     x16, x17, [x0, #128]
+    LOAD_X2_TO_X17
     ldr     x18, [x0, #144]
     ldr     x30, [x0, #240]
     ldp     x0, x1, [x0]

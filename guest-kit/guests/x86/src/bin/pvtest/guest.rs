@@ -302,12 +302,8 @@ fn wait_for_timer(port: u32, before: u32, give_up: u64) -> Option<u64> {
     }
 }
 
-/// Xen's PV clock and timer: system time from vcpu_info, VIRQ_TIMER bound on vCPU 0 fires
-/// at once for a past single-shot deadline and after (not before) a future one.
-fn check_pv_timer() -> Result {
-    let Some(start) = system_time_ns() else {
-        return Err("vcpu_info carries no time record");
-    };
+/// Binds VIRQ_TIMER to vCPU 0; returns its port.
+fn bind_virq_timer() -> core::result::Result<u32, &'static str> {
     let mut bind = EvtchnBindVirq {
         virq: VIRQ_TIMER,
         vcpu: 0,
@@ -316,7 +312,34 @@ fn check_pv_timer() -> Result {
     if xen::op(Hypercall::EventChannelOp, EVTCHNOP_BIND_VIRQ, &mut bind) != 0 {
         return Err("EVTCHNOP_bind_virq(VIRQ_TIMER) failed");
     }
-    let port = bind.port;
+    Ok(bind.port)
+}
+
+/// Xen's PV clock and timer: system time from vcpu_info, VIRQ_TIMER bound on vCPU 0 fires
+/// at once for a past single-shot deadline and after (not before) a future one. The port is
+/// closed whatever the outcome, so a failure here does not fail the checks after it.
+fn check_pv_timer() -> Result {
+    let Some(start) = system_time_ns() else {
+        return Err("vcpu_info carries no time record");
+    };
+    let port = bind_virq_timer()?;
+    let timed = pv_timer_fires(port, start);
+    let closed = evtchn(EVTCHNOP_CLOSE, port) == 0;
+    let (at, deadline) = timed?;
+    if !closed {
+        return Err("EVTCHNOP_close(VIRQ_TIMER) failed");
+    }
+    println!(
+        "pvtest: note system time {} ms at the first read, timer {} us off",
+        start / 1_000_000,
+        (at as i64 - deadline as i64) / 1000
+    );
+    Ok(())
+}
+
+/// The single-shot timer on VIRQ_TIMER `port`: a past deadline fires at once, a future one
+/// not early. Returns when it fired and the deadline.
+fn pv_timer_fires(port: u32, start: u64) -> core::result::Result<(u64, u64), &'static str> {
     if port as usize >= FIRED.len() {
         return Err("VIRQ_TIMER port beyond the first word");
     }
@@ -342,15 +365,7 @@ fn check_pv_timer() -> Result {
     if at + TIMER_SLOP_NS < deadline {
         return Err("VIRQ_TIMER fired more than 100 us before the deadline");
     }
-    if evtchn(EVTCHNOP_CLOSE, port) != 0 {
-        return Err("EVTCHNOP_close(VIRQ_TIMER) failed");
-    }
-    println!(
-        "pvtest: note system time {} ms at the first read, timer {} us off",
-        start / 1_000_000,
-        (at as i64 - deadline as i64) / 1000
-    );
-    Ok(())
+    Ok((at, deadline))
 }
 
 /// SCHEDOP_poll on `ports` (at most 4) with an absolute `timeout` (0: none).
@@ -375,15 +390,7 @@ fn poll_at(at: u64, nr_ports: u32, timeout: u64) -> i64 {
 /// single-shot timer makes the port pending (no upcall: it is masked); returns at once when
 /// it is already pending; refuses bad lists.
 fn check_poll() -> Result {
-    let mut bind = EvtchnBindVirq {
-        virq: VIRQ_TIMER,
-        vcpu: 0,
-        port: 0,
-    };
-    if xen::op(Hypercall::EventChannelOp, EVTCHNOP_BIND_VIRQ, &mut bind) != 0 {
-        return Err("EVTCHNOP_bind_virq(VIRQ_TIMER) failed");
-    }
-    let port = bind.port;
+    let port = bind_virq_timer()?;
     let bit = 1u64 << (port % 64);
     let word = (port as usize / 64) * 8;
     atomic(si_word(SI_EVTCHN_MASK + word)).fetch_or(bit, Ordering::AcqRel);
