@@ -161,10 +161,10 @@ pub fn build_mica(platform: &Platform, release: bool) -> Result<PathBuf, String>
 /// LLVM's machine outliner names its helpers `OUTLINED_FUNCTION_<n>`.
 const OUTLINED_HELPER: &[u8] = b"OUTLINED_FUNCTION_";
 
-/// Fails if the release hypervisor ELF `elf` holds machine-outlined helpers:
-/// `.cargo/config.toml` turns the outliner off for Mica because it miscompiled the run loop
-/// (SP left 16 bytes off), and a `RUSTFLAGS` in the environment would silently replace that
-/// setting. Only for release builds: their LTO compiles all code, `core` included, with Mica's
+/// Fails if the release ELF `elf` (Mica or a guest-kit guest) holds machine-outlined
+/// helpers: `.cargo/config.toml` turns the outliner off because it miscompiled Mica's run
+/// loop (SP left 16 bytes off), and a `RUSTFLAGS` in the environment would silently replace
+/// that setting. Only for release builds: their LTO compiles all code, `core` included, with Mica's
 /// flags, while a debug build links the prebuilt `core`, which has a few outlined tail-call
 /// thunks of its own. The helpers' names are in the symbol table (the images are not
 /// stripped).
@@ -172,7 +172,7 @@ pub fn check_not_outlined(elf: &Path) -> Result<(), String> {
     let bytes = std::fs::read(elf).map_err(|e| format!("reading {}: {e}", elf.display()))?;
     if has_outlined_helper(&bytes) {
         return Err(format!(
-            "{} contains machine-outlined code ({}*): build Mica with the rustflags of \
+            "{} contains machine-outlined code ({}*): build it with the rustflags of \
              .cargo/config.toml (-enable-machine-outliner=never), without a RUSTFLAGS override",
             elf.display(),
             String::from_utf8_lossy(OUTLINED_HELPER)
@@ -212,6 +212,7 @@ pub fn build_guest(name: &str) -> Result<PathBuf, String> {
         .env("CARGO_TARGET_DIR", target_dir())
         .current_dir(repo_root()))?;
     let elf = target_dir().join(GUEST_TARGET).join("release").join(name);
+    check_not_outlined(&elf)?;
     let image = crate::host::guests_dir().join(format!("{name}.bin"));
     crate::elf_image::flatten_file(&elf, &image)?;
     Ok(image)
