@@ -91,17 +91,6 @@ pub enum Decoded {
     SysReg(Exit, SysRegRt),
 }
 
-/// Whether syndrome `esr` is an `HVC #imm` from AArch64 (a cheap test for the hypercall
-/// fast path, before any decoding).
-pub const fn is_hvc64(esr: u64, imm: u16) -> bool {
-    let s = Syndrome {
-        esr,
-        far: 0,
-        hpfar: 0,
-    };
-    s.class() == ec::HVC64 && s.iss() == imm as u64
-}
-
 /// The immediate of an HVC or SMC in its syndrome.
 const HVC_IMM_MASK: u64 = 0xffff;
 
@@ -221,16 +210,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn hvc_fast_test_matches_only_that_hvc() {
-        assert!(is_hvc64(esr(ec::HVC64, 0xEA1), 0xEA1));
-        assert!(!is_hvc64(esr(ec::HVC64, 0), 0xEA1));
-        assert!(!is_hvc64(esr(ec::SMC64, 0xEA1), 0xEA1));
-        assert!(!is_hvc64(esr(ec::DABT_LOWER, 0xEA1), 0xEA1));
-        // Bits above the immediate are RES0 for HVC: such a syndrome takes the slow path.
-        assert!(!is_hvc64(esr(ec::HVC64, 0x1_0EA1), 0xEA1));
     }
 
     #[test]

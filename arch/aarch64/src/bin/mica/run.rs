@@ -540,13 +540,8 @@ fn guest_log(dom: &Domain, args: core::fmt::Arguments<'_>) {
 }
 
 fn handle_sync(local: &mut Local, dom: &Arc<Domain>, index: usize, ctx: &mut VcpuContext) -> Next {
-    let esr = ESR_EL2.get();
-    if esr::is_hvc64(esr, XEN_HYPERCALL_IMM) {
-        // Where the fast path is off (`FastPath::enabled`): straight to the handler.
-        return xen_hypercall(local, dom, index, ctx);
-    }
     let syn = Syndrome {
-        esr,
+        esr: ESR_EL2.get(),
         far: FAR_EL2.get(),
         hpfar: HPFAR_EL2.get(),
     };
@@ -693,10 +688,8 @@ extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>)
     if !fast.enabled {
         return EXIT_SYNC;
     }
-    let x = &regs.x;
-    let out = crate::xen::hypercall(fast.dom, fast.index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
-    regs.x[0] = out.ret as u64;
-    if out.after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) {
+    let after = call_xen(fast.dom, fast.index, regs);
+    if after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) {
         if !fast.lists_same() {
             // What the run loop would do between this exit and the next entry.
             fast.sync_lrs();
@@ -704,7 +697,7 @@ extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>)
         }
         FAST_RESUME
     } else {
-        fast.after = out.after;
+        fast.after = after;
         EXIT_HYPERCALL_DONE
     }
 }
@@ -717,10 +710,18 @@ fn xen_hypercall(
     index: usize,
     ctx: &mut VcpuContext,
 ) -> Next {
-    let x = &ctx.regs.x;
+    let after = call_xen(dom, index, &mut ctx.regs);
+    finish_hypercall(local, dom, index, ctx, after)
+}
+
+/// Runs the Xen hypercall in `regs` (number in x16, arguments in x0..x4), puts its result
+/// in x0 and says what the vCPU does next.
+#[inline(always)]
+fn call_xen(dom: &Arc<Domain>, index: usize, regs: &mut GuestRegs) -> After {
+    let x = &regs.x;
     let out = crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
-    ctx.regs.x[0] = out.ret as u64;
-    finish_hypercall(local, dom, index, ctx, out.after)
+    regs.x[0] = out.ret as u64;
+    out.after
 }
 
 /// Does what a hypercall asked for once its result is in x0.

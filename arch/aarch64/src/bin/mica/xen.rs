@@ -9,7 +9,6 @@ use crate::{consoles, run};
 use aarch64_cpu::registers::PAR_EL1;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
 use mica_aarch64::pagetable::{stage2_ram, with, DESC};
 use mica_guest_abi::layout::EVTCHN_PPI;
@@ -264,28 +263,14 @@ impl core::ops::Deref for DomainRef<'_> {
     }
 }
 
-/// One domain's memory as the Xen layer sees it, for one Xen operation.
+/// One domain's memory as the Xen layer sees it.
 struct DomainMemory<'a> {
     dom: DomainRef<'a>,
-    /// The last two pages found, most recent first: guest pages (`NO_PAGE` when empty)
-    /// and their host pages. An event touches the same one or two pages (shared_info,
-    /// vcpu_info) several times. Valid for the operation: the pages a domain sees change
-    /// only under the Xen lock, through this environment, which then drops the whole view
-    /// (`ArchEnv::forget`).
-    recent_guest: [Cell<u64>; 2],
-    recent_host: [Cell<u64>; 2],
 }
-
-/// A guest page number no address has (`recent` slots not yet used).
-const NO_PAGE: u64 = u64::MAX;
 
 impl<'a> DomainMemory<'a> {
     fn new(dom: DomainRef<'a>) -> Self {
-        Self {
-            dom,
-            recent_guest: [Cell::new(NO_PAGE), Cell::new(NO_PAGE)],
-            recent_host: [Cell::new(0), Cell::new(0)],
-        }
+        Self { dom }
     }
 
     /// Host address of `gpa` and the bytes left in its page.
@@ -293,31 +278,17 @@ impl<'a> DomainMemory<'a> {
         let page = gpa.align_down(PAGE_SIZE).raw();
         let off = gpa.raw() - page;
         let left = (PAGE_SIZE - off) as usize;
-        let [guest0, guest1] = &self.recent_guest;
-        let [host0, host1] = &self.recent_host;
-        if guest0.get() == page {
-            return Ok((host0.get() + off, left));
+        if let Some(o) = self
+            .dom
+            .overlays
+            .lock()
+            .iter()
+            .find(|o| o.gfn == Some(page >> 12))
+        {
+            return Ok((o.hpa + off, left));
         }
-        if guest1.get() == page {
-            return Ok((host1.get() + off, left));
-        }
-        let host_page = self.host_page(gpa.align_down(PAGE_SIZE))?;
-        guest1.set(guest0.get());
-        host1.set(host0.get());
-        guest0.set(page);
-        host0.set(host_page);
-        Ok((host_page + off, left))
-    }
-
-    /// Host address of guest page `page`: a page placed there (overlay) or RAM. Guest RAM
-    /// comes in whole pages, so the whole page is there.
-    fn host_page(&self, page: GuestPhysAddr) -> Result<u64, GuestMemError> {
-        let gfn = page.raw() >> 12;
-        if let Some(o) = self.dom.overlays.lock().iter().find(|o| o.gfn == Some(gfn)) {
-            return Ok(o.hpa);
-        }
-        let (host, _) = self.dom.ram_to_host(page).ok_or(GuestMemError::Unmapped)?;
-        Ok(host.raw())
+        let (host, avail) = self.dom.ram_to_host(gpa).ok_or(GuestMemError::Unmapped)?;
+        Ok((host.raw(), left.min(avail as usize)))
     }
 
     fn atomic_ptr(&self, gpa: GuestPhysAddr, align: u64) -> Result<u64, GuestMemError> {
