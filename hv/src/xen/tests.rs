@@ -125,6 +125,9 @@ struct World {
     env: FakeEnv,
 }
 
+/// The domain id of [`World::x86`]'s domain.
+const X86_DOM: DomId = 5;
+
 impl World {
     /// dom0 (privileged, console_io, 2 vCPUs) and dom1 (domU with a PV console, 2 vCPUs).
     fn new() -> Self {
@@ -142,6 +145,20 @@ impl World {
         let mut dom1 = DomainConfig::domu(1, 2);
         dom1.pv_console_gfn = Some(CONSOLE_GFN);
         xen.create_domain(&dom1, &mut env).unwrap();
+        Self { xen, env }
+    }
+
+    /// An x86 domU, domain 5 with 2 vCPUs, and the system time at `now` ns.
+    fn x86(now: u64) -> Self {
+        let mut env = FakeEnv::default();
+        let m = SharedMem::default();
+        m.0.borrow_mut().add(RAM, 0x20);
+        env.mems.insert(X86_DOM, m);
+        env.now = now;
+        let mut xen = Xen::new();
+        let mut cfg = DomainConfig::domu(X86_DOM, 2);
+        cfg.arch = GuestArch::X86_64;
+        xen.create_domain(&cfg, &mut env).unwrap();
         Self { xen, env }
     }
 
@@ -2147,15 +2164,7 @@ fn runstate_area_accounts_each_state_and_marks_updates() {
 /// 2560, vCPU 1's legacy vcpu_info at 64 (Arm has no legacy slot for vCPU 1).
 #[test]
 fn x86_shared_info_layout() {
-    let mut env = FakeEnv::default();
-    let m = SharedMem::default();
-    m.0.borrow_mut().add(RAM, 0x20);
-    env.mems.insert(5, m);
-    let mut xen = Xen::new();
-    let mut cfg = DomainConfig::domu(5, 2);
-    cfg.arch = GuestArch::X86_64;
-    xen.create_domain(&cfg, &mut env).unwrap();
-    let mut w = World { xen, env };
+    let mut w = World::x86(0);
     // x86 features: the callback vector, none of Arm's bits.
     w.put(
         5,
@@ -2229,15 +2238,7 @@ fn x86_shared_info_layout() {
 fn x86_vcpu_time_is_published_where_guests_read_it() {
     use crate::xen::pvclock::{VcpuTime, PVCLOCK_TSC_STABLE};
     use mica_guest_abi::xen::features::XENFEAT_HVM_SAFE_PVCLOCK;
-    let mut env = FakeEnv::default();
-    let m = SharedMem::default();
-    m.0.borrow_mut().add(RAM, 0x20);
-    env.mems.insert(5, m);
-    let mut xen = Xen::new();
-    let mut cfg = DomainConfig::domu(5, 2);
-    cfg.arch = GuestArch::X86_64;
-    xen.create_domain(&cfg, &mut env).unwrap();
-    let mut w = World { xen, env };
+    let mut w = World::x86(0);
     w.put(
         5,
         ARG,
@@ -2287,16 +2288,7 @@ fn x86_pv_timers_raise_virq_timer_on_their_vcpu() {
     use mica_guest_abi::xen::vcpu::{
         VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, VCPU_SSHOTTMR_FUTURE,
     };
-    let mut env = FakeEnv::default();
-    let m = SharedMem::default();
-    m.0.borrow_mut().add(RAM, 0x20);
-    env.mems.insert(5, m);
-    env.now = 1_000_000;
-    let mut xen = Xen::new();
-    let mut cfg = DomainConfig::domu(5, 2);
-    cfg.arch = GuestArch::X86_64;
-    xen.create_domain(&cfg, &mut env).unwrap();
-    let mut w = World { xen, env };
+    let mut w = World::x86(1_000_000);
     w.map_shared_info(5);
     // VIRQ_TIMER bound on vCPU 1.
     w.put(
