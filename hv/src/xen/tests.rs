@@ -162,6 +162,14 @@ impl World {
         Self { xen, env }
     }
 
+    /// XENVER_get_features submap 0 of `dom` (the call must succeed).
+    fn features(&mut self, dom: DomId) -> u32 {
+        self.put(dom, ARG, &FeatureInfo::default());
+        let r = self.call(dom, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
+        assert_eq!(r.ret, 0, "XENVER_get_features of domain {dom}");
+        self.get::<FeatureInfo>(dom, ARG).submap
+    }
+
     fn call(&mut self, dom: DomId, vcpu: u32, nr: Hypercall, args: &[u64]) -> Outcome {
         self.call_raw(dom, vcpu, nr.nr(), args)
     }
@@ -286,9 +294,7 @@ fn xen_version() {
     );
     let domu = w.get::<FeatureInfo>(1, ARG).submap;
     assert_eq!(domu, 0x1_4005);
-    w.put(0, ARG, &FeatureInfo::default());
-    w.call(0, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
-    assert_eq!(w.get::<FeatureInfo>(0, ARG).submap, 0x1_4805);
+    assert_eq!(w.features(0), 0x1_4805);
     w.put(
         1,
         ARG,
@@ -2166,16 +2172,7 @@ fn runstate_area_accounts_each_state_and_marks_updates() {
 fn x86_shared_info_layout() {
     let mut w = World::x86(0);
     // x86 features: the callback vector, none of Arm's bits.
-    w.put(
-        5,
-        ARG,
-        &FeatureInfo {
-            submap_idx: 0,
-            submap: 0,
-        },
-    );
-    w.call(5, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
-    let f = w.get::<FeatureInfo>(5, ARG).submap;
+    let f = w.features(X86_DOM);
     use mica_guest_abi::xen::features::{XENFEAT_ARM_SMCCC_SUPPORTED, XENFEAT_HVM_CALLBACK_VECTOR};
     assert_ne!(f & 1 << XENFEAT_HVM_CALLBACK_VECTOR, 0);
     assert_eq!(f & 1 << XENFEAT_ARM_SMCCC_SUPPORTED, 0);
@@ -2239,19 +2236,8 @@ fn x86_vcpu_time_is_published_where_guests_read_it() {
     use crate::xen::pvclock::{VcpuTime, PVCLOCK_TSC_STABLE};
     use mica_guest_abi::xen::features::XENFEAT_HVM_SAFE_PVCLOCK;
     let mut w = World::x86(0);
-    w.put(
-        5,
-        ARG,
-        &FeatureInfo {
-            submap_idx: 0,
-            submap: 0,
-        },
-    );
-    w.call(5, 0, Hypercall::XenVersion, &[XENVER_GET_FEATURES, ARG]);
-    assert_ne!(
-        w.get::<FeatureInfo>(5, ARG).submap & 1 << XENFEAT_HVM_SAFE_PVCLOCK,
-        0
-    );
+    let f = w.features(X86_DOM);
+    assert_ne!(f & 1 << XENFEAT_HVM_SAFE_PVCLOCK, 0);
     let t = VcpuTime {
         tsc_timestamp: 1000,
         system_time_ns: 77,
