@@ -233,6 +233,19 @@ pub fn scenario(
 }
 
 /// QEMU arguments booting rtbench directly at EL1 (no hypervisor) on the same machine.
+/// QEMU arguments for scenario `s` on `image`, its files in a work directory named after
+/// the run's `log`.
+fn prepare_as_log(s: &Scenario, image: &Path, log: &Path) -> Result<Vec<String>, String> {
+    let stem = log
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(
+        s.prepare(image, &target_dir().join("scenarios").join(stem))?
+            .qemu_args,
+    )
+}
+
 fn bare_args(platform: Platform, image: &Path, samples: usize) -> Vec<String> {
     let mut args = bare_machine_args(platform);
     args.push("-kernel".into());
@@ -265,15 +278,11 @@ fn measure_once(
 ) -> Result<(RtResult, Captured), String> {
     let mut args = match (target, hv_image) {
         (Target::Bare, _) => bare_args(platform, guest, samples),
-        (_, Some(image)) => {
-            let s = scenario(platform, target, setup, guest, samples);
-            let stem = log
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            s.prepare(image, &target_dir().join("scenarios").join(stem))?
-                .qemu_args
-        }
+        (_, Some(image)) => prepare_as_log(
+            &scenario(platform, target, setup, guest, samples),
+            image,
+            log,
+        )?,
         (_, None) => return Err("no hypervisor image".into()),
     };
     args.extend(ICOUNT.map(String::from));

@@ -15,7 +15,7 @@ use crate::cpio::CpioWriter;
 use crate::host::{ensure_linux_guest, fetch_deb, guests_dir};
 use crate::images::Platform;
 use crate::qemu::run_captured;
-use crate::util::{read_file, target_dir, write_file};
+use crate::util::{read_file, write_file};
 
 /// Wake-ups per run (1 ms apart).
 pub const LOOPS: usize = 2000;
@@ -138,12 +138,7 @@ pub fn measure_once(
             linux.initrd = Some(initrd.to_path_buf());
             linux.bootargs = bootargs();
             linux.memory_kib = 256 * 1024;
-            let stem = log
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            s.prepare(image, &target_dir().join("scenarios").join(stem))?
-                .qemu_args
+            super::prepare_as_log(&s, image, log)?
         }
         (_, None) => return Err("no hypervisor image".into()),
     };
