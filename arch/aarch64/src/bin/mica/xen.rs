@@ -268,11 +268,7 @@ struct DomainMemory<'a> {
     dom: DomainRef<'a>,
 }
 
-impl<'a> DomainMemory<'a> {
-    fn new(dom: DomainRef<'a>) -> Self {
-        Self { dom }
-    }
-
+impl DomainMemory<'_> {
     /// Host address of `gpa` and the bytes left in its page.
     fn host(&self, gpa: GuestPhysAddr) -> Result<(u64, usize), GuestMemError> {
         let page = gpa.align_down(PAGE_SIZE).raw();
@@ -474,22 +470,10 @@ impl ArchEnv<'_> {
             return Some(d.clone());
         }
         let cached = self.mems.iter().flatten().find(|(cached, _)| *cached == id);
-        match cached {
-            Some((
-                _,
-                DomainMemory {
-                    dom: DomainRef::Held(d),
-                    ..
-                },
-            )) => Some(d.clone()),
-            Some((
-                _,
-                DomainMemory {
-                    dom: DomainRef::Borrowed(_),
-                    ..
-                },
-            ))
-            | None => any_domain(id),
+        match cached.map(|(_, mem)| &mem.dom) {
+            Some(DomainRef::Held(d)) => Some(d.clone()),
+            // A borrowed view is only ever the caller's, answered above.
+            Some(DomainRef::Borrowed(_)) | None => any_domain(id),
         }
     }
 
@@ -555,7 +539,7 @@ impl XenEnv for ArchEnv<'_> {
                 };
                 let p = self.next_slot % CACHED_DOMAINS;
                 self.next_slot = p + 1;
-                self.mems[p] = Some((dom, DomainMemory::new(d)));
+                self.mems[p] = Some((dom, DomainMemory { dom: d }));
                 p
             }
         };
@@ -626,9 +610,11 @@ impl XenEnv for ArchEnv<'_> {
         let src = any_domain(granter).ok_or(errno::ESRCH)?;
         let dst = any_domain(grantee).ok_or(errno::ESRCH)?;
         let gpa = GuestPhysAddr::new(granter_gfn.checked_mul(PAGE_SIZE).ok_or(errno::EINVAL)?);
-        let (hpa, _) = DomainMemory::new(DomainRef::Held(src))
-            .host(gpa)
-            .map_err(|_| errno::EINVAL)?;
+        let (hpa, _) = DomainMemory {
+            dom: DomainRef::Held(src),
+        }
+        .host(gpa)
+        .map_err(|_| errno::EINVAL)?;
         set_stage2_page(&dst, gfn, Some((hpa, readonly)))?;
         let mut overlays = dst.overlays.lock();
         overlays.retain(|o| o.gfn != Some(gfn));
