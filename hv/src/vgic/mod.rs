@@ -10,7 +10,8 @@
 //! - after a vCPU ran, reads its list registers back and calls [`Vgic::sync_from_lrs`];
 //!   before entering it, calls [`Vgic::fill_lrs`] and writes the result (asking for an
 //!   underflow maintenance interrupt on overflow, and for an EOI maintenance interrupt on
-//!   LRs marked `eoi_notify`);
+//!   LRs marked `eoi_notify`); or does both at once with [`Vgic::resync_lrs`] when the
+//!   vCPU goes straight back into its guest;
 //! - sends an IPI to every physical CPU running a vCPU in a returned [`VcpuSet`];
 //! - uses [`Vgic::has_deliverable`] to decide whether a WFI blocks.
 //!
@@ -546,6 +547,23 @@ impl Vgic {
         let mut fill = st.core.fill(vcpu, lrs);
         fill.changes = self.changes.load(Ordering::Relaxed);
         fill
+    }
+
+    /// [`Vgic::sync_from_lrs`] then [`Vgic::fill_lrs`] under one lock, for a vCPU that
+    /// runs again on the same CPU (a hypercall handled without leaving the vCPU).
+    /// `lrs[..listed]` holds the list registers read back, `listed` being what the last
+    /// fill returned; the rest of `lrs` must still be invalid, as that fill left them. On
+    /// return all of `lrs` is the new choice. Also returns the other vCPUs to kick.
+    pub fn resync_lrs(
+        &self,
+        vcpu: usize,
+        lrs: &mut [ListReg],
+        listed: usize,
+    ) -> (FillOutcome, VcpuSet) {
+        let mut st = self.change();
+        let (mut fill, kick) = st.core.resync(vcpu, lrs, listed);
+        fill.changes = self.changes.load(Ordering::Relaxed);
+        (fill, kick)
     }
 
     /// Marks SPI `intid` as backed by the physical interrupt of the same number (a device

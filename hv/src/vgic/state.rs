@@ -152,6 +152,12 @@ impl IntidSet {
     fn is_empty(&self) -> bool {
         self.summary == 0
     }
+    /// Whether `intid` is the only member.
+    #[inline(always)]
+    fn is_only(&self, intid: u32) -> bool {
+        let w = (intid / 64) as usize;
+        intid < INTID_LIMIT && self.summary == 1 << w && self.words[w] == 1 << (intid % 64)
+    }
     /// Calls `f` for each member, lowest first.
     fn for_each(&self, mut f: impl FnMut(u32)) {
         let mut summary = self.summary;
@@ -701,6 +707,106 @@ impl Core {
             listed: count,
             changes: 0,
         }
+    }
+
+    /// [`Core::sync`] then [`Core::fill`], for a vCPU that runs again on the same CPU.
+    /// `lrs[..listed]` holds the list registers read back (`listed` from the last fill);
+    /// the rest must be invalid, as that fill left them. On return all of `lrs` is the new
+    /// choice. Also returns the other vCPUs to kick, as `sync` does.
+    pub fn resync(
+        &mut self,
+        vcpu: usize,
+        lrs: &mut [ListReg],
+        listed: usize,
+    ) -> (FillOutcome, VcpuSet) {
+        if let Some(fill) = self.relist_private_edge(vcpu, lrs, listed) {
+            return (fill, VcpuSet::EMPTY);
+        }
+        let kick = self.sync(vcpu, &lrs[..listed.min(lrs.len())]);
+        (self.fill(vcpu, lrs), kick)
+    }
+
+    /// The short cut of [`Core::resync`] for the event-channel upcall's round: the only
+    /// interrupt listed, and the only one pending or active for the vCPU, is one private
+    /// edge-triggered interrupt in the first LR. Gives exactly what `sync` then `fill`
+    /// would, without their scan, sort and vectors; `None` when the case does not apply.
+    fn relist_private_edge(
+        &mut self,
+        vcpu: usize,
+        lrs: &mut [ListReg],
+        listed: usize,
+    ) -> Option<FillOutcome> {
+        let groups = (self.group0_enabled, self.group1_enabled);
+        let two_level_sgis = self.model == Model::V2;
+        let v = self.vcpus.get_mut(vcpu)?;
+        let &[intid] = v.listed.as_slice() else {
+            return None;
+        };
+        let slot = lrs.first_mut()?;
+        if listed != 1
+            || intid >= PRIVATE_IRQS
+            || (two_level_sgis && intid < SGIS)
+            || !v.interesting.is_only(intid)
+        {
+            return None;
+        }
+        let irq = &mut v.private[intid as usize];
+        if !irq.edge || irq.hw || irq.lr.is_none() {
+            return None;
+        }
+        // Sync, as for any edge interrupt (an LR that no longer names it counts as empty).
+        let read_back = if slot.intid == intid {
+            slot.state
+        } else {
+            LrState::Invalid
+        };
+        irq.latch |= read_back.is_pending() && !irq.drop_pending;
+        irq.active = read_back.is_active() && !irq.drop_active;
+        irq.lr = None;
+        irq.drop_pending = false;
+        irq.drop_active = false;
+        // Fill with this one candidate (or none).
+        let deliverable = irq.enabled && if irq.group1 { groups.1 } else { groups.0 };
+        let state = if irq.active {
+            if irq.latch && deliverable {
+                LrState::PendingActive
+            } else {
+                LrState::Active
+            }
+        } else if irq.latch && deliverable {
+            LrState::Pending
+        } else {
+            // Nothing to list; still interesting only while pending (but not deliverable).
+            if !irq.latch {
+                v.interesting.remove(intid);
+            }
+            v.listed.clear();
+            *slot = ListReg::INVALID;
+            return Some(FillOutcome {
+                overflow: false,
+                listed: 0,
+                changes: 0,
+            });
+        };
+        if state.is_pending() {
+            irq.latch = false;
+        }
+        irq.active = false;
+        irq.lr = Some(state);
+        *slot = ListReg {
+            intid,
+            priority: irq.priority,
+            group1: irq.group1,
+            state,
+            eoi_notify: false,
+            source: 0,
+            hw: false,
+        };
+        Some(FillOutcome {
+            overflow: false,
+            listed: 1,
+            changes: 0,
+        })
     }
 
     /// Puts one source of a GICv2 SGI into an LR: the active source (pending again too if

@@ -928,6 +928,122 @@ proptest! {
     }
 }
 
+/// Ops for the resync equivalence check: mostly the upcall PPI (31, fixed edge) and its
+/// enable bit, with some other traffic so the short cut's conditions fail at times.
+fn resync_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0usize..2).prop_map(|v| Op::Inject(v, 31)),
+        1 => (0usize..2, 16u32..64).prop_map(|(v, i)| Op::Inject(v, i)),
+        1 => (16u32..64, any::<bool>()).prop_map(|(i, h)| Op::Level(i, h)),
+        // ISENABLER0 / ICENABLER0 / ISPENDR0 / ICPENDR0 / ISACTIVER0 / ICACTIVER0 of
+        // vCPU 0 or 1, for PPI 31 or 27, and GICD_CTLR.
+        1 => (0usize..2, 0u64..6, prop_oneof![Just(1u64 << 31), Just(1u64 << 27)])
+            .prop_map(|(vcpu, r, bit)| Op::Mmio {
+                vcpu,
+                addr: REDIST + vcpu as u64 * REDIST_FRAME_SIZE + SGI + 0x100 + r * 0x80,
+                size: AccessSize::Word,
+                write: Some(bit),
+            }),
+        1 => (0u64..4).prop_map(|ctlr| Op::Mmio {
+            vcpu: 0,
+            addr: DIST,
+            size: AccessSize::Word,
+            write: Some(ctlr | 1 << 4),
+        }),
+        6 => (0usize..2, any::<u8>()).prop_map(|(vcpu, ack)| Op::Run { vcpu, n: 0, ack }),
+    ]
+}
+
+/// Everything a guest can read about the private interrupts of `vcpu`.
+fn private_view(g: &Vgic, vcpu: usize) -> Vec<u64> {
+    (0..6)
+        .map(|r| rd32(g, rdist(vcpu) + SGI + 0x100 + r * 0x80))
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn resync_chooses_what_sync_then_fill_chooses(
+        ops in proptest::collection::vec(resync_op(), 1..200),
+        lr_count in 1usize..4,
+    ) {
+        // Two identical vGICs: one driven the run loop's way (sync, then fill), the other
+        // the fast path's way (resync).
+        let slow = vgic(2, 64);
+        let fast = vgic(2, 64);
+        for g in [&slow, &fast] {
+            linux_init(g);
+            g.fix_edge_triggered(31);
+            wr32(g, rdist(0) + SGI + 0x100, 1 << 31);
+            wr32(g, rdist(1) + SGI + 0x100, 1 << 31);
+        }
+        let mut held = [lrs(lr_count), lrs(lr_count)];
+        let mut listed = [0usize; 2];
+        for op in ops {
+            match op {
+                Op::Mmio { vcpu, addr, size, write } => {
+                    let a = MmioAccess { addr: GuestPhysAddr::new(addr), size, write };
+                    prop_assert_eq!(slow.mmio(vcpu, a), fast.mmio(vcpu, a));
+                }
+                Op::Inject(v, i) => prop_assert_eq!(slow.inject(v, i), fast.inject(v, i)),
+                Op::Level(i, h) => prop_assert_eq!(slow.set_level(i, h), fast.set_level(i, h)),
+                Op::Sgi(..) => {}
+                Op::Run { vcpu, ack, .. } => {
+                    // The guest acknowledges, completes or leaves what is listed.
+                    for (k, lr) in held[vcpu].iter_mut().enumerate() {
+                        if lr.state != LrState::Invalid {
+                            lr.state = match (ack >> (2 * (k % 4))) & 3 {
+                                0 => LrState::Invalid,
+                                1 => LrState::Active,
+                                2 => LrState::PendingActive,
+                                _ => lr.state,
+                            };
+                        }
+                    }
+                    let moved = slow.sync_from_lrs(vcpu, &held[vcpu][..listed[vcpu]]);
+                    let mut chosen = lrs(lr_count);
+                    let out = slow.fill_lrs(vcpu, &mut chosen);
+                    let mut again = held[vcpu].clone();
+                    let (out2, moved2) = fast.resync_lrs(vcpu, &mut again, listed[vcpu]);
+                    prop_assert_eq!(&chosen, &again);
+                    prop_assert_eq!((out.listed, out.overflow), (out2.listed, out2.overflow));
+                    prop_assert_eq!(moved, moved2);
+                    held[vcpu] = chosen;
+                    listed[vcpu] = out.listed;
+                }
+            }
+            for v in 0..2 {
+                prop_assert_eq!(slow.has_deliverable(v), fast.has_deliverable(v));
+                prop_assert_eq!(private_view(&slow, v), private_view(&fast, v));
+            }
+        }
+    }
+}
+
+#[test]
+fn resync_relists_the_upcall_after_the_guest_completed_it() {
+    let g = vgic(1, 64);
+    linux_init(&g);
+    g.fix_edge_triggered(31);
+    wr32(&g, rdist(0) + SGI + 0x100, 1 << 31);
+    g.inject(0, 31);
+    let mut l = lrs(4);
+    let out = g.fill_lrs(0, &mut l);
+    assert_eq!(out.listed, 1);
+    // The guest handled it (LR empty), then sent another event: pending again.
+    l[0].state = LrState::Invalid;
+    g.inject(0, 31);
+    let (out, kick) = g.resync_lrs(0, &mut l, 1);
+    assert_eq!((out.listed, kick), (1, VcpuSet::EMPTY));
+    assert_eq!(listed(&l), [(31, LrState::Pending)]);
+    // Handled again, nothing new: nothing listed, nothing deliverable.
+    l[0].state = LrState::Invalid;
+    let (out, _) = g.resync_lrs(0, &mut l, 1);
+    assert_eq!(out.listed, 0);
+    assert_eq!(listed(&l), []);
+    assert!(!g.has_deliverable(0));
+}
+
 #[test]
 fn shareable_between_physical_cpus() {
     fn assert_send_sync<T: Send + Sync>() {}

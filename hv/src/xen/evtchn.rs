@@ -4,7 +4,7 @@
 
 use super::env::{Backend, XenEnv};
 use super::hypercall::HypercallCtx;
-use super::mem::{self, read_virt_obj, write_virt_obj};
+use super::mem::{read_virt_obj, write_virt_obj};
 use super::Xen;
 use crate::addr::GuestPhysAddr;
 use alloc::vec::Vec;
@@ -215,7 +215,7 @@ fn mark_pending(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn Xen
     let Some(mask_at) = bitmap_word(si, dom.layout.evtchn_mask, word) else {
         return true;
     };
-    if mem::read_u64(mem, mask_at).map_or(true, |m| m & bit != 0) {
+    if mem.load_u64(mask_at).map_or(true, |m| m & bit != 0) {
         return true;
     }
     if mark_selector(mem, vcpu_info, word) {
@@ -306,7 +306,7 @@ pub(crate) fn is_pending(xen: &Xen, domid: DomId, port: EvtchnPort, env: &mut dy
         return false;
     };
     env.memory(domid)
-        .is_some_and(|m| mem::read_u64(m, at).is_ok_and(|v| v & bit != 0))
+        .is_some_and(|m| m.load_u64(at).is_ok_and(|v| v & bit != 0))
 }
 
 /// Closes one port of `domid`; the far end of an inter-domain channel goes back to
@@ -631,7 +631,7 @@ fn unmask(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) -
     let mask_at = bitmap_word(si, dom.layout.evtchn_mask, word).ok_or(EFAULT)?;
     let pending_at = bitmap_word(si, dom.layout.evtchn_pending, word).ok_or(EFAULT)?;
     let was_masked = mem.fetch_and_u64(mask_at, !bit).map_err(|_| EFAULT)? & bit != 0;
-    let pending = mem::read_u64(mem, pending_at).map_err(|_| EFAULT)? & bit != 0;
+    let pending = mem.load_u64(pending_at).map_err(|_| EFAULT)? & bit != 0;
     if was_masked && pending && mark_selector(mem, vcpu_info, word) {
         env.raise_upcall(domid, vcpu);
     }

@@ -45,6 +45,12 @@ pub trait GuestMemory {
     /// CPUs (a `DMB ISH` on Arm). Used between ring data and ring indices.
     fn barrier(&self) {}
 
+    /// Reads the `u64` at `gpa` in one access (an event bitmap word the guest changes
+    /// atomically). `gpa` must be 8-byte aligned.
+    fn load_u64(&self, gpa: GuestPhysAddr) -> Result<u64, GuestMemError> {
+        check_aligned(gpa, 8)?;
+        read_u64(self, gpa)
+    }
     /// Atomically `*gpa |= bits`, returning the old value. `gpa` must be 8-byte aligned.
     fn fetch_or_u64(&mut self, gpa: GuestPhysAddr, bits: u64) -> Result<u64, GuestMemError> {
         check_aligned(gpa, 8)?;

@@ -639,6 +639,38 @@ impl FastPath<'_> {
         }
         let count = self.lr_count.min(self.lrs.len());
         let chosen = self.dom.vgic.fill_lrs(self.index, &mut self.lrs[..count]);
+        self.write_lrs(chosen);
+    }
+
+    /// Between a hypercall handled in place and the guest's resumption: [`Self::sync_lrs`]
+    /// then [`Self::refresh_lrs`], with one vGIC lock for both. Out of line, so the plain
+    /// hypercall's path does not pay for its registers.
+    #[inline(never)]
+    fn resync_lrs(&mut self) {
+        let listed = self.fill.map_or(0, |f| f.listed).min(self.lrs.len());
+        if listed == 0 {
+            self.refresh_lrs();
+            return;
+        }
+        for (i, lr) in self.lrs[..listed].iter_mut().enumerate() {
+            *lr = gic::read_lr(i);
+        }
+        let count = self.lr_count.min(self.lrs.len());
+        // `lrs[listed..count]` are still invalid, as the last fill chose them.
+        let (chosen, moved) = self
+            .dom
+            .vgic
+            .resync_lrs(self.index, &mut self.lrs[..count], listed);
+        self.write_lrs(chosen);
+        if !moved.is_empty() {
+            kick(self.dom, moved);
+        }
+    }
+
+    /// Writes the list registers just chosen (and clears those that may linger).
+    #[inline(always)]
+    fn write_lrs(&mut self, chosen: FillOutcome) {
+        let count = self.lr_count.min(self.lrs.len());
         // What is listed now, and what was listed before and may linger: an exit with
         // nothing to list after one with nothing listed writes no list register.
         let dirty = chosen.listed.max(self.hardware_in_use).min(count);
@@ -662,7 +694,9 @@ impl FastPath<'_> {
             *lr = gic::read_lr(i);
         }
         let moved = self.dom.vgic.sync_from_lrs(self.index, &self.lrs[..listed]);
-        kick(self.dom, moved);
+        if !moved.is_empty() {
+            kick(self.dom, moved);
+        }
     }
 }
 
@@ -692,8 +726,7 @@ extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>)
     if after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) {
         if !fast.lists_same() {
             // What the run loop would do between this exit and the next entry.
-            fast.sync_lrs();
-            fast.refresh_lrs();
+            fast.resync_lrs();
         }
         FAST_RESUME
     } else {

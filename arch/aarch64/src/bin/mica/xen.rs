@@ -321,6 +321,12 @@ impl GuestMemory for DomainMemory<'_> {
         aarch64_cpu::asm::barrier::dmb(aarch64_cpu::asm::barrier::ISH);
     }
 
+    fn load_u64(&self, gpa: GuestPhysAddr) -> Result<u64, GuestMemError> {
+        let p = self.atomic_ptr(gpa, 8)?;
+        // SAFETY: as for `fetch_or_u64`.
+        Ok(unsafe { AtomicU64::from_ptr(p as *mut u64) }.load(Ordering::Acquire))
+    }
+
     fn fetch_or_u64(&mut self, gpa: GuestPhysAddr, bits: u64) -> Result<u64, GuestMemError> {
         let p = self.atomic_ptr(gpa, 8)?;
         // SAFETY: an 8-byte aligned word of this domain's RAM, identity-mapped as normal
