@@ -4,10 +4,11 @@
 
 use super::env::{Backend, XenEnv};
 use super::hypercall::HypercallCtx;
-use super::mem::{read_virt_obj, write_virt_obj};
-use super::Xen;
-use crate::addr::GuestPhysAddr;
+use super::mem::{read_virt_obj, write_virt_obj, GuestMemory, PageWords};
+use super::{SharedInfoLayout, Xen};
+use crate::addr::{GuestPhysAddr, PAGE_SIZE};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use mica_guest_abi::xen::errno::*;
 use mica_guest_abi::xen::evtchn::*;
 use mica_guest_abi::xen::shared::{VCPU_INFO_PENDING_SEL, VCPU_INFO_UPCALL_PENDING};
@@ -167,9 +168,64 @@ fn word_and_bit(port: EvtchnPort) -> (u64, u64) {
     (u64::from(port / 64), 1u64 << (port % 64))
 }
 
-#[inline(always)]
-fn bitmap_word(si: GuestPhysAddr, bitmap: u64, word: u64) -> Option<GuestPhysAddr> {
-    si.checked_add(bitmap)?.checked_add(word * 8)
+/// A guest page lent by the memory view, with its frame number.
+#[derive(Clone, Copy)]
+struct Lent<'m> {
+    gfn: u64,
+    words: &'m PageWords,
+}
+
+impl<'m> Lent<'m> {
+    fn of(mem: &'m dyn GuestMemory, gfn: u64) -> Option<Self> {
+        Some(Self {
+            gfn,
+            words: mem.words(gfn)?,
+        })
+    }
+
+    /// The word at byte `offset` of the page (a multiple of 8 below the page size).
+    fn at(&self, offset: u64) -> Option<&'m AtomicU64> {
+        if !offset.is_multiple_of(8) {
+            return None;
+        }
+        self.words.get((offset / 8) as usize)
+    }
+}
+
+/// The words of shared_info's event bitmaps holding one port: (pending, mask).
+fn event_words<'m>(
+    mem: &'m dyn GuestMemory,
+    si_gfn: u64,
+    layout: &SharedInfoLayout,
+    word: u64,
+) -> Option<(Lent<'m>, &'m AtomicU64, &'m AtomicU64)> {
+    let page = Lent::of(mem, si_gfn)?;
+    let pending = page.at(layout.evtchn_pending.checked_add(word * 8)?)?;
+    let mask = page.at(layout.evtchn_mask.checked_add(word * 8)?)?;
+    Some((page, pending, mask))
+}
+
+/// A vcpu_info's upcall flag (as the word holding it and the flag's bit 0 in that word)
+/// and its pending selector. `shared` is a page already lent (shared_info, which holds
+/// the legacy vcpu_info slots), reused when the vcpu_info is there.
+fn vcpu_info_words<'m>(
+    mem: &'m dyn GuestMemory,
+    vcpu_info: GuestPhysAddr,
+    shared: Option<Lent<'m>>,
+) -> Option<(&'m AtomicU64, u64, &'m AtomicU64)> {
+    let lend = |gfn: u64, known: Option<Lent<'m>>| match known {
+        Some(page) if page.gfn == gfn => Some(page),
+        _ => Lent::of(mem, gfn),
+    };
+    let flag_at = vcpu_info.checked_add(VCPU_INFO_UPCALL_PENDING as u64)?;
+    let sel_at = vcpu_info.checked_add(VCPU_INFO_PENDING_SEL as u64)?;
+    let flag_page = lend(flag_at.pfn(), shared)?;
+    // Usually the same page (unless the vcpu_info straddles two).
+    let sel_page = lend(sel_at.pfn(), Some(flag_page))?;
+    let flag_off = flag_at.raw() % PAGE_SIZE;
+    let flag_word = flag_page.at(flag_off & !7)?;
+    let flag_bit = 1u64 << (8 * (flag_off % 8));
+    Some((flag_word, flag_bit, sel_page.at(sel_at.raw() % PAGE_SIZE)?))
 }
 
 /// Makes `port` of `domid` pending (Xen's 2-level `set_pending`): sets the pending bit,
@@ -205,20 +261,16 @@ fn mark_pending(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn Xen
     let Some(mem) = env.memory(domid) else {
         return false;
     };
-    let Some(pending_at) = bitmap_word(si, dom.layout.evtchn_pending, word) else {
+    let Some((page, pending, mask)) = event_words(mem, si.pfn(), &dom.layout, word) else {
         return false;
     };
-    match mem.fetch_or_u64(pending_at, bit) {
-        Ok(old) if old & bit == 0 => {}
-        _ => return false,
+    if pending.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+        return false;
     }
-    let Some(mask_at) = bitmap_word(si, dom.layout.evtchn_mask, word) else {
-        return true;
-    };
-    if mem.load_u64(mask_at).map_or(true, |m| m & bit != 0) {
+    if mask.load(Ordering::Acquire) & bit != 0 {
         return true;
     }
-    if mark_selector(mem, vcpu_info, word) {
+    if mark_selector(mem, vcpu_info, Some(page), word) {
         env.raise_upcall(domid, vcpu);
     }
     true
@@ -238,25 +290,23 @@ fn wake_pollers(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn Xen
     }
 }
 
-/// Sets selector bit `word` in a vcpu_info and, if it was clear, the upcall flag. Returns
-/// whether the upcall flag went from 0 to 1 (the PPI must be raised).
+/// Sets selector bit `word` in a vcpu_info and, if it was clear, the upcall flag (bit 0 of
+/// `evtchn_upcall_pending`, as Xen's `test_and_set_bit`). Returns whether the flag went
+/// from 0 to 1 (the PPI must be raised). `shared`: shared_info, if already lent.
 fn mark_selector(
-    mem: &mut dyn super::GuestMemory,
+    mem: &dyn GuestMemory,
     vcpu_info: Option<GuestPhysAddr>,
+    shared: Option<Lent<'_>>,
     word: u64,
 ) -> bool {
-    let Some(vi) = vcpu_info else { return false };
-    let Some(sel_at) = vi.checked_add(VCPU_INFO_PENDING_SEL as u64) else {
+    let Some((flag, flag_bit, sel)) = vcpu_info.and_then(|vi| vcpu_info_words(mem, vi, shared))
+    else {
         return false;
     };
-    match mem.fetch_or_u64(sel_at, 1 << word) {
-        Ok(old) if old & (1 << word) == 0 => {}
-        _ => return false,
+    if sel.fetch_or(1 << word, Ordering::AcqRel) & (1 << word) != 0 {
+        return false;
     }
-    let Some(flag_at) = vi.checked_add(VCPU_INFO_UPCALL_PENDING as u64) else {
-        return false;
-    };
-    matches!(mem.swap_u8(flag_at, 1), Ok(0))
+    flag.fetch_or(flag_bit, Ordering::AcqRel) & flag_bit == 0
 }
 
 /// Replays events that became pending before shared_info was mapped.
@@ -282,11 +332,11 @@ fn clear_pending(xen: &Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv
         return;
     };
     let (word, bit) = word_and_bit(port);
-    if let (Some(at), Some(mem)) = (
-        bitmap_word(si, dom.layout.evtchn_pending, word),
-        env.memory(domid),
-    ) {
-        let _ = mem.fetch_and_u64(at, !bit);
+    if let Some((_, pending, _)) = env
+        .memory(domid)
+        .and_then(|mem| event_words(mem, si.pfn(), &dom.layout, word))
+    {
+        pending.fetch_and(!bit, Ordering::AcqRel);
     }
 }
 
@@ -302,11 +352,9 @@ pub(crate) fn is_pending(xen: &Xen, domid: DomId, port: EvtchnPort, env: &mut dy
             .get(word as usize)
             .is_some_and(|w| w & bit != 0);
     };
-    let Some(at) = bitmap_word(si, dom.layout.evtchn_pending, word) else {
-        return false;
-    };
     env.memory(domid)
-        .is_some_and(|m| m.load_u64(at).is_ok_and(|v| v & bit != 0))
+        .and_then(|mem| event_words(mem, si.pfn(), &dom.layout, word))
+        .is_some_and(|(_, pending, _)| pending.load(Ordering::Acquire) & bit != 0)
 }
 
 /// Closes one port of `domid`; the far end of an inter-domain channel goes back to
@@ -628,11 +676,10 @@ fn unmask(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) -
     let vcpu_info = dom.vcpu_info_gpa(vcpu);
     let (word, bit) = word_and_bit(port);
     let mem = env.memory(domid).ok_or(ESRCH)?;
-    let mask_at = bitmap_word(si, dom.layout.evtchn_mask, word).ok_or(EFAULT)?;
-    let pending_at = bitmap_word(si, dom.layout.evtchn_pending, word).ok_or(EFAULT)?;
-    let was_masked = mem.fetch_and_u64(mask_at, !bit).map_err(|_| EFAULT)? & bit != 0;
-    let pending = mem.load_u64(pending_at).map_err(|_| EFAULT)? & bit != 0;
-    if was_masked && pending && mark_selector(mem, vcpu_info, word) {
+    let (page, pending, mask) = event_words(mem, si.pfn(), &dom.layout, word).ok_or(EFAULT)?;
+    let was_masked = mask.fetch_and(!bit, Ordering::AcqRel) & bit != 0;
+    let pending = pending.load(Ordering::Acquire) & bit != 0;
+    if was_masked && pending && mark_selector(mem, vcpu_info, Some(page), word) {
         env.raise_upcall(domid, vcpu);
     }
     Ok(())

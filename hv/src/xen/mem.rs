@@ -12,6 +12,7 @@
 //! decoded from a private copy and validated before use.
 
 use crate::addr::{GuestPhysAddr, PAGE_SIZE};
+use core::sync::atomic::AtomicU64;
 use mica_guest_abi::xen::Wire;
 
 /// Why a guest memory access failed. Every variant is reported to the guest as `-EFAULT`
@@ -31,10 +32,10 @@ pub enum GuestMemError {
 /// Guest-physical memory of one domain.
 ///
 /// The atomic operations exist because the guest updates the same words concurrently on
-/// other CPUs (event bitmaps, grant flags). The provided defaults are plain
-/// read-modify-write, correct only when the guest cannot run concurrently (tests,
-/// single-vCPU domains); the arch layer should override them with real atomics on its
-/// mapping of the page.
+/// other CPUs (event bitmaps, grant flags). Event words are reached through
+/// [`GuestMemory::words`]. The provided `cmpxchg_u16` is a plain read-modify-write,
+/// correct only when the guest cannot run concurrently (tests, single-vCPU domains); the
+/// arch layer should override it with a real atomic on its mapping of the page.
 pub trait GuestMemory {
     /// Copies `buf.len()` bytes from `gpa`.
     fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError>;
@@ -45,33 +46,12 @@ pub trait GuestMemory {
     /// CPUs (a `DMB ISH` on Arm). Used between ring data and ring indices.
     fn barrier(&self) {}
 
-    /// Reads the `u64` at `gpa` in one access (an event bitmap word the guest changes
-    /// atomically). `gpa` must be 8-byte aligned.
-    fn load_u64(&self, gpa: GuestPhysAddr) -> Result<u64, GuestMemError> {
-        check_aligned(gpa, 8)?;
-        read_u64(self, gpa)
-    }
-    /// Atomically `*gpa |= bits`, returning the old value. `gpa` must be 8-byte aligned.
-    fn fetch_or_u64(&mut self, gpa: GuestPhysAddr, bits: u64) -> Result<u64, GuestMemError> {
-        check_aligned(gpa, 8)?;
-        let old = read_u64(self, gpa)?;
-        write_u64(self, gpa, old | bits)?;
-        Ok(old)
-    }
-    /// Atomically `*gpa &= bits`, returning the old value. `gpa` must be 8-byte aligned.
-    fn fetch_and_u64(&mut self, gpa: GuestPhysAddr, bits: u64) -> Result<u64, GuestMemError> {
-        check_aligned(gpa, 8)?;
-        let old = read_u64(self, gpa)?;
-        write_u64(self, gpa, old & bits)?;
-        Ok(old)
-    }
-    /// Atomically replaces the byte at `gpa`, returning the old value.
-    fn swap_u8(&mut self, gpa: GuestPhysAddr, value: u8) -> Result<u8, GuestMemError> {
-        let mut old = [0u8; 1];
-        self.read(gpa, &mut old)?;
-        self.write(gpa, &[value])?;
-        Ok(old[0])
-    }
+    /// Lends frame `gfn` as the 512 words the event code updates (shared_info's event
+    /// bitmaps, a vcpu_info's upcall flag and selector; the guest updates them atomically
+    /// too): one look-up per page, then atomics, for a path taken on every event. `None`
+    /// when the frame is not mapped or not writable by the guest. The page stays this
+    /// frame's while `self` is borrowed.
+    fn words(&self, gfn: u64) -> Option<&PageWords>;
     /// Atomic compare-and-exchange of the `u16` at `gpa` (2-byte aligned): stores `new` if
     /// the current value is `expected`. Returns the value found.
     fn cmpxchg_u16(
@@ -90,6 +70,12 @@ pub trait GuestMemory {
         Ok(found)
     }
 }
+
+/// Words per 4 KiB page.
+pub const WORDS_PER_PAGE: usize = (PAGE_SIZE / 8) as usize;
+
+/// A guest page lent as words ([`GuestMemory::words`]).
+pub type PageWords = [AtomicU64; WORDS_PER_PAGE];
 
 /// The calling vCPU's virtual address space, for hypercall argument buffers.
 pub trait GuestVirtMemory {
@@ -261,13 +247,16 @@ pub fn frame_addr(gfn: u64, offset: u64) -> Option<GuestPhysAddr> {
 #[cfg(test)]
 pub mod fake {
     use super::*;
+    use core::sync::atomic::Ordering;
     use std::collections::BTreeMap;
 
-    /// Sparse guest memory: only the listed frames exist.
+    /// Sparse guest memory: only the listed frames exist. Pages are words, so they can be
+    /// lent ([`GuestMemory::words`]) like the arch layer's; each is leaked, to be lent
+    /// for `'static` from behind the tests' `RefCell`s (a test makes a few).
     #[derive(Default, Clone)]
     pub struct FakeMemory {
         /// Frame number to contents.
-        pub pages: BTreeMap<u64, Box<[u8; 4096]>>,
+        pub pages: BTreeMap<u64, &'static PageWords>,
         /// Frames that reject writes.
         pub read_only: std::collections::BTreeSet<u64>,
     }
@@ -276,8 +265,32 @@ pub mod fake {
         /// Adds zeroed frames `[first, first + count)`.
         pub fn add(&mut self, first: u64, count: u64) {
             for f in first..first + count {
-                self.pages.insert(f, Box::new([0; 4096]));
+                let page: Box<PageWords> = Box::new(core::array::from_fn(|_| AtomicU64::new(0)));
+                self.pages.insert(f, Box::leak(page));
             }
+        }
+
+        /// Frame `gfn` as words, unless absent or read-only.
+        pub fn page(&self, gfn: u64) -> Option<&'static PageWords> {
+            if self.read_only.contains(&gfn) {
+                return None;
+            }
+            self.pages.get(&gfn).copied()
+        }
+
+        fn byte(&self, frame: u64, off: usize) -> u8 {
+            let word = self.pages[&frame][off / 8].load(Ordering::Relaxed);
+            (word >> (8 * (off % 8))) as u8
+        }
+
+        fn set_byte(&self, frame: u64, off: usize, value: u8) {
+            let shift = 8 * (off % 8);
+            let word = &self.pages[&frame][off / 8];
+            let old = word.load(Ordering::Relaxed);
+            word.store(
+                (old & !(0xFF << shift)) | u64::from(value) << shift,
+                Ordering::Relaxed,
+            );
         }
 
         fn walk(
@@ -313,7 +326,9 @@ pub mod fake {
                 chunks.push((fr, off, done, n))
             })?;
             for (fr, off, done, n) in chunks {
-                buf[done..done + n].copy_from_slice(&self.pages[&fr][off..off + n]);
+                for i in 0..n {
+                    buf[done + i] = self.byte(fr, off + i);
+                }
             }
             Ok(())
         }
@@ -326,11 +341,14 @@ pub mod fake {
                 return Err(GuestMemError::ReadOnly);
             }
             for (fr, off, done, n) in chunks {
-                if let Some(p) = self.pages.get_mut(&fr) {
-                    p[off..off + n].copy_from_slice(&data[done..done + n]);
+                for i in 0..n {
+                    self.set_byte(fr, off + i, data[done + i]);
                 }
             }
             Ok(())
+        }
+        fn words(&self, gfn: u64) -> Option<&PageWords> {
+            self.page(gfn)
         }
     }
 
@@ -381,6 +399,7 @@ mod tests {
         );
     }
     use super::*;
+    use core::sync::atomic::Ordering;
     use mica_guest_abi::xen::evtchn::EvtchnBindVirq;
 
     #[test]
@@ -406,21 +425,20 @@ mod tests {
     }
 
     #[test]
-    fn default_atomics() {
+    fn lent_words_are_the_bytes_and_read_only_pages_are_not_lent() {
         let mut m = FakeMemory::default();
-        m.add(1, 1);
+        m.add(1, 2);
         let a = GuestPhysAddr::new(0x1008);
-        assert_eq!(m.fetch_or_u64(a, 0b101), Ok(0));
-        assert_eq!(m.fetch_and_u64(a, !0b1), Ok(0b101));
-        assert_eq!(read_u64(&m, a), Ok(0b100));
-        assert_eq!(
-            m.fetch_or_u64(GuestPhysAddr::new(0x1004), 1),
-            Err(GuestMemError::Misaligned)
-        );
+        let words = m.page(1).unwrap();
+        assert_eq!(words[1].fetch_or(0b101, Ordering::AcqRel), 0);
+        assert_eq!(read_u64(&m, a), Ok(0b101));
+        write_u64(&mut m, a, 4).unwrap();
+        assert_eq!(words[1].load(Ordering::Acquire), 4);
         assert_eq!(m.cmpxchg_u16(a, 7, 9), Ok(4));
         assert_eq!(m.cmpxchg_u16(a, 4, 9), Ok(4));
         assert_eq!(read_u64(&m, a), Ok(9));
-        assert_eq!(m.swap_u8(a, 1), Ok(9));
+        m.read_only.insert(2);
+        assert!(m.words(2).is_none() && m.words(3).is_none());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::hypercall::POLL_MAX_PORTS;
 use super::mem::fake::FakeMemory;
-use super::mem::{read_obj, read_u64, write_obj, GuestMemError};
+use super::mem::{read_obj, read_u64, write_obj, GuestMemError, PageWords};
 use super::*;
 use crate::addr::GuestPhysAddr;
 use mica_guest_abi::xen::console::*;
@@ -32,6 +32,9 @@ impl GuestMemory for SharedMem {
     }
     fn write(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
         self.0.borrow_mut().write(gpa, data)
+    }
+    fn words(&self, gfn: u64) -> Option<&PageWords> {
+        self.0.borrow().page(gfn)
     }
 }
 
@@ -531,6 +534,65 @@ fn vcpu_info_registration() {
         w.call(1, 0, Hypercall::VcpuOp, &[VCPUOP_IS_UP, 1, 0]).ret,
         neg(EINVAL)
     );
+}
+
+/// An event reaches a vcpu_info whose upcall flag and selector lie in two frames (Linux
+/// 6.1 may place it across a page boundary), and one in a frame the guest cannot write
+/// gets nothing.
+#[test]
+fn events_reach_a_vcpu_info_across_a_page_boundary() {
+    let mut w = World::new();
+    w.map_shared_info(1);
+    let at = ((RAM + 4) << 12) + 0xff8;
+    w.put(
+        1,
+        ARG,
+        &VcpuRegisterVcpuInfo {
+            mfn: RAM + 4,
+            offset: 0xff8,
+            rsvd: 0,
+        },
+    );
+    let r = w.call(
+        1,
+        1,
+        Hypercall::VcpuOp,
+        &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG],
+    );
+    assert_eq!(r.ret, 0);
+    // Start clean: nothing selected, no upcall pending.
+    w.put(1, at, &0u64);
+    w.put(1, at + 8, &0u64);
+    w.env.upcalls.clear();
+    let a = w.alloc_unbound(1, 1);
+    assert_eq!(w.bind_interdomain(1, 1, a).ret, 0);
+    let b = w.get::<EvtchnBindInterdomain>(1, ARG).local_port;
+    w.put(1, ARG, &EvtchnBindVcpu { port: a, vcpu: 1 });
+    let r = w.call(1, 0, Hypercall::EventChannelOp, &[EVTCHNOP_BIND_VCPU, ARG]);
+    assert_eq!(r.ret, 0);
+    // Both ends started pending; clear them so the send is a 0 -> 1 change.
+    let pending = (SHARED_GFN << 12) + SHARED_INFO_EVTCHN_PENDING as u64;
+    w.put(1, pending, &0u64);
+    w.env.upcalls.clear();
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, b), 0);
+    assert_eq!(w.get::<u8>(1, at), 1, "upcall flag, first frame");
+    assert_eq!(
+        w.get::<u64>(1, at + 8),
+        1 << (a / 64),
+        "selector, second frame"
+    );
+    assert_eq!(w.env.upcalls, vec![(1, 1)]);
+    // The same vcpu_info in a frame the guest cannot write: the port is pending but
+    // nothing reaches the vcpu_info and no upcall is raised.
+    w.put(1, at + 8, &0u64);
+    w.put(1, at, &0u64);
+    w.put(1, pending, &0u64);
+    w.env.upcalls.clear();
+    w.mem(1).0.borrow_mut().read_only.insert(RAM + 5);
+    assert_eq!(w.evtchn_port_op(1, EVTCHNOP_SEND, b), 0);
+    assert_eq!(w.get::<u64>(1, pending) & 1 << a, 1 << a);
+    assert_eq!((w.get::<u8>(1, at), w.get::<u64>(1, at + 8)), (0, 0));
+    assert!(w.env.upcalls.is_empty());
 }
 
 fn write_u8(mem: &mut SharedMem, at: u64, v: u8) {

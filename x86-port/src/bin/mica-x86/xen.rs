@@ -6,7 +6,7 @@ use crate::run::{alloc_zeroed, Domain, HostTables, Machine, PAGE};
 use alloc::vec::Vec;
 use mica_guest_abi::xen::{errno, DomId, Hypercall};
 use mica_hv::addr::GuestPhysAddr;
-use mica_hv::xen::mem::for_each_piece;
+use mica_hv::xen::mem::{for_each_piece, PageWords};
 use mica_hv::xen::{
     dispatch, Backend, GuestMemError, GuestMemory, GuestVirtMemory, HypercallCtx, Outcome,
     SpecialPage, XenEnv,
@@ -61,6 +61,15 @@ impl GuestMemory for NptMemory {
     fn barrier(&self) {
         // x86 keeps stores in order; only the compiler must not reorder.
         core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn words(&self, gfn: u64) -> Option<&PageWords> {
+        let gpa = gfn.checked_mul(PAGE)?;
+        let (hpa, _) = self.host(gpa, true).ok()?;
+        // SAFETY: the nested tables map the frame, writable, to this page-aligned host page
+        // (guest RAM or a page Mica gave the guest), identity-mapped; it stays so while
+        // the Xen layer works on the domain. The guest updates these words atomically too.
+        Some(unsafe { &*(hpa as *const PageWords) })
     }
 }
 

@@ -9,14 +9,14 @@ use crate::{consoles, run};
 use aarch64_cpu::registers::PAR_EL1;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU16, Ordering};
 use mica_aarch64::pagetable::{stage2_ram, with, DESC};
 use mica_guest_abi::layout::EVTCHN_PPI;
 use mica_guest_abi::xen::{errno, DomId};
 use mica_hv::addr::{GuestPhysAddr, HostPhysAddr, HostRange, PAGE_SIZE};
 use mica_hv::vgic::VcpuSet;
 use mica_hv::xen::env::{Backend, SpecialPage, XenEnv};
-use mica_hv::xen::mem::{for_each_piece, GuestMemError, GuestMemory, GuestVirtMemory};
+use mica_hv::xen::mem::{for_each_piece, GuestMemError, GuestMemory, GuestVirtMemory, PageWords};
 use mica_hv::xen::{dispatch, DomainConfig, HypercallCtx, Outcome, Runstate, Xen};
 use spin::Mutex;
 use tock_registers::interfaces::{Readable, Writeable};
@@ -269,8 +269,9 @@ struct DomainMemory<'a> {
 }
 
 impl DomainMemory<'_> {
-    /// Host address of `gpa` and the bytes left in its page.
-    fn host(&self, gpa: GuestPhysAddr) -> Result<(u64, usize), GuestMemError> {
+    /// Host address of `gpa` and the bytes left in its page, for a read or (`write`) a
+    /// write: a frame granted read-only refuses writes, as its stage-2 mapping does.
+    fn host(&self, gpa: GuestPhysAddr, write: bool) -> Result<(u64, usize), GuestMemError> {
         let page = gpa.align_down(PAGE_SIZE).raw();
         let off = gpa.raw() - page;
         let left = (PAGE_SIZE - off) as usize;
@@ -281,23 +282,30 @@ impl DomainMemory<'_> {
             .iter()
             .find(|o| o.gfn == Some(page >> 12))
         {
+            if write && o.kind == (OverlayKind::Foreign { readonly: true }) {
+                return Err(GuestMemError::ReadOnly);
+            }
             return Ok((o.hpa + off, left));
         }
         let (host, avail) = self.dom.ram_to_host(gpa).ok_or(GuestMemError::Unmapped)?;
         Ok((host.raw(), left.min(avail as usize)))
     }
 
-    fn atomic_ptr(&self, gpa: GuestPhysAddr, align: u64) -> Result<u64, GuestMemError> {
-        if !gpa.is_aligned(align) {
-            return Err(GuestMemError::Misaligned);
-        }
-        Ok(self.host(gpa)?.0)
+    /// Whether frame `gfn` is the domain's own (RAM or a page Mica gave it), not another
+    /// domain's frame mapped through a grant.
+    fn owns(&self, gfn: u64) -> bool {
+        !self
+            .dom
+            .overlays
+            .lock()
+            .iter()
+            .any(|o| o.gfn == Some(gfn) && matches!(o.kind, OverlayKind::Foreign { .. }))
     }
 }
 
 impl GuestMemory for DomainMemory<'_> {
     fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
-        let locate = |at| self.host(GuestPhysAddr::new(at));
+        let locate = |at| self.host(GuestPhysAddr::new(at), false);
         for_each_piece(gpa.raw(), buf.len(), locate, |host, done, n| {
             // SAFETY: `host..host+n` is RAM of this domain (or a page it was given), identity
             // mapped; the guest may change it concurrently, which only affects the values.
@@ -309,7 +317,7 @@ impl GuestMemory for DomainMemory<'_> {
     }
 
     fn write(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
-        let locate = |at| self.host(GuestPhysAddr::new(at));
+        let locate = |at| self.host(GuestPhysAddr::new(at), true);
         for_each_piece(gpa.raw(), data.len(), locate, |host, done, n| {
             // SAFETY: as for `read`; the page belongs to this domain.
             unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), host as *mut u8, n) };
@@ -321,29 +329,19 @@ impl GuestMemory for DomainMemory<'_> {
         aarch64_cpu::asm::barrier::dmb(aarch64_cpu::asm::barrier::ISH);
     }
 
-    fn load_u64(&self, gpa: GuestPhysAddr) -> Result<u64, GuestMemError> {
-        let p = self.atomic_ptr(gpa, 8)?;
-        // SAFETY: as for `fetch_or_u64`.
-        Ok(unsafe { AtomicU64::from_ptr(p as *mut u64) }.load(Ordering::Acquire))
-    }
-
-    fn fetch_or_u64(&mut self, gpa: GuestPhysAddr, bits: u64) -> Result<u64, GuestMemError> {
-        let p = self.atomic_ptr(gpa, 8)?;
-        // SAFETY: an 8-byte aligned word of this domain's RAM, identity-mapped as normal
-        // memory; the guest uses it atomically too.
-        Ok(unsafe { AtomicU64::from_ptr(p as *mut u64) }.fetch_or(bits, Ordering::AcqRel))
-    }
-
-    fn fetch_and_u64(&mut self, gpa: GuestPhysAddr, bits: u64) -> Result<u64, GuestMemError> {
-        let p = self.atomic_ptr(gpa, 8)?;
-        // SAFETY: as for `fetch_or_u64`.
-        Ok(unsafe { AtomicU64::from_ptr(p as *mut u64) }.fetch_and(bits, Ordering::AcqRel))
-    }
-
-    fn swap_u8(&mut self, gpa: GuestPhysAddr, value: u8) -> Result<u8, GuestMemError> {
-        let p = self.atomic_ptr(gpa, 1)?;
-        // SAFETY: a byte of this domain's RAM, identity-mapped as normal memory.
-        Ok(unsafe { AtomicU8::from_ptr(p as *mut u8) }.swap(value, Ordering::AcqRel))
+    fn words(&self, gfn: u64) -> Option<&PageWords> {
+        let gpa = GuestPhysAddr::from_pfn(gfn)?;
+        let (host, left) = self.host(gpa, true).ok()?;
+        if left < PAGE_SIZE as usize {
+            return None;
+        }
+        // SAFETY: a whole 4 KiB page of this domain's RAM (or a page it was given), page
+        // aligned and identity-mapped as normal memory, writable by the guest. It stays
+        // mapped while the domain lives, which `self` ensures (a borrowed or held
+        // reference), and stays this frame's while `self` is borrowed: every physmap
+        // change goes through `ArchEnv`, which cannot be called meanwhile. The guest
+        // updates these words atomically too, so atomics are the type for them.
+        Some(unsafe { &*(host as *const PageWords) })
     }
 
     fn cmpxchg_u16(
@@ -352,7 +350,10 @@ impl GuestMemory for DomainMemory<'_> {
         expected: u16,
         new: u16,
     ) -> Result<u16, GuestMemError> {
-        let p = self.atomic_ptr(gpa, 2)?;
+        if !gpa.is_aligned(2) {
+            return Err(GuestMemError::Misaligned);
+        }
+        let (p, _) = self.host(gpa, true)?;
         // SAFETY: a 2-byte aligned half-word of this domain's RAM, identity-mapped.
         let a = unsafe { AtomicU16::from_ptr(p as *mut u16) };
         Ok(
@@ -616,11 +617,15 @@ impl XenEnv for ArchEnv<'_> {
         let src = any_domain(granter).ok_or(errno::ESRCH)?;
         let dst = any_domain(grantee).ok_or(errno::ESRCH)?;
         let gpa = GuestPhysAddr::new(granter_gfn.checked_mul(PAGE_SIZE).ok_or(errno::EINVAL)?);
-        let (hpa, _) = DomainMemory {
+        let view = DomainMemory {
             dom: DomainRef::Held(src),
+        };
+        // Only the granter's own frames: a frame it has itself through a grant (perhaps
+        // read-only) is not its to pass on, as on Xen (the page's owner is checked).
+        if !view.owns(granter_gfn) {
+            return Err(errno::EINVAL);
         }
-        .host(gpa)
-        .map_err(|_| errno::EINVAL)?;
+        let (hpa, _) = view.host(gpa, false).map_err(|_| errno::EINVAL)?;
         set_stage2_page(&dst, gfn, Some((hpa, readonly)))?;
         let mut overlays = dst.overlays.lock();
         overlays.retain(|o| o.gfn != Some(gfn));
