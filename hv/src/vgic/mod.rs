@@ -549,19 +549,24 @@ impl Vgic {
         fill
     }
 
-    /// [`Vgic::sync_from_lrs`] then [`Vgic::fill_lrs`] under one lock, for a vCPU that
-    /// runs again on the same CPU (a hypercall handled without leaving the vCPU).
-    /// `lrs[..listed]` holds the list registers read back, `listed` being what the last
-    /// fill returned; the rest of `lrs` must still be invalid, as that fill left them. On
-    /// return all of `lrs` is the new choice. Also returns the other vCPUs to kick.
+    /// [`Vgic::inject`] of `inject` (if any), [`Vgic::sync_from_lrs`] then
+    /// [`Vgic::fill_lrs`] under one lock, for a vCPU that runs again on the same CPU (a
+    /// hypercall handled without leaving the vCPU, which may have raised its own event
+    /// upcall). `lrs[..listed]` holds the list registers read back, `listed` being what
+    /// the last fill returned; the rest of `lrs` must still be invalid, as that fill left
+    /// them. On return all of `lrs` is the new choice. Also returns the other vCPUs to
+    /// kick.
     pub fn resync_lrs(
         &self,
         vcpu: usize,
         lrs: &mut [ListReg],
         listed: usize,
+        inject: Option<u32>,
     ) -> (FillOutcome, VcpuSet) {
+        // As `inject` refuses them.
+        let inject = inject.filter(|&i| i >= state::PRIVATE_IRQS || vcpu < self.vcpus);
         let mut st = self.change();
-        let (mut fill, kick) = st.core.resync(vcpu, lrs, listed);
+        let (mut fill, kick) = st.core.resync(vcpu, lrs, listed, inject);
         fill.changes = self.changes.load(Ordering::Relaxed);
         (fill, kick)
     }

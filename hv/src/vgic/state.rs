@@ -713,28 +713,37 @@ impl Core {
     /// `lrs[..listed]` holds the list registers read back (`listed` from the last fill);
     /// the rest must be invalid, as that fill left them. On return all of `lrs` is the new
     /// choice. Also returns the other vCPUs to kick, as `sync` does.
+    ///
+    /// `inject`: an interrupt made pending first, as [`Core::set_pending`] does (the event
+    /// upcall a vCPU raised for itself).
     pub fn resync(
         &mut self,
         vcpu: usize,
         lrs: &mut [ListReg],
         listed: usize,
+        inject: Option<u32>,
     ) -> (FillOutcome, VcpuSet) {
-        if let Some(fill) = self.relist_private_edge(vcpu, lrs, listed) {
+        if let Some(fill) = self.relist_private_edge(vcpu, lrs, listed, inject) {
             return (fill, VcpuSet::EMPTY);
         }
-        let kick = self.sync(vcpu, &lrs[..listed.min(lrs.len())]);
-        (self.fill(vcpu, lrs), kick)
+        let mut kick = VcpuSet::EMPTY;
+        if let Some(intid) = inject {
+            kick = self.set_pending(vcpu, intid).without(vcpu);
+        }
+        let moved = self.sync(vcpu, &lrs[..listed.min(lrs.len())]);
+        (self.fill(vcpu, lrs), kick.union(moved))
     }
 
     /// The short cut of [`Core::resync`] for the event-channel upcall's round: the only
     /// interrupt listed, and the only one pending or active for the vCPU, is one private
-    /// edge-triggered interrupt in the first LR. Gives exactly what `sync` then `fill`
+    /// edge-triggered interrupt in the first LR (and the one injected, if any). Gives exactly what `sync` then `fill`
     /// would, without their scan, sort and vectors; `None` when the case does not apply.
     fn relist_private_edge(
         &mut self,
         vcpu: usize,
         lrs: &mut [ListReg],
         listed: usize,
+        inject: Option<u32>,
     ) -> Option<FillOutcome> {
         let groups = (self.group0_enabled, self.group1_enabled);
         let two_level_sgis = self.model == Model::V2;
@@ -747,6 +756,7 @@ impl Core {
             || intid >= PRIVATE_IRQS
             || (two_level_sgis && intid < SGIS)
             || !v.interesting.is_only(intid)
+            || inject.is_some_and(|i| i != intid)
         {
             return None;
         }
@@ -760,7 +770,8 @@ impl Core {
         } else {
             LrState::Invalid
         };
-        irq.latch |= read_back.is_pending() && !irq.drop_pending;
+        // An injection sets the latch, as `set_pending` would have before the sync.
+        irq.latch |= inject.is_some() || (read_back.is_pending() && !irq.drop_pending);
         irq.active = read_back.is_active() && !irq.drop_active;
         irq.lr = None;
         irq.drop_pending = false;

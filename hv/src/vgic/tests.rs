@@ -950,7 +950,9 @@ fn resync_op() -> impl Strategy<Value = Op> {
             size: AccessSize::Word,
             write: Some(ctlr | 1 << 4),
         }),
-        6 => (0usize..2, any::<u8>()).prop_map(|(vcpu, ack)| Op::Run { vcpu, n: 0, ack }),
+        // n = 1: the vCPU raised the upcall for itself just before (the fast path's fused
+        // injection).
+        6 => (0usize..2, 0usize..2, any::<u8>()).prop_map(|(vcpu, n, ack)| Op::Run { vcpu, n, ack }),
     ]
 }
 
@@ -988,7 +990,7 @@ proptest! {
                 Op::Inject(v, i) => prop_assert_eq!(slow.inject(v, i), fast.inject(v, i)),
                 Op::Level(i, h) => prop_assert_eq!(slow.set_level(i, h), fast.set_level(i, h)),
                 Op::Sgi(..) => {}
-                Op::Run { vcpu, ack, .. } => {
+                Op::Run { vcpu, n, ack } => {
                     // The guest acknowledges, completes or leaves what is listed.
                     for (k, lr) in held[vcpu].iter_mut().enumerate() {
                         if lr.state != LrState::Invalid {
@@ -1000,11 +1002,15 @@ proptest! {
                             };
                         }
                     }
+                    let inject = (n == 1).then_some(31);
+                    if let Some(intid) = inject {
+                        slow.inject(vcpu, intid);
+                    }
                     let moved = slow.sync_from_lrs(vcpu, &held[vcpu][..listed[vcpu]]);
                     let mut chosen = lrs(lr_count);
                     let out = slow.fill_lrs(vcpu, &mut chosen);
                     let mut again = held[vcpu].clone();
-                    let (out2, moved2) = fast.resync_lrs(vcpu, &mut again, listed[vcpu]);
+                    let (out2, moved2) = fast.resync_lrs(vcpu, &mut again, listed[vcpu], inject);
                     prop_assert_eq!(&chosen, &again);
                     prop_assert_eq!((out.listed, out.overflow), (out2.listed, out2.overflow));
                     prop_assert_eq!(moved, moved2);
@@ -1033,12 +1039,17 @@ fn resync_relists_the_upcall_after_the_guest_completed_it() {
     // The guest handled it (LR empty), then sent another event: pending again.
     l[0].state = LrState::Invalid;
     g.inject(0, 31);
-    let (out, kick) = g.resync_lrs(0, &mut l, 1);
+    let (out, kick) = g.resync_lrs(0, &mut l, 1, None);
+    assert_eq!((out.listed, kick), (1, VcpuSet::EMPTY));
+    assert_eq!(listed(&l), [(31, LrState::Pending)]);
+    // Handled again; the next event's injection comes with the refresh itself.
+    l[0].state = LrState::Invalid;
+    let (out, kick) = g.resync_lrs(0, &mut l, 1, Some(31));
     assert_eq!((out.listed, kick), (1, VcpuSet::EMPTY));
     assert_eq!(listed(&l), [(31, LrState::Pending)]);
     // Handled again, nothing new: nothing listed, nothing deliverable.
     l[0].state = LrState::Invalid;
-    let (out, _) = g.resync_lrs(0, &mut l, 1);
+    let (out, _) = g.resync_lrs(0, &mut l, 1, None);
     assert_eq!(out.listed, 0);
     assert_eq!(listed(&l), []);
     assert!(!g.has_deliverable(0));

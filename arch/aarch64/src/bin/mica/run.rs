@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use mica_guest_abi::layout::{PHYS_TIMER_PPI, VIRT_TIMER_PPI};
+use mica_guest_abi::layout::{EVTCHN_PPI, PHYS_TIMER_PPI, VIRT_TIMER_PPI};
 use mica_hv::addr::GuestPhysAddr;
 use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
 use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
@@ -643,12 +643,13 @@ impl FastPath<'_> {
     }
 
     /// Between a hypercall handled in place and the guest's resumption: [`Self::sync_lrs`]
-    /// then [`Self::refresh_lrs`], with one vGIC lock for both. Out of line, so the plain
-    /// hypercall's path does not pay for its registers.
+    /// then [`Self::refresh_lrs`], with one vGIC lock for both, after making `inject`
+    /// pending if given (the event upcall the vCPU raised for itself). Out of line, so the
+    /// plain hypercall's path does not pay for its registers.
     #[inline(never)]
-    fn resync_lrs(&mut self) {
+    fn resync_lrs(&mut self, inject: Option<u32>) {
         let listed = self.fill.map_or(0, |f| f.listed).min(self.lrs.len());
-        if listed == 0 {
+        if listed == 0 && inject.is_none() {
             self.refresh_lrs();
             return;
         }
@@ -657,10 +658,10 @@ impl FastPath<'_> {
         }
         let count = self.lr_count.min(self.lrs.len());
         // `lrs[listed..count]` are still invalid, as the last fill chose them.
-        let (chosen, moved) = self
-            .dom
-            .vgic
-            .resync_lrs(self.index, &mut self.lrs[..count], listed);
+        let (chosen, moved) =
+            self.dom
+                .vgic
+                .resync_lrs(self.index, &mut self.lrs[..count], listed, inject);
         self.write_lrs(chosen);
         if !moved.is_empty() {
             kick(self.dom, moved);
@@ -722,14 +723,20 @@ extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>)
     if !fast.enabled {
         return EXIT_SYNC;
     }
-    let after = call_xen(fast.dom, fast.index, regs);
+    let (after, upcall_self) = call_xen(fast.dom, fast.index, regs);
     if after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) {
-        if !fast.lists_same() {
+        if upcall_self {
+            // The upcall's injection and the list registers' refresh under one vGIC lock.
+            fast.resync_lrs(Some(EVTCHN_PPI));
+        } else if !fast.lists_same() {
             // What the run loop would do between this exit and the next entry.
-            fast.resync_lrs();
+            fast.resync_lrs(None);
         }
         FAST_RESUME
     } else {
+        if upcall_self {
+            inject_upcall_self(fast.dom, fast.index);
+        }
         fast.after = after;
         EXIT_HYPERCALL_DONE
     }
@@ -743,18 +750,28 @@ fn xen_hypercall(
     index: usize,
     ctx: &mut VcpuContext,
 ) -> Next {
-    let after = call_xen(dom, index, &mut ctx.regs);
+    let (after, upcall_self) = call_xen(dom, index, &mut ctx.regs);
+    if upcall_self {
+        inject_upcall_self(dom, index);
+    }
     finish_hypercall(local, dom, index, ctx, after)
 }
 
 /// Runs the Xen hypercall in `regs` (number in x16, arguments in x0..x4), puts its result
-/// in x0 and says what the vCPU does next.
+/// in x0 and says what the vCPU does next, and whether the caller must inject the upcall
+/// into this vCPU ([`crate::xen::Hypercall::upcall_self`]).
 #[inline(always)]
-fn call_xen(dom: &Arc<Domain>, index: usize, regs: &mut GuestRegs) -> After {
+fn call_xen(dom: &Arc<Domain>, index: usize, regs: &mut GuestRegs) -> (After, bool) {
     let x = &regs.x;
-    let out = crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
-    regs.x[0] = out.ret as u64;
-    out.after
+    let call = crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
+    regs.x[0] = call.outcome.ret as u64;
+    (call.outcome.after, call.upcall_self)
+}
+
+/// Makes the event upcall pending for vCPU `index` of `dom`, which runs on this CPU (its
+/// list registers are chosen before it next enters the guest).
+fn inject_upcall_self(dom: &Domain, index: usize) {
+    kick_others(dom, index, dom.vgic.inject(index, EVTCHN_PPI));
 }
 
 /// Does what a hypercall asked for once its result is in x0.

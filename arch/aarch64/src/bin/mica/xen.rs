@@ -70,18 +70,32 @@ pub fn destroy_domain(id: u16) {
     }
 }
 
+/// What a hypercall left to its caller.
+pub struct Hypercall {
+    pub outcome: Outcome,
+    /// The event upcall became pending for the calling vCPU itself, and is not injected
+    /// yet: the caller makes the upcall PPI pending before the vCPU runs or sleeps (the
+    /// fast path does it under the same vGIC lock as its list-register refresh). Nobody
+    /// else can tell the difference: the vCPU is running on this CPU, and the
+    /// `evtchn_upcall_pending` flag already set keeps other senders from raising it again.
+    pub upcall_self: bool,
+}
+
 /// Handles `HVC #0xEA1` from vCPU `vcpu` of `dom`.
 // Inlined into the hypercall fast path: one call frame less on every hypercall.
 #[inline(always)]
-pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Outcome {
+pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Hypercall {
     let mut guard = XEN.lock();
     let Some(xen) = guard.as_mut() else {
-        return Outcome::err(errno::ENOSYS);
+        return Hypercall {
+            outcome: Outcome::err(errno::ENOSYS),
+            upcall_self: false,
+        };
     };
     // `dispatch` refuses a domain that is not Xen-aware with ENOSYS.
     let mut env = ArchEnv {
-        caller: Some((dom, vcpu)),
-        ..ArchEnv::default()
+        defer_upcall_self: true,
+        ..ArchEnv::for_vcpu(dom, vcpu)
     };
     let mut vmem = VcpuVirtMemory;
     let outcome = {
@@ -103,12 +117,16 @@ pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Out
             drain_console(xen, d, &mut env);
         }
     }
+    let upcall_self = env.upcall_self;
     // Dropping the environment looks at every cache slot (on every hypercall); with no
     // domain held there is nothing to release.
     if !env.holds_domains() {
         core::mem::forget(env);
     }
-    outcome
+    Hypercall {
+        outcome,
+        upcall_self,
+    }
 }
 
 /// [`crate::world::Vcpu::runstate`] before anything was published.
@@ -142,10 +160,7 @@ pub fn runstate(dom: &Arc<Domain>, vcpu: usize, state: Runstate) {
         v.poll_woken.store(false, Ordering::Relaxed);
     }
     let now_ns = crate::timer::ticks_to_ns(crate::timer::now());
-    let mut env = ArchEnv {
-        caller: Some((dom, vcpu)),
-        ..ArchEnv::default()
-    };
+    let mut env = ArchEnv::for_vcpu(dom, vcpu);
     xen.runstate_change(
         dom.id,
         vcpu as u32,
@@ -432,6 +447,13 @@ struct ArchEnv<'a> {
     /// The vCPU (domain, index) the operation is for, running on this CPU: its domain is
     /// at hand without a look-up.
     caller: Option<(&'a Arc<Domain>, usize)>,
+    /// The caller's memory (made on first use), at hand without a look-up.
+    own: Option<DomainMemory<'a>>,
+    /// Whether an upcall for the caller's own vCPU is left to the caller to inject
+    /// (hypercalls: [`Hypercall::upcall_self`]).
+    defer_upcall_self: bool,
+    /// Such an upcall was raised.
+    upcall_self: bool,
     /// Domains whose console ring to drain after the operation (their backend was
     /// notified).
     console_dirty: DomainList,
@@ -470,8 +492,16 @@ impl DomainList {
     }
 }
 
-impl ArchEnv<'_> {
+impl<'a> ArchEnv<'a> {
     /// Domain `id`: the caller's or one already at hand, else looked up.
+    /// The environment of an operation for vCPU `vcpu` of `dom`, running on this CPU.
+    fn for_vcpu(dom: &'a Arc<Domain>, vcpu: usize) -> Self {
+        Self {
+            caller: Some((dom, vcpu)),
+            ..Self::default()
+        }
+    }
+
     fn domain(&self, id: DomId) -> Option<Arc<Domain>> {
         if let Some((d, _)) = self.caller.filter(|(d, _)| d.id == id) {
             return Some(d.clone());
@@ -479,7 +509,7 @@ impl ArchEnv<'_> {
         let cached = self.mems.iter().flatten().find(|(cached, _)| *cached == id);
         match cached.map(|(_, mem)| &mem.dom) {
             Some(DomainRef::Held(d)) => Some(d.clone()),
-            // A borrowed view is only ever the caller's, answered above.
+            // The slots hold only held views; the caller was answered above.
             Some(DomainRef::Borrowed(_)) | None => any_domain(id),
         }
     }
@@ -529,6 +559,12 @@ fn set_stage2_page(dom: &Domain, gfn: u64, target: Option<(u64, bool)>) -> Resul
 
 impl XenEnv for ArchEnv<'_> {
     fn memory(&mut self, dom: DomId) -> Option<&mut dyn GuestMemory> {
+        if let Some((caller, _)) = self.caller.filter(|(c, _)| c.id == dom) {
+            let own = self.own.get_or_insert(DomainMemory {
+                dom: DomainRef::Borrowed(caller),
+            });
+            return Some(own);
+        }
         let cached = self
             .mems
             .iter()
@@ -536,14 +572,9 @@ impl XenEnv for ArchEnv<'_> {
         let pos = match cached {
             Some(p) => p,
             None => {
-                let d = match self.caller {
-                    Some((c, _)) if c.id == dom => DomainRef::Borrowed(c),
-                    _ => {
-                        let held = DomainRef::Held(self.domain(dom)?);
-                        self.held = true;
-                        held
-                    }
-                };
+                // Not the caller's ([`ArchEnv::own`] serves that).
+                let d = DomainRef::Held(self.domain(dom)?);
+                self.held = true;
                 let p = self.next_slot % CACHED_DOMAINS;
                 self.next_slot = p + 1;
                 self.mems[p] = Some((dom, DomainMemory { dom: d }));
@@ -650,13 +681,21 @@ impl XenEnv for ArchEnv<'_> {
 
     fn raise_upcall(&mut self, dom: DomId, vcpu: u32) {
         let vcpu = vcpu as usize;
+        let own = self
+            .caller
+            .is_some_and(|(c, index)| c.id == dom && index == vcpu);
+        if own && self.defer_upcall_self {
+            self.upcall_self = true;
+            return;
+        }
         let Some(d) = self.domain(dom) else {
             return;
         };
         let set = d.vgic.inject(vcpu, EVTCHN_PPI);
-        match self.caller {
-            Some((c, index)) if c.id == dom && index == vcpu => run::kick_others(&d, vcpu, set),
-            _ => run::kick(&d, set),
+        if own {
+            run::kick_others(&d, vcpu, set);
+        } else {
+            run::kick(&d, set);
         }
     }
 
