@@ -682,17 +682,7 @@ impl Core {
             };
             irq.active = false;
             irq.lr = Some(state);
-            *slot = ListReg {
-                intid,
-                priority: irq.priority,
-                group1: irq.group1,
-                state,
-                // A hardware-backed LR's deactivation reaches the physical interrupt; the
-                // EOI bit does not exist in that form.
-                eoi_notify: !irq.edge && !irq.hw,
-                source: 0,
-                hw: irq.hw,
-            };
+            *slot = Self::list(intid, irq, state);
             if intid >= PRIVATE_IRQS {
                 self.spis[(intid - PRIVATE_IRQS) as usize].owner = vcpu as u16;
             }
@@ -804,20 +794,28 @@ impl Core {
         }
         irq.active = false;
         irq.lr = Some(state);
-        *slot = ListReg {
-            intid,
-            priority: irq.priority,
-            group1: irq.group1,
-            state,
-            eoi_notify: false,
-            source: 0,
-            hw: false,
-        };
+        *slot = Self::list(intid, irq, state);
         Some(FillOutcome {
             overflow: false,
             listed: 1,
             changes: 0,
         })
+    }
+
+    /// The list register for `intid` (not a GICv2 SGI) in `state`.
+    #[inline(always)]
+    fn list(intid: u32, irq: &Irq, state: LrState) -> ListReg {
+        ListReg {
+            intid,
+            priority: irq.priority,
+            group1: irq.group1,
+            state,
+            // A hardware-backed LR's deactivation reaches the physical interrupt; the EOI
+            // bit does not exist in that form.
+            eoi_notify: !irq.edge && !irq.hw,
+            source: 0,
+            hw: irq.hw,
+        }
     }
 
     /// Puts one source of a GICv2 SGI into an LR: the active source (pending again too if

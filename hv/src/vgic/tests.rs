@@ -81,6 +81,22 @@ fn lrs(n: usize) -> Vec<ListReg> {
     vec![ListReg::INVALID; n]
 }
 
+/// What a guest may do with its listed interrupts between two exits, two bits of `ack` per
+/// list register: complete it (invalid), acknowledge it (active), `third` (the test's choice
+/// of a pending state), or leave it. Invalid list registers stay invalid.
+pub(super) fn guest_acts(lrs: &mut [ListReg], ack: u8, third: LrState) {
+    for (k, lr) in lrs.iter_mut().enumerate() {
+        if lr.state != LrState::Invalid {
+            lr.state = match (ack >> (2 * (k % 4))) & 3 {
+                0 => LrState::Invalid,
+                1 => LrState::Active,
+                2 => third,
+                _ => lr.state,
+            };
+        }
+    }
+}
+
 fn listed(lrs: &[ListReg]) -> Vec<(u32, LrState)> {
     lrs.iter()
         .filter(|l| l.state != LrState::Invalid)
@@ -895,16 +911,7 @@ proptest! {
                 Op::Run { vcpu, n, ack } => {
                     let v = vcpu % 3;
                     // Pretend the guest changed the states, then do an exit/entry.
-                    for (k, lr) in held[v].iter_mut().enumerate() {
-                        if lr.state != LrState::Invalid {
-                            lr.state = match (ack >> (2 * (k % 4))) & 3 {
-                                0 => LrState::Invalid,
-                                1 => LrState::Active,
-                                2 => LrState::Pending,
-                                _ => lr.state,
-                            };
-                        }
-                    }
+                    guest_acts(&mut held[v], ack, LrState::Pending);
                     g.sync_from_lrs(v, &held[v]);
                     let mut fresh = lrs(n);
                     g.fill_lrs(v, &mut fresh);
@@ -992,16 +999,7 @@ proptest! {
                 Op::Sgi(..) => {}
                 Op::Run { vcpu, n, ack } => {
                     // The guest acknowledges, completes or leaves what is listed.
-                    for (k, lr) in held[vcpu].iter_mut().enumerate() {
-                        if lr.state != LrState::Invalid {
-                            lr.state = match (ack >> (2 * (k % 4))) & 3 {
-                                0 => LrState::Invalid,
-                                1 => LrState::Active,
-                                2 => LrState::PendingActive,
-                                _ => lr.state,
-                            };
-                        }
-                    }
+                    guest_acts(&mut held[vcpu], ack, LrState::PendingActive);
                     let inject = (n == 1).then_some(31);
                     if let Some(intid) = inject {
                         slow.inject(vcpu, intid);

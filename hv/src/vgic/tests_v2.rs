@@ -756,16 +756,7 @@ proptest! {
                 Op::Online(v, o) => { g.set_vcpu_online(v, o); }
                 Op::Run { vcpu, n, ack } => {
                     let v = vcpu % 3;
-                    for (k, lr) in held[v].iter_mut().enumerate() {
-                        if lr.state != LrState::Invalid {
-                            lr.state = match (ack >> (2 * (k % 4))) & 3 {
-                                0 => LrState::Invalid,
-                                1 => LrState::Active,
-                                2 => LrState::Pending,
-                                _ => lr.state,
-                            };
-                        }
-                    }
+                    super::tests::guest_acts(&mut held[v], ack, LrState::Pending);
                     g.sync_from_lrs(v, &held[v]);
                     let mut fresh = lrs(n);
                     g.fill_lrs(v, &mut fresh);
