@@ -94,7 +94,9 @@ pub(super) fn disable_private(intid: u32) -> Result<(), GicError> {
 }
 
 /// Acknowledges the highest-priority pending interrupt (GICC_IAR); returns its INTID, or
-/// [`INTID_SPURIOUS`] if the CPU interface is not known.
+/// [`INTID_SPURIOUS`] if the CPU interface is not known. Kept out of line so the GICv3 path of
+/// the caller stays short.
+#[inline(never)]
 pub(super) fn acknowledge() -> u32 {
     let Ok(gicc) = cpu_interface() else {
         return INTID_SPURIOUS;
@@ -108,7 +110,9 @@ pub(super) fn acknowledge() -> u32 {
     intid
 }
 
-/// Signals the end of interrupt `intid` (GICC_EOIR, with the sender for an SGI).
+/// Signals the end of interrupt `intid` (GICC_EOIR, with the sender for an SGI). Out of line
+/// like [`acknowledge`].
+#[inline(never)]
 pub(super) fn end_of_interrupt(intid: u32) {
     let Ok(gicc) = cpu_interface() else {
         return;
