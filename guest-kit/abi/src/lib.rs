@@ -4,6 +4,7 @@
 //! public headers), so a guest built against this crate runs on Mica and on Xen.
 #![no_std]
 
+pub mod gicv2;
 pub mod gicv3;
 pub mod image;
 pub mod layout;

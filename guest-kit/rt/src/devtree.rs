@@ -92,6 +92,49 @@ pub fn gicv3(fdt: &Fdt<'_>) -> Option<(usize, (usize, usize))> {
     Some((reg(node, 0)?.0, reg(node, 1)?))
 }
 
+/// Compatible strings of GICv2-style GICs with a memory-mapped CPU interface (the Linux
+/// binding `arm,gic`): `reg` is the distributor, then the CPU interface.
+const GICV2_COMPATIBLE: [&str; 8] = [
+    "arm,gic-400",
+    "arm,cortex-a15-gic",
+    "arm,cortex-a9-gic",
+    "arm,cortex-a7-gic",
+    "arm,cortex-a5-gic",
+    "arm,pl390",
+    "arm,arm11mp-gic",
+    "arm,gic-v2",
+];
+
+/// The interrupt controller the device tree names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gic {
+    /// GICv3: distributor (base, size), redistributor region (base, size).
+    V3 {
+        distributor: (usize, usize),
+        redistributors: (usize, usize),
+    },
+    /// GICv2: distributor (base, size), CPU interface (base, size).
+    V2 {
+        distributor: (usize, usize),
+        cpu_interface: (usize, usize),
+    },
+}
+
+/// The GICv3 or, failing that, GICv2 node of the device tree.
+pub fn gic(fdt: &Fdt<'_>) -> Option<Gic> {
+    if let Some(node) = fdt.find_compatible(&["arm,gic-v3"]) {
+        return Some(Gic::V3 {
+            distributor: reg(node, 0)?,
+            redistributors: reg(node, 1)?,
+        });
+    }
+    let node = fdt.find_compatible(&GICV2_COMPATIBLE)?;
+    Some(Gic::V2 {
+        distributor: reg(node, 0)?,
+        cpu_interface: reg(node, 1)?,
+    })
+}
+
 /// MPIDR affinity values of the CPUs under `/cpus`, in device-tree order.
 pub fn cpu_mpidrs<'a>(fdt: &'a Fdt<'a>) -> impl Iterator<Item = u64> + 'a {
     fdt.find_node("/cpus")

@@ -122,7 +122,7 @@ extern "C" fn dispatch(kind: u64, frame: &mut ExceptionFrame) {
         }
         k if k == Kind::Irq as u64 => {
             let intid = crate::gic::acknowledge();
-            if intid >= mica_guest_abi::gicv3::INTID_SPECIAL_FIRST {
+            if intid >= crate::gic::INTID_SPECIAL_FIRST {
                 return;
             }
             match irq_handler() {

@@ -1,24 +1,30 @@
-//! A minimal GICv3 driver: distributor enable, this CPU's redistributor and CPU interface,
-//! enabling a PPI, acknowledge and end of interrupt. All MMIO accesses are 32-bit except the
-//! 64-bit read of GICR_TYPER.
+//! A minimal GIC driver for GICv3 ([`v3`]: distributor, redistributors, ICC_* system registers)
+//! and GICv2 ([`v2`]: memory-mapped distributor and CPU interface, e.g. the GIC-400). The
+//! runtime records the GIC the device tree names before `main` runs; each call below goes to
+//! that version's driver, so a guest runs unchanged on either.
 
-use core::arch::asm;
-use core::sync::atomic::{AtomicUsize, Ordering};
-use mica_guest_abi::gicv3::*;
+mod v2;
+mod v3;
 
-static GICD_BASE: AtomicUsize = AtomicUsize::new(0);
-static GICR_BASE: AtomicUsize = AtomicUsize::new(0);
-static GICR_SIZE: AtomicUsize = AtomicUsize::new(0);
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// INTIDs at and above this are special (1020..1023: spurious and reserved), in both versions.
+pub const INTID_SPECIAL_FIRST: u32 = mica_guest_abi::gicv3::INTID_SPECIAL_FIRST;
+
+const _: () = assert!(INTID_SPECIAL_FIRST == mica_guest_abi::gicv2::INTID_SPECIAL_FIRST);
 
 /// How often to poll a busy bit (RWP, ChildrenAsleep) before giving up.
 const POLL_LIMIT: u32 = 1 << 20;
 
+/// Which GIC the device tree named (0: none yet).
+static VERSION: AtomicU8 = AtomicU8::new(0);
+
 /// Why the GIC could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GicError {
-    /// The device tree has no `arm,gic-v3` node.
+    /// The device tree has no GICv3 or GICv2 node.
     NotFound,
-    /// No redistributor in the region has this CPU's affinity.
+    /// No redistributor in the region has this CPU's affinity (GICv3).
     NoRedistributor,
     /// A register never reported the expected state.
     Timeout,
@@ -26,16 +32,94 @@ pub enum GicError {
     BadIntid,
 }
 
-/// Records the distributor and redistributor region (done by the runtime from the device tree).
+/// Records a GICv3's distributor and redistributor region (done by the runtime from the device
+/// tree).
 pub fn set_regions(gicd: usize, gicr: usize, gicr_size: usize) {
-    GICD_BASE.store(gicd, Ordering::Release);
-    GICR_BASE.store(gicr, Ordering::Release);
-    GICR_SIZE.store(gicr_size, Ordering::Release);
+    v3::set_regions(gicd, gicr, gicr_size);
+    VERSION.store(3, Ordering::Release);
+}
+
+/// Records a GICv2's distributor and CPU interface (done by the runtime from the device tree).
+pub fn set_regions_v2(gicd: usize, gicc: usize) {
+    v2::set_regions(gicd, gicc);
+    VERSION.store(2, Ordering::Release);
+}
+
+/// The architecture version of the GIC in use: 2 or 3, or `None` if the device tree named none.
+pub fn version() -> Option<u8> {
+    match VERSION.load(Ordering::Acquire) {
+        0 => None,
+        v => Some(v),
+    }
+}
+
+/// Enables the distributor for the guest's interrupts. Call once.
+pub fn init_distributor() -> Result<(), GicError> {
+    match version() {
+        Some(3) => v3::init_distributor(),
+        Some(_) => v2::init_distributor(),
+        None => Err(GicError::NotFound),
+    }
+}
+
+/// Sets up this CPU's interface (and on GICv3 its redistributor) to signal interrupts of any
+/// priority. Call on each CPU that takes interrupts.
+pub fn init_cpu() -> Result<(), GicError> {
+    match version() {
+        Some(3) => v3::init_cpu(),
+        Some(_) => v2::init_cpu(),
+        None => Err(GicError::NotFound),
+    }
+}
+
+/// Gives SGI or PPI `intid` `priority` and enables it on this CPU.
+pub fn enable_private(intid: u32, priority: u8) -> Result<(), GicError> {
+    match version() {
+        Some(3) => v3::enable_private(intid, priority),
+        Some(_) => v2::enable_private(intid, priority),
+        None => Err(GicError::NotFound),
+    }
+}
+
+/// Disables SGI or PPI `intid` on this CPU.
+pub fn disable_private(intid: u32) -> Result<(), GicError> {
+    match version() {
+        Some(3) => v3::disable_private(intid),
+        Some(_) => v2::disable_private(intid),
+        None => Err(GicError::NotFound),
+    }
+}
+
+/// Acknowledges the highest-priority pending interrupt and returns its INTID (at or above
+/// [`INTID_SPECIAL_FIRST`]: nothing to handle; always so without a GIC).
+pub fn acknowledge() -> u32 {
+    // One compare on the interrupt path; without a GIC, `v2` finds no CPU interface.
+    match VERSION.load(Ordering::Relaxed) {
+        3 => v3::acknowledge(),
+        _ => v2::acknowledge(),
+    }
+}
+
+/// Signals the end of interrupt `intid` (EOImode 0: this also deactivates it).
+pub fn end_of_interrupt(intid: u32) {
+    match VERSION.load(Ordering::Relaxed) {
+        3 => v3::end_of_interrupt(intid),
+        _ => v2::end_of_interrupt(intid),
+    }
+}
+
+/// RD_base of the calling CPU's redistributor (GICv3 only).
+pub fn redistributor() -> Result<usize, GicError> {
+    match version() {
+        Some(3) => v3::redistributor(),
+        Some(_) => Err(GicError::NoRedistributor),
+        None => Err(GicError::NotFound),
+    }
 }
 
 fn read32(addr: usize) -> u32 {
     // SAFETY: callers only pass addresses inside the GIC regions the device tree named, which
-    // the identity map covers as Device memory.
+    // the runtime made Device memory in the identity map.
     unsafe { crate::mmio::read32(addr) }
 }
 
@@ -45,7 +129,7 @@ fn write32(addr: usize, value: u32) {
 }
 
 fn read64(addr: usize) -> u64 {
-    // SAFETY: as in `read32`; GICR_TYPER allows 64-bit reads.
+    // SAFETY: as in `read32`; only used for GICR_TYPER, which allows 64-bit reads.
     unsafe { crate::mmio::read64(addr) }
 }
 
@@ -57,126 +141,4 @@ fn poll(addr: usize, mask: u32, want_set: bool) -> Result<(), GicError> {
         core::hint::spin_loop();
     }
     Err(GicError::Timeout)
-}
-
-fn distributor() -> Result<usize, GicError> {
-    match GICD_BASE.load(Ordering::Acquire) {
-        0 => Err(GicError::NotFound),
-        base => Ok(base),
-    }
-}
-
-/// Enables affinity routing and group 1 interrupts in the distributor. Call once.
-pub fn init_distributor() -> Result<(), GicError> {
-    let gicd = distributor()?;
-    let ctlr = read32(gicd + GICD_CTLR);
-    write32(gicd + GICD_CTLR, ctlr | GICD_CTLR_ARE);
-    poll(gicd + GICD_CTLR, GICD_CTLR_RWP, false)?;
-    write32(
-        gicd + GICD_CTLR,
-        ctlr | GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1,
-    );
-    poll(gicd + GICD_CTLR, GICD_CTLR_RWP, false)
-}
-
-/// This CPU's affinity as GICR_TYPER reports it: Aff3.Aff2.Aff1.Aff0.
-fn current_affinity() -> u64 {
-    let mpidr = crate::cpu::mpidr();
-    ((mpidr >> 8) & 0xff00_0000) | (mpidr & 0x00ff_ffff)
-}
-
-/// RD_base of the calling CPU's redistributor.
-pub fn redistributor() -> Result<usize, GicError> {
-    let base = GICR_BASE.load(Ordering::Acquire);
-    let size = GICR_SIZE.load(Ordering::Acquire);
-    if base == 0 {
-        return Err(GicError::NotFound);
-    }
-    let want = current_affinity();
-    let mut offset = 0;
-    while offset + GICR_STRIDE <= size {
-        let typer = read64(base + offset + GICR_TYPER);
-        if typer >> GICR_TYPER_AFFINITY_SHIFT == want {
-            return Ok(base + offset);
-        }
-        if typer & GICR_TYPER_LAST != 0 {
-            break;
-        }
-        offset += if typer & GICR_TYPER_VLPIS != 0 {
-            GICR_STRIDE_VLPI
-        } else {
-            GICR_STRIDE
-        };
-    }
-    Err(GicError::NoRedistributor)
-}
-
-/// Wakes this CPU's redistributor and enables its CPU interface for group 1 interrupts of any
-/// priority. Call on each CPU that takes interrupts.
-pub fn init_cpu() -> Result<(), GicError> {
-    let rd = redistributor()?;
-    let waker = read32(rd + GICR_WAKER);
-    write32(rd + GICR_WAKER, waker & !GICR_WAKER_PROCESSOR_SLEEP);
-    poll(rd + GICR_WAKER, GICR_WAKER_CHILDREN_ASLEEP, false)?;
-    // SAFETY: GICv3 CPU interface system registers (ICV_* under a hypervisor); setting SRE
-    // selects the system-register interface, the rest only affects interrupt delivery.
-    unsafe {
-        asm!(
-            "mrs {tmp}, icc_sre_el1",
-            "orr {tmp}, {tmp}, #1",
-            "msr icc_sre_el1, {tmp}",
-            "isb",
-            "mov {tmp}, #0xff",
-            "msr icc_pmr_el1, {tmp}",
-            "msr icc_bpr1_el1, xzr",
-            "mov {tmp}, #1",
-            "msr icc_igrpen1_el1, {tmp}",
-            "isb",
-            tmp = out(reg) _,
-            options(nostack),
-        );
-    }
-    Ok(())
-}
-
-/// Makes SGI or PPI `intid` a group 1 interrupt with `priority` and enables it on this CPU.
-pub fn enable_private(intid: u32, priority: u8) -> Result<(), GicError> {
-    if intid >= SPI_FIRST {
-        return Err(GicError::BadIntid);
-    }
-    let sgi = redistributor()? + GICR_SGI_BASE;
-    let bit = 1u32 << intid;
-    write32(sgi + GICR_IGROUPR0, read32(sgi + GICR_IGROUPR0) | bit);
-    let word = sgi + GICR_IPRIORITYR + (intid as usize & !3);
-    let shift = (intid % 4) * 8;
-    let priorities = read32(word) & !(0xff << shift);
-    write32(word, priorities | (u32::from(priority) << shift));
-    write32(sgi + GICR_ISENABLER0, bit);
-    Ok(())
-}
-
-/// Disables SGI or PPI `intid` on this CPU.
-pub fn disable_private(intid: u32) -> Result<(), GicError> {
-    if intid >= SPI_FIRST {
-        return Err(GicError::BadIntid);
-    }
-    let sgi = redistributor()? + GICR_SGI_BASE;
-    write32(sgi + GICR_ICENABLER0, 1 << intid);
-    Ok(())
-}
-
-/// Acknowledges the highest-priority pending group 1 interrupt (ICC_IAR1_EL1).
-pub fn acknowledge() -> u32 {
-    let intid: u64;
-    // SAFETY: reading IAR1 acknowledges an interrupt; it has no memory effects.
-    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nomem, nostack)) };
-    (intid & 0xff_ffff) as u32
-}
-
-/// Signals the end of interrupt `intid` (ICC_EOIR1_EL1, EOImode 0: also deactivates it).
-pub fn end_of_interrupt(intid: u32) {
-    // SAFETY: writing EOIR1 drops the running priority; it has no memory effects.
-    unsafe {
-        asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nomem, nostack))
-    };
 }

@@ -15,7 +15,7 @@
 //! Before `main` runs, the runtime has relocated the image, cleared .bss, turned on the MMU with
 //! an identity map (see [`boot`]), installed the exception vectors, and read the device tree for
 //! the console UART (or, without one, Xen's PV console, see [`xen`]), the PSCI conduit and the
-//! GICv3. When `main` returns the runtime calls PSCI SYSTEM_OFF.
+//! GIC (v3 or v2). When `main` returns the runtime calls PSCI SYSTEM_OFF.
 #![no_std]
 
 pub mod boot;
@@ -61,13 +61,42 @@ extern "C" fn primary_main(dtb: usize) -> ! {
         if let Some(conduit) = devtree::psci_conduit(&fdt) {
             psci::set_conduit(conduit);
         }
-        if let Some((gicd, (gicr, gicr_size))) = devtree::gicv3(&fdt) {
-            gic::set_regions(gicd, gicr, gicr_size);
+        if let Some(found) = devtree::gic(&fdt) {
+            use_gic(found);
         }
     }
     // SAFETY: `entry!` defines this symbol with this signature; it is the guest's main.
     unsafe { mica_guest_main() };
     psci::system_off()
+}
+
+/// Makes the GIC's register windows Device memory and hands them to [`gic`]. A GIC whose
+/// registers cannot be mapped is left unset: the guest then sees `GicError::NotFound`.
+fn use_gic(found: devtree::Gic) {
+    let (windows, version) = match found {
+        devtree::Gic::V3 {
+            distributor,
+            redistributors,
+        } => ([distributor, redistributors], 3),
+        devtree::Gic::V2 {
+            distributor,
+            cpu_interface,
+        } => ([distributor, cpu_interface], 2),
+    };
+    for (base, size) in windows {
+        if let Err(e) = mmu::map_device(base, size) {
+            console::emergency_print(format_args!(
+                "mica-guest-rt: GICv{version} registers at {base:#x} not mapped as Device ({e:?}); no GIC\n"
+            ));
+            return;
+        }
+    }
+    let [(gicd, _), (second, second_size)] = windows;
+    if version == 3 {
+        gic::set_regions(gicd, second, second_size);
+    } else {
+        gic::set_regions_v2(gicd, second);
+    }
 }
 
 /// Waits forever with interrupts masked.

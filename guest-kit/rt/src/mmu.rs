@@ -1,4 +1,5 @@
-//! Changes to the boot identity map after start-up: marking a range Normal write-back memory.
+//! Changes to the boot identity map after start-up: marking a range Normal write-back memory,
+//! or Device memory.
 //!
 //! The boot code maps every 1 GiB block as Device memory except those holding the image and the
 //! DTB. Pages shared with a hypervisor (grant-table frames, a console ring placed outside RAM)
@@ -6,8 +7,13 @@
 //! layout puts the grant space at 0x3800_0000, in the block with the GIC and the UART). So the
 //! block is split into 2 MiB blocks (a level-2 table) and only the 2 MiB blocks covering the
 //! range become Normal.
+//!
+//! The reverse happens when a device (a GIC's registers) sits in a block that the boot code
+//! made Normal because it also holds the DTB: its 2 MiB blocks become Device. The block that
+//! holds the running image cannot be split this way (break-before-make would unmap the code
+//! doing it), so a device there is refused.
 
-use crate::boot::NORMAL_BLOCK;
+use crate::boot::{DEVICE_BLOCK, NORMAL_BLOCK};
 use core::arch::asm;
 use core::cell::UnsafeCell;
 
@@ -25,6 +31,9 @@ const TYPE_BLOCK: u64 = 0b01;
 const TYPE_TABLE: u64 = 0b11;
 /// Normal write-back, inner shareable, never executable: for data shared with a hypervisor.
 const NORMAL_DATA_BLOCK: u64 = NORMAL_BLOCK | (1 << 54) | (1 << 53);
+/// Lower attributes of a block descriptor (AttrIndx, NS, AP, SH, AF, nG: bits 11:2), which tell
+/// Normal from Device blocks.
+const LOWER_ATTRIBUTES: u64 = 0xffc;
 
 #[repr(C, align(4096))]
 struct Table([u64; ENTRIES]);
@@ -50,12 +59,43 @@ pub enum MapError {
     OutOfRange,
     /// Every level-2 table is in use.
     NoTable,
+    /// A device range lies in the 1 GiB block holding the running image.
+    ImageBlock,
+}
+
+/// What a range becomes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    Normal,
+    Device,
+}
+
+impl Memory {
+    /// Block descriptor attributes (level 1 or 2) for this kind of memory.
+    fn block(self) -> u64 {
+        match self {
+            Memory::Normal => NORMAL_DATA_BLOCK,
+            Memory::Device => DEVICE_BLOCK,
+        }
+    }
 }
 
 /// Makes `[base, base + size)` Normal write-back, non-executable memory in the identity map,
 /// with 2 MiB granularity. Blocks already Normal are left alone. Runs with IRQs masked; must
 /// not be called while another CPU uses the blocks it touches.
 pub fn map_normal(base: usize, size: usize) -> Result<(), MapError> {
+    map(base, size, Memory::Normal)
+}
+
+/// Makes `[base, base + size)` Device-nGnRnE, non-executable memory in the identity map, with
+/// 2 MiB granularity: for device registers in a block the boot code made Normal. Blocks already
+/// Device are left alone (the usual case: the boot code maps every block Device except those
+/// holding the image and the DTB). Same contract as [`map_normal`].
+pub fn map_device(base: usize, size: usize) -> Result<(), MapError> {
+    map(base, size, Memory::Device)
+}
+
+fn map(base: usize, size: usize, memory: Memory) -> Result<(), MapError> {
     let end = base.checked_add(size).ok_or(MapError::OutOfRange)?;
     if size == 0 || end > ENTRIES << BLOCK_1G_SHIFT {
         return Err(MapError::OutOfRange);
@@ -65,7 +105,7 @@ pub fn map_normal(base: usize, size: usize) -> Result<(), MapError> {
     let mut result = Ok(());
     let mut chunk = base & !((1 << BLOCK_2M_SHIFT) - 1);
     while chunk < end {
-        if let Err(e) = map_chunk(chunk, &mut used) {
+        if let Err(e) = map_chunk(chunk, memory, &mut used) {
             result = Err(e);
             break;
         }
@@ -75,8 +115,8 @@ pub fn map_normal(base: usize, size: usize) -> Result<(), MapError> {
     result
 }
 
-/// Makes the 2 MiB block at `chunk` Normal.
-fn map_chunk(chunk: usize, used: &mut usize) -> Result<(), MapError> {
+/// Makes the 2 MiB block at `chunk` `memory`.
+fn map_chunk(chunk: usize, memory: Memory, used: &mut usize) -> Result<(), MapError> {
     let l1_index = chunk >> BLOCK_1G_SHIFT;
     let l2_index = (chunk >> BLOCK_2M_SHIFT) % ENTRIES;
     // The boot code's level-1 table is live and identity mapped; only this module changes it
@@ -84,9 +124,12 @@ fn map_chunk(chunk: usize, used: &mut usize) -> Result<(), MapError> {
     let l1_entry = (&raw mut __page_table).cast::<u64>().wrapping_add(l1_index);
     // SAFETY: as above; l1_index < 512 (checked by map_normal).
     let entry = unsafe { l1_entry.read_volatile() };
-    let wanted = chunk as u64 | NORMAL_DATA_BLOCK;
+    let wanted = chunk as u64 | memory.block();
     match entry & DESCRIPTOR_TYPE {
-        TYPE_BLOCK if entry & !L1_BLOCK_ADDRESS & 0xffc == NORMAL_BLOCK & 0xffc => Ok(()),
+        TYPE_BLOCK if entry & LOWER_ATTRIBUTES == memory.block() & LOWER_ATTRIBUTES => Ok(()),
+        TYPE_BLOCK if memory == Memory::Device && l1_index == image_block() => {
+            Err(MapError::ImageBlock)
+        }
         TYPE_BLOCK => {
             let slot = *used;
             if slot >= SPLIT_TABLES {
@@ -121,6 +164,11 @@ fn map_chunk(chunk: usize, used: &mut usize) -> Result<(), MapError> {
         }
         _ => Err(MapError::OutOfRange),
     }
+}
+
+/// Index of the 1 GiB block holding this code (and the rest of the image).
+fn image_block() -> usize {
+    (map_chunk as *const () as usize) >> BLOCK_1G_SHIFT
 }
 
 /// Replaces a live descriptor with break-before-make.

@@ -49,6 +49,7 @@ const TESTS: &[&str] = &[
     "uboot-linux",
     "config-minimal",
     "pvtest",
+    "pvtest-gic2",
     "abi-pingpong",
     "linux-xen-pv",
 ];
@@ -112,7 +113,9 @@ pub fn run_all(options: &TestOptions) -> Result<bool, String> {
             "trapcheck" => context.trapcheck(),
             "uboot-linux" => context.uboot_linux(),
             "config-minimal" => context.config_minimal(),
-            "pvtest" => context.pvtest(),
+            "pvtest" => context.pvtest("pvtest", options.gic),
+            // The guest kit's GICv2 driver, against Xen 4.17 too.
+            "pvtest-gic2" => context.pvtest("pvtest-gic2", 2),
             "abi-pingpong" => context.abi_pingpong(),
             "linux-xen-pv" => context.linux_xen_pv(),
             "defmt-log" => crate::defmt_log::defmt_log_test(
@@ -290,14 +293,14 @@ impl Context<'_> {
         require_clean_exit(&captured)
     }
 
-    /// pvtest as the initial domain on Mica, then on Xen 4.17: both pass, with equal outcomes.
-    fn pvtest(&mut self) -> Result<(), String> {
+    /// pvtest as the initial domain on Mica, then on Xen 4.17, on GIC version `gic`: both
+    /// pass, with equal outcomes. Logs are named after `name`.
+    fn pvtest(&mut self, name: &str, gic: u8) -> Result<(), String> {
         let image = self.hypervisor()?;
         let guest = build_guest("pvtest").map_err(|e| format!("building pvtest failed: {e}"))?;
-        let scenario =
-            crate::pvtest_suite::scenario(self.options.platform, self.options.gic, guest);
+        let scenario = crate::pvtest_suite::scenario(self.options.platform, gic, guest);
         let timeout = self.options.timeout.unwrap_or(TRAPCHECK_TIMEOUT);
-        let mica = boot("pvtest", &scenario, &image, timeout)?;
+        let mica = boot(name, &scenario, &image, timeout)?;
         crate::pvtest_suite::check_mica(&mica.log).map_err(|why| failure(&mica, &why))?;
         require_clean_exit(&mica)?;
         if self.options.hypervisor == Hypervisor::Xen {
@@ -305,9 +308,11 @@ impl Context<'_> {
         }
         let xen_image = crate::host::ensure_xen()?;
         // Xen keeps the machine up after its initial domain halts: stop at pvtest's last line.
-        let work = target_dir().join("scenarios").join("pvtest-xen");
+        let work = target_dir().join("scenarios").join(format!("{name}-xen"));
         let prepared = scenario.prepare(&xen_image, &work)?;
-        let log = target_dir().join("test-logs").join("pvtest-xen.log");
+        let log = target_dir()
+            .join("test-logs")
+            .join(format!("{name}-xen.log"));
         say(format!(
             "booting pvtest on Xen 4.17 (log {})",
             log.display()

@@ -125,7 +125,7 @@ fn hog() -> ! {
 
 fn bench(o: &Options) {
     if let Err(e) = gic::init_distributor().and_then(|()| gic::init_cpu()) {
-        println!("rtbench: FAIL GICv3 set-up: {e:?}");
+        println!("rtbench: FAIL GIC set-up: {e:?}");
         return;
     }
     if let Err(e) = gic::enable_private(VIRT_TIMER_PPI, TIMER_PRIORITY) {

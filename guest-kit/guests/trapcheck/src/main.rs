@@ -218,7 +218,7 @@ fn on_irq(intid: u32) {
 
 fn check_vtimer_wfi() -> Result<(), ReasonBuf> {
     if let Err(error) = gic::init_distributor().and_then(|()| gic::init_cpu()) {
-        bail!("GICv3 set-up failed: {error:?}");
+        bail!("GIC set-up failed: {error:?}");
     }
     if let Err(error) = gic::enable_private(VIRT_TIMER_PPI, 0x80) {
         bail!("enabling INTID {VIRT_TIMER_PPI} failed: {error:?}");
