@@ -354,8 +354,9 @@ impl GuestMemory for DomainMemory<'_> {
         // aligned and identity-mapped as normal memory, writable by the guest. It stays
         // mapped while the domain lives, which `self` ensures (a borrowed or held
         // reference), and stays this frame's while `self` is borrowed: every physmap
-        // change goes through `ArchEnv`, which cannot be called meanwhile. The guest
-        // updates these words atomically too, so atomics are the type for them.
+        // change goes through an `ArchEnv` under the Xen lock, which this operation holds,
+        // and its own `ArchEnv` cannot be called meanwhile. The guest updates these words
+        // atomically too, so atomics are the type for them.
         Some(unsafe { &*(host as *const PageWords) })
     }
 
@@ -493,7 +494,6 @@ impl DomainList {
 }
 
 impl<'a> ArchEnv<'a> {
-    /// Domain `id`: the caller's or one already at hand, else looked up.
     /// The environment of an operation for vCPU `vcpu` of `dom`, running on this CPU.
     fn for_vcpu(dom: &'a Arc<Domain>, vcpu: usize) -> Self {
         Self {
@@ -502,6 +502,7 @@ impl<'a> ArchEnv<'a> {
         }
     }
 
+    /// Domain `id`: the caller's or one already at hand, else looked up.
     fn domain(&self, id: DomId) -> Option<Arc<Domain>> {
         if let Some((d, _)) = self.caller.filter(|(d, _)| d.id == id) {
             return Some(d.clone());
