@@ -6,7 +6,7 @@
 mod v2;
 mod v3;
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// INTIDs at and above this are special (1020..1023: spurious and reserved), in both versions.
 pub const INTID_SPECIAL_FIRST: u32 = mica_guest_abi::gicv3::INTID_SPECIAL_FIRST;
@@ -114,6 +114,14 @@ pub fn redistributor() -> Result<usize, GicError> {
         Some(3) => v3::redistributor(),
         Some(_) => Err(GicError::NoRedistributor),
         None => Err(GicError::NotFound),
+    }
+}
+
+/// A window the runtime recorded from the device tree (0: none).
+fn recorded(base: &AtomicUsize) -> Result<usize, GicError> {
+    match base.load(Ordering::Acquire) {
+        0 => Err(GicError::NotFound),
+        base => Ok(base),
     }
 }
 

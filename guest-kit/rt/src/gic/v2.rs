@@ -13,7 +13,7 @@
 //! with the same value. [`acknowledge`] returns the INTID alone, as for GICv3, and remembers
 //! the sender per receiving CPU and SGI for [`end_of_interrupt`].
 
-use super::{read32, write32, GicError};
+use super::{read32, recorded, write32, GicError};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use mica_guest_abi::gicv2::*;
 
@@ -31,17 +31,11 @@ pub(super) fn set_regions(gicd: usize, gicc: usize) {
 }
 
 fn distributor() -> Result<usize, GicError> {
-    match GICD_BASE.load(Ordering::Acquire) {
-        0 => Err(GicError::NotFound),
-        base => Ok(base),
-    }
+    recorded(&GICD_BASE)
 }
 
 fn cpu_interface() -> Result<usize, GicError> {
-    match GICC_BASE.load(Ordering::Acquire) {
-        0 => Err(GicError::NotFound),
-        base => Ok(base),
-    }
+    recorded(&GICC_BASE)
 }
 
 /// Row of [`SGI_SOURCE`] for the calling CPU. GICv2 systems (QEMU, Mica, Xen, the GIC-400

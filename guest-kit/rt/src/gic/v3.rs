@@ -2,7 +2,7 @@
 //! registers), enabling a PPI, acknowledge and end of interrupt. All MMIO accesses are 32-bit
 //! except the 64-bit read of GICR_TYPER.
 
-use super::{poll, read32, read64, write32, GicError};
+use super::{poll, read32, read64, recorded, write32, GicError};
 use core::arch::asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use mica_guest_abi::gicv3::*;
@@ -19,10 +19,7 @@ pub(super) fn set_regions(gicd: usize, gicr: usize, gicr_size: usize) {
 }
 
 fn distributor() -> Result<usize, GicError> {
-    match GICD_BASE.load(Ordering::Acquire) {
-        0 => Err(GicError::NotFound),
-        base => Ok(base),
-    }
+    recorded(&GICD_BASE)
 }
 
 /// Enables affinity routing and group 1 interrupts in the distributor. Call once.
