@@ -435,6 +435,19 @@ fn masked_loopback() -> Result<(u32, u32), Outcome> {
 }
 
 /// SCHEDOP_poll on masked ports: the point of poll is waiting for an event without taking it.
+/// SCHEDOP_poll on `ports` with `timeout` must return 0 without sleeping.
+fn poll_returns_at_once(ports: &[u32], timeout: u64, what: &str) -> Result<(), Outcome> {
+    let start = timer::counter();
+    if let Err(e) = hypercall::sched_poll(ports, timeout) {
+        bail!("{what} ({ports:?}): {e}");
+    }
+    let took = since(start);
+    if took > timer::ms_to_ticks(AT_ONCE_MS) {
+        bail!("{what} ({ports:?}) took {took} ticks");
+    }
+    Ok(())
+}
+
 fn check_poll(context: &mut Context) -> Result<(), Outcome> {
     let (a, b) = masked_loopback()?;
     // Pending (masked): returns at once and leaves the bit set.
@@ -444,14 +457,7 @@ fn check_poll(context: &mut Context) -> Result<(), Outcome> {
     if !evtchn::is_pending(a) {
         bail!("masked port {a} did not become pending");
     }
-    let start = timer::counter();
-    if let Err(e) = hypercall::sched_poll(&[a], 0) {
-        bail!("poll on pending port {a}: {e}");
-    }
-    let took = since(start);
-    if took > timer::ms_to_ticks(AT_ONCE_MS) {
-        bail!("poll on pending port {a} took {took} ticks");
-    }
+    poll_returns_at_once(&[a], 0, "poll on a pending port")?;
     if !evtchn::is_pending(a) {
         bail!("poll cleared port {a}'s pending bit");
     }
@@ -481,14 +487,7 @@ fn check_poll(context: &mut Context) -> Result<(), Outcome> {
         bail!("port {a} became pending while nobody sent");
     }
     // A timeout already past: returns 0 (not -ETIMEDOUT), at once.
-    let start = timer::counter();
-    if let Err(e) = hypercall::sched_poll(&[a], 1) {
-        bail!("poll with a past timeout: {e}");
-    }
-    let took = since(start);
-    if took > timer::ms_to_ticks(AT_ONCE_MS) {
-        bail!("poll with a past timeout took {took} ticks");
-    }
+    poll_returns_at_once(&[a], 1, "poll with a past timeout")?;
 
     // Bad lists: a port we do not have, too many ports, a list that is not mapped.
     let refusals: [(&str, Result<(), hypercall::XenError>, i64); 4] = [
