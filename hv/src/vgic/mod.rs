@@ -383,7 +383,9 @@ impl Vgic {
     /// Locks the state to change it, and counts the change.
     fn change(&self) -> MutexGuard<'_, State> {
         let guard = self.state.lock();
-        self.changes.fetch_add(1, Ordering::Release);
+        // Only written under the lock: no read-modify-write needed.
+        let count = self.changes.load(Ordering::Relaxed);
+        self.changes.store(count.wrapping_add(1), Ordering::Release);
         guard
     }
 
@@ -569,6 +571,20 @@ impl Vgic {
         let (mut fill, kick) = st.core.resync(vcpu, lrs, listed, inject);
         fill.changes = self.changes.load(Ordering::Relaxed);
         (fill, kick)
+    }
+
+    /// The event upcall's round in brief: [`Vgic::resync_lrs`] injecting `intid` for a
+    /// vCPU whose last fill listed only `intid`, in its first list register (`lr0`, read
+    /// back; the others are invalid), when nothing else is pending or active for it either.
+    /// Then `lr0` becomes the new choice and the outcome is what `resync_lrs` would give
+    /// (no other vCPU to kick). `None`, changing nothing, when the case does not apply.
+    pub fn relist_upcall(&self, vcpu: usize, lr0: &mut ListReg, intid: u32) -> Option<FillOutcome> {
+        let mut st = self.change();
+        let mut fill =
+            st.core
+                .relist_private_edge(vcpu, core::slice::from_mut(lr0), 1, Some(intid))?;
+        fill.changes = self.changes.load(Ordering::Relaxed);
+        Some(fill)
     }
 
     /// Marks SPI `intid` as backed by the physical interrupt of the same number (a device

@@ -728,7 +728,8 @@ impl Core {
     /// interrupt listed, and the only one pending or active for the vCPU, is one private
     /// edge-triggered interrupt in the first LR (and the one injected, if any). Gives exactly what `sync` then `fill`
     /// would, without their scan, sort and vectors; `None` when the case does not apply.
-    fn relist_private_edge(
+    #[inline(always)]
+    pub(crate) fn relist_private_edge(
         &mut self,
         vcpu: usize,
         lrs: &mut [ListReg],

@@ -977,7 +977,8 @@ proptest! {
         lr_count in 1usize..4,
     ) {
         // Two identical vGICs: one driven the run loop's way (sync, then fill), the other
-        // the fast path's way (resync).
+        // the fast path's way (resync; for the upcall, `relist_upcall` first when the last
+        // fill listed one interrupt and nothing overflowed).
         let slow = vgic(2, 64);
         let fast = vgic(2, 64);
         for g in [&slow, &fast] {
@@ -988,6 +989,7 @@ proptest! {
         }
         let mut held = [lrs(lr_count), lrs(lr_count)];
         let mut listed = [0usize; 2];
+        let mut overflow = [false; 2];
         for op in ops {
             match op {
                 Op::Mmio { vcpu, addr, size, write } => {
@@ -1008,12 +1010,19 @@ proptest! {
                     let mut chosen = lrs(lr_count);
                     let out = slow.fill_lrs(vcpu, &mut chosen);
                     let mut again = held[vcpu].clone();
-                    let (out2, moved2) = fast.resync_lrs(vcpu, &mut again, listed[vcpu], inject);
+                    let brief = (inject.is_some() && listed[vcpu] == 1 && !overflow[vcpu])
+                        .then(|| fast.relist_upcall(vcpu, &mut again[0], 31))
+                        .flatten();
+                    let (out2, moved2) = match brief {
+                        Some(out2) => (out2, VcpuSet::EMPTY),
+                        None => fast.resync_lrs(vcpu, &mut again, listed[vcpu], inject),
+                    };
                     prop_assert_eq!(&chosen, &again);
                     prop_assert_eq!((out.listed, out.overflow), (out2.listed, out2.overflow));
                     prop_assert_eq!(moved, moved2);
                     held[vcpu] = chosen;
                     listed[vcpu] = out.listed;
+                    overflow[vcpu] = out.overflow;
                 }
             }
             for v in 0..2 {
@@ -1051,6 +1060,27 @@ fn resync_relists_the_upcall_after_the_guest_completed_it() {
     assert_eq!(out.listed, 0);
     assert_eq!(listed(&l), []);
     assert!(!g.has_deliverable(0));
+}
+
+#[test]
+fn relist_upcall_declines_and_changes_nothing_when_more_is_pending() {
+    let g = vgic(1, 64);
+    linux_init(&g);
+    g.fix_edge_triggered(31);
+    wr32(&g, rdist(0) + SGI + 0x100, (1 << 31) | (1 << 30));
+    g.inject(0, 31);
+    let mut l = lrs(4);
+    assert_eq!(g.fill_lrs(0, &mut l).listed, 1);
+    // The guest completed the upcall; meanwhile the timer PPI became pending too.
+    l[0].state = LrState::Invalid;
+    g.inject(0, 30);
+    let before = private_view(&g, 0);
+    let lr0 = l[0];
+    assert_eq!(g.relist_upcall(0, &mut l[0], 31), None);
+    assert_eq!((private_view(&g, 0), l[0]), (before, lr0));
+    // The general refresh lists both.
+    let (out, _) = g.resync_lrs(0, &mut l, 1, Some(31));
+    assert_eq!(out.listed, 2);
 }
 
 #[test]

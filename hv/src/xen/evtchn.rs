@@ -5,7 +5,7 @@
 use super::env::{Backend, XenEnv};
 use super::hypercall::HypercallCtx;
 use super::mem::{read_virt_obj, write_virt_obj, GuestMemory, PageWords};
-use super::{SharedInfoLayout, Xen};
+use super::{SharedInfoLayout, Xen, XenDomain};
 use crate::addr::{GuestPhysAddr, PAGE_SIZE};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +67,7 @@ impl EventChannels {
         }
     }
 
+    #[inline(always)]
     fn get(&self, port: EvtchnPort) -> Option<&Port> {
         if port == 0 {
             return None;
@@ -82,12 +83,14 @@ impl EventChannels {
     }
 
     /// The state of an allocated port.
+    #[inline(always)]
     pub(crate) fn state(&self, port: EvtchnPort) -> Option<PortState> {
         self.get(port)
             .map(|p| p.state)
             .filter(|s| *s != PortState::Free)
     }
 
+    #[inline(always)]
     fn vcpu_of(&self, port: EvtchnPort) -> Option<u32> {
         self.get(port).map(|p| p.vcpu)
     }
@@ -233,16 +236,17 @@ fn vcpu_info_words<'m>(
 /// vCPU's upcall flag, raising the upcall on the flag's 0→1 transition. A vCPU of the
 /// domain blocked in SCHEDOP_poll on the port is woken, masked or not.
 pub(crate) fn set_pending(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) {
-    if mark_pending(xen, domid, port, env) {
-        wake_pollers(xen, domid, port, env);
+    let Some(dom) = xen.domains.get_mut(&domid) else {
+        return;
+    };
+    if mark_pending(dom, domid, port, env) {
+        wake_pollers(dom, domid, port, env);
     }
 }
 
-/// [`set_pending`] without the pollers; returns whether the pending bit went from 0 to 1.
-fn mark_pending(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) -> bool {
-    let Some(dom) = xen.domains.get_mut(&domid) else {
-        return false;
-    };
+/// [`set_pending`] without the pollers, on domain `domid` (`dom`); returns whether the
+/// pending bit went from 0 to 1.
+fn mark_pending(dom: &mut XenDomain, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) -> bool {
     let Some(vcpu) = dom.evtchn.vcpu_of(port) else {
         return false;
     };
@@ -276,16 +280,19 @@ fn mark_pending(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn Xen
     true
 }
 
-/// Wakes every vCPU of `domid` blocked in SCHEDOP_poll with `port` in its list, ending
-/// its poll.
-fn wake_pollers(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) {
-    let Some(dom) = xen.domains.get_mut(&domid) else {
+/// Wakes every vCPU of domain `domid` (`dom`) blocked in SCHEDOP_poll with `port` in its
+/// list, ending its poll.
+fn wake_pollers(dom: &mut XenDomain, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) {
+    if dom.polling == 0 {
         return;
-    };
-    for (index, v) in dom.vcpus.iter_mut().enumerate() {
-        if v.poll.as_ref().is_some_and(|ports| ports.contains(&port)) {
-            v.poll = None;
-            env.wake_vcpu(domid, index as u32);
+    }
+    for index in 0..dom.vcpus.len() as u32 {
+        let polls_port = dom.vcpus[index as usize]
+            .poll
+            .as_ref()
+            .is_some_and(|ports| ports.contains(&port));
+        if polls_port && dom.end_poll(index) {
+            env.wake_vcpu(domid, index);
         }
     }
 }
@@ -420,7 +427,13 @@ pub(crate) fn teardown(xen: &mut Xen, domid: DomId, env: &mut dyn XenEnv) {
 }
 
 /// Sends an event from `port` of `domid` to wherever it leads.
-fn send(xen: &mut Xen, domid: DomId, port: EvtchnPort, env: &mut dyn XenEnv) -> Result<(), i32> {
+#[inline(always)]
+pub(crate) fn send(
+    xen: &mut Xen,
+    domid: DomId,
+    port: EvtchnPort,
+    env: &mut dyn XenEnv,
+) -> Result<(), i32> {
     let dom = xen.domains.get(&domid).ok_or(ESRCH)?;
     match dom.evtchn.state(port).ok_or(EINVAL)? {
         PortState::Interdomain {

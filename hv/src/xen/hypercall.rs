@@ -314,13 +314,10 @@ fn poll(ctx: &mut HypercallCtx<'_>, arg: u64) -> Result<Outcome, i32> {
     if deadline_ns.is_some_and(|t| t > i64::MAX as u64 || t <= ctx.env.now_ns()) {
         return Ok(Outcome::ret(0));
     }
-    let vcpu = ctx
-        .xen
-        .domains
-        .get_mut(&ctx.caller)
-        .and_then(|d| d.vcpus.get_mut(ctx.vcpu as usize))
-        .ok_or(ESRCH)?;
-    vcpu.poll = Some(ports);
+    let dom = ctx.xen.domains.get_mut(&ctx.caller).ok_or(ESRCH)?;
+    if !dom.start_poll(ctx.vcpu, ports) {
+        return Err(ESRCH);
+    }
     Ok(Outcome {
         ret: 0,
         after: After::BlockPoll { deadline_ns },

@@ -217,6 +217,10 @@ pub struct XenDomain {
     shared_info_gfn: Option<u64>,
     /// Ports that became pending before shared_info was mapped (2-level bitmap).
     early_pending: [u64; 64],
+    /// How many vCPUs are blocked in SCHEDOP_poll (have a `poll` list): kept by
+    /// [`XenDomain::start_poll`] and [`XenDomain::end_poll`], so an event finds at once
+    /// that it has no poller to wake.
+    polling: usize,
     evtchn: EventChannels,
     gnttab: GrantTable,
     params: [u64; HVM_NR_PARAMS as usize],
@@ -249,12 +253,37 @@ impl XenDomain {
         self.console.as_ref().map(|c| c.port)
     }
 
+    #[inline(always)]
     fn shared_info_gpa(&self) -> Option<GuestPhysAddr> {
         GuestPhysAddr::from_pfn(self.shared_info_gfn?)
     }
 
+    /// Blocks `vcpu` in SCHEDOP_poll on `ports` (false: no such vCPU).
+    fn start_poll(&mut self, vcpu: u32, ports: Vec<mica_guest_abi::xen::EvtchnPort>) -> bool {
+        let Some(v) = self.vcpus.get_mut(vcpu as usize) else {
+            return false;
+        };
+        if v.poll.replace(ports).is_none() {
+            self.polling += 1;
+        }
+        true
+    }
+
+    /// Ends `vcpu`'s SCHEDOP_poll, if it was polling (returns whether it was).
+    fn end_poll(&mut self, vcpu: u32) -> bool {
+        let ended = self
+            .vcpus
+            .get_mut(vcpu as usize)
+            .is_some_and(|v| v.poll.take().is_some());
+        if ended {
+            self.polling -= 1;
+        }
+        ended
+    }
+
     /// Where `vcpu`'s vcpu_info lives: the registered area, or its legacy slot in
     /// shared_info (vCPU 0 on Arm, vCPUs 0-31 on x86).
+    #[inline(always)]
     fn vcpu_info_gpa(&self, vcpu: u32) -> Option<GuestPhysAddr> {
         let v = self.vcpus.get(vcpu as usize)?;
         match v.vcpu_info {
@@ -369,6 +398,7 @@ impl Xen {
             vcpus: alloc::vec![XenVcpu::default(); cfg.nr_vcpus as usize],
             shared_info_gfn: None,
             early_pending: [0; 64],
+            polling: 0,
             evtchn: EventChannels::new(cfg.max_evtchn_ports, cfg.nr_vcpus),
             gnttab: GrantTable::new(cfg.max_grant_frames),
             params,
@@ -441,8 +471,7 @@ impl Xen {
     pub fn end_poll(&mut self, domid: DomId, vcpu: u32) -> bool {
         self.domains
             .get_mut(&domid)
-            .and_then(|d| d.vcpus.get_mut(vcpu as usize))
-            .is_some_and(|v| v.poll.take().is_some())
+            .is_some_and(|d| d.end_poll(vcpu))
     }
 
     /// Whether `vcpu` of `domid` is blocked in SCHEDOP_poll (no port it polls became pending
@@ -452,6 +481,23 @@ impl Xen {
             .get(&domid)
             .and_then(|d| d.vcpus.get(vcpu as usize))
             .is_some_and(|v| v.poll.is_some())
+    }
+
+    /// `EVTCHNOP_send` on `port` by `caller`, the port number already read from the
+    /// guest's argument: exactly what [`dispatch`] does with that hypercall, for an arch
+    /// layer that decodes the most frequent hypercall itself (the event send, on the
+    /// latency path of every notification) instead of through the generic dispatcher.
+    pub fn send_event(
+        &mut self,
+        caller: DomId,
+        port: u32,
+        env: &mut dyn XenEnv,
+    ) -> Result<(), i32> {
+        // As `dispatch`: a domain that is not Xen-aware gets no hypercalls.
+        if !self.domains.contains_key(&caller) {
+            return Err(errno::ENOSYS);
+        }
+        evtchn::send(self, caller, port, env)
     }
 
     /// Sends an event on `port` of `domid` from Mica (e.g. a backend), as if from the far end.

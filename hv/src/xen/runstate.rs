@@ -95,14 +95,14 @@ impl Xen {
             return;
         };
         let flagged = dom.vm_assist & (1 << VMASST_TYPE_RUNSTATE_UPDATE_FLAG) != 0;
+        // Running again ends a SCHEDOP_poll, whatever woke the vCPU (Xen: vcpu_unblock).
+        if state == Runstate::Running {
+            dom.end_poll(vcpu);
+        }
         let Some(v) = dom.vcpus.get_mut(vcpu as usize) else {
             return;
         };
         v.runstate.enter(state, now_ns);
-        // Running again ends a SCHEDOP_poll, whatever woke the vCPU (Xen: vcpu_unblock).
-        if state == Runstate::Running {
-            v.poll = None;
-        }
         let info = v.runstate.info();
         let (va, gpa) = (v.runstate_va, v.runstate_gpa);
         let publish = |write: &mut dyn FnMut(&VcpuRunstateInfo) -> bool| {

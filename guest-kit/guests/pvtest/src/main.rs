@@ -373,6 +373,20 @@ fn check_evtchn_loopback(context: &mut Context) -> Result<(), Outcome> {
     if !wait_until(WAIT_LIMIT_MS, || FIRED_B.load(Ordering::Acquire) > before) {
         bail!("no upcall for port {b} after send on {a}");
     }
+    // The send's argument is read wherever it is (unaligned too); unmapped is refused.
+    let before = FIRED_B.load(Ordering::Acquire);
+    let mut unaligned = [0u8; 8];
+    unaligned[1..5].copy_from_slice(&a.to_le_bytes());
+    if let Err(e) = hypercall::evtchn_send_at(unaligned.as_ptr() as u64 + 1) {
+        bail!("EVTCHNOP_send({a}) with an unaligned argument: {e}");
+    }
+    if !wait_until(WAIT_LIMIT_MS, || FIRED_B.load(Ordering::Acquire) > before) {
+        bail!("no upcall for port {b} after a send with an unaligned argument");
+    }
+    match hypercall::evtchn_send_at(UNMAPPED) {
+        Err(e) if e.0 == -14 => context.measure(e.0 as u64),
+        other => bail!("EVTCHNOP_send with an unmapped argument: want errno -14, got {other:?}"),
+    }
     context.measure(
         u64::from(FIRED_A.load(Ordering::Acquire)) << 32
             | u64::from(FIRED_B.load(Ordering::Acquire)),

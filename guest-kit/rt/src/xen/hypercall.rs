@@ -323,6 +323,14 @@ pub fn evtchn_send(port: u32) -> Result<(), XenError> {
     port_op(EVTCHNOP_SEND, port)
 }
 
+/// EVTCHNOP_send with its argument (the port) at guest address `arg`, which need not be
+/// valid or aligned (to see the hypervisor read it wherever it is, or refuse it).
+pub fn evtchn_send_at(arg: u64) -> Result<(), XenError> {
+    // SAFETY: EVTCHNOP_send only reads its argument: a bad address fails the call (-EFAULT)
+    // and changes no guest memory.
+    result(unsafe { raw(HYPERVISOR_EVENT_CHANNEL_OP, EVTCHNOP_SEND, arg, 0, 0, 0) }).map(|_| ())
+}
+
 /// EVTCHNOP_unmask: clears the mask bit and re-raises the event if it is pending.
 pub fn evtchn_unmask(port: u32) -> Result<(), XenError> {
     port_op(EVTCHNOP_UNMASK, port)

@@ -373,6 +373,7 @@ pub fn build(
         dying: AtomicBool::new(false),
         log_limit: Mutex::new(RateLimiter::new(10, 2)),
         overlays: Mutex::new(Vec::new()),
+        lent: Default::default(),
     };
     // From here on, dropping `dom` frees its memory and tables.
 

@@ -10,6 +10,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use mica_guest_abi::layout::{EVTCHN_PPI, PHYS_TIMER_PPI, VIRT_TIMER_PPI};
+use mica_guest_abi::xen::evtchn::EVTCHNOP_SEND;
+use mica_guest_abi::xen::Hypercall as XenHypercall;
 use mica_hv::addr::GuestPhysAddr;
 use mica_hv::exit::{Action, Exit, MmioAccess, ShutdownReason, SysRegAccess};
 use mica_hv::psci::{self, PowerOnError, PsciEnv, VcpuPowerState};
@@ -668,6 +670,34 @@ impl FastPath<'_> {
         }
     }
 
+    /// [`Self::resync_lrs`] with the event upcall injected, in the common case that
+    /// [`mica_hv::vgic::Vgic::relist_upcall`] covers: the upcall alone in the first list
+    /// register. Only that register is read and written. Returns false, having done
+    /// nothing, when the case does not apply.
+    #[inline(always)]
+    fn relist_upcall(&mut self) -> bool {
+        let Some(last) = self.fill else {
+            return false;
+        };
+        if last.listed != 1 || last.overflow {
+            return false;
+        }
+        let mut lr0 = gic::read_first_lr();
+        let Some(chosen) = self
+            .dom
+            .vgic
+            .relist_upcall(self.index, &mut lr0, EVTCHN_PPI)
+        else {
+            return false;
+        };
+        gic::write_first_lr(&lr0);
+        self.lrs[0] = lr0;
+        self.hardware_in_use = chosen.listed;
+        // The underflow interrupt stays off: it was (no overflow then) and is (none now).
+        self.fill = Some(chosen);
+        true
+    }
+
     /// Writes the list registers just chosen (and clears those that may linger).
     #[inline(always)]
     fn write_lrs(&mut self, chosen: FillOutcome) {
@@ -727,7 +757,9 @@ extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>)
     if after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) {
         if upcall_self {
             // The upcall's injection and the list registers' refresh under one vGIC lock.
-            fast.resync_lrs(Some(EVTCHN_PPI));
+            if !fast.relist_upcall() {
+                fast.resync_lrs(Some(EVTCHN_PPI));
+            }
         } else if !fast.lists_same() {
             // What the run loop would do between this exit and the next entry.
             fast.resync_lrs(None);
@@ -763,7 +795,19 @@ fn xen_hypercall(
 #[inline(always)]
 fn call_xen(dom: &Arc<Domain>, index: usize, regs: &mut GuestRegs) -> (After, bool) {
     let x = &regs.x;
-    let call = crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
+    let send = x[16] == XenHypercall::EventChannelOp as u64 && x[0] == EVTCHNOP_SEND;
+    // The event send is decoded here, out of the plain hypercall's way: it is on the
+    // latency path of every notification. An argument that cannot be read here is left
+    // to the generic path's error.
+    let port = if send {
+        crate::xen::read_arg_u32(x[1])
+    } else {
+        None
+    };
+    let call = match port {
+        Some(port) => crate::xen::send_event(dom, index, port),
+        None => crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]),
+    };
     regs.x[0] = call.outcome.ret as u64;
     (call.outcome.after, call.upcall_self)
 }

@@ -151,6 +151,9 @@ pub struct Domain {
     pub log_limit: Mutex<RateLimiter>,
     /// Pages of its physmap that are not its RAM (Xen shared_info, grant frames, grants).
     pub overlays: Mutex<Vec<crate::xen::Overlay>>,
+    /// Pages of it the Xen layer found before (the event path's shared_info and
+    /// vcpu_info), kept until its physmap changes.
+    pub lent: crate::xen::LentPages,
 }
 
 impl Domain {

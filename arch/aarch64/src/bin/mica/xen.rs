@@ -9,7 +9,7 @@ use crate::{consoles, run};
 use aarch64_cpu::registers::PAR_EL1;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use mica_aarch64::pagetable::{stage2_ram, with, DESC};
 use mica_guest_abi::layout::EVTCHN_PPI;
 use mica_guest_abi::xen::{errno, DomId};
@@ -48,6 +48,53 @@ pub enum OverlayKind {
     },
 }
 
+/// Frames of one domain lent before as whole pages ([`GuestMemory::words`]), with their
+/// host frames: the event path's shared_info and vcpu_info pages, found again without the
+/// overlay list and the RAM map. A slot is good while the physmap generation it was taken
+/// at is current; every stage-2 change of the domain ([`set_stage2_page`]) starts a new
+/// one. Read and written only under the Xen lock (so relaxed atomics suffice).
+#[derive(Default)]
+pub struct LentPages {
+    generation: AtomicU64,
+    slots: [LentSlot; LENT_SLOTS],
+}
+
+/// Pages [`LentPages`] remembers, by frame number modulo this (shared_info and a few
+/// vcpu_info pages).
+const LENT_SLOTS: usize = 4;
+
+#[derive(Default)]
+struct LentSlot {
+    /// Physmap generation + 1 it was filled at (0: empty).
+    taken: AtomicU64,
+    gfn: AtomicU64,
+    host: AtomicU64,
+}
+
+impl LentPages {
+    /// Host address of writable page `gfn`, if remembered and still good.
+    #[inline(always)]
+    fn get(&self, gfn: u64) -> Option<u64> {
+        let slot = &self.slots[gfn as usize % LENT_SLOTS];
+        let current = self.generation.load(Ordering::Relaxed) + 1;
+        (slot.taken.load(Ordering::Relaxed) == current && slot.gfn.load(Ordering::Relaxed) == gfn)
+            .then(|| slot.host.load(Ordering::Relaxed))
+    }
+
+    fn remember(&self, gfn: u64, host: u64) {
+        let slot = &self.slots[gfn as usize % LENT_SLOTS];
+        slot.gfn.store(gfn, Ordering::Relaxed);
+        slot.host.store(host, Ordering::Relaxed);
+        let current = self.generation.load(Ordering::Relaxed) + 1;
+        slot.taken.store(current, Ordering::Relaxed);
+    }
+
+    /// Forgets every slot: the physmap changes.
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Starts the Xen layer.
 pub fn init() {
     *XEN.lock() = Some(Xen::new());
@@ -81,51 +128,79 @@ pub struct Hypercall {
     pub upcall_self: bool,
 }
 
+impl Hypercall {
+    /// The answer with no Xen layer.
+    const NO_XEN: Self = Self {
+        outcome: Outcome::err(errno::ENOSYS),
+        upcall_self: false,
+    };
+}
+
 /// Handles `HVC #0xEA1` from vCPU `vcpu` of `dom`.
 // Inlined into the hypercall fast path: one call frame less on every hypercall.
 #[inline(always)]
 pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Hypercall {
     let mut guard = XEN.lock();
     let Some(xen) = guard.as_mut() else {
-        return Hypercall {
-            outcome: Outcome::err(errno::ENOSYS),
-            upcall_self: false,
-        };
+        return Hypercall::NO_XEN;
+    };
+    let mut env = ArchEnv::for_hypercall(dom, vcpu);
+    let mut vmem = VcpuVirtMemory;
+    let mut ctx = HypercallCtx {
+        xen,
+        caller: dom.id,
+        vcpu: vcpu as u32,
+        vmem: &mut vmem,
+        env: &mut env,
     };
     // `dispatch` refuses a domain that is not Xen-aware with ENOSYS.
-    let mut env = ArchEnv {
-        defer_upcall_self: true,
-        ..ArchEnv::for_vcpu(dom, vcpu)
-    };
-    let mut vmem = VcpuVirtMemory;
-    let outcome = {
-        let mut ctx = HypercallCtx {
-            xen,
-            caller: dom.id,
-            vcpu: vcpu as u32,
-            vmem: &mut vmem,
-            env: &mut env,
-        };
-        dispatch(&mut ctx, nr, args)
-    };
-    if !env.console_dirty.is_empty() {
-        let dirty = core::mem::take(&mut env.console_dirty);
-        if dirty.overflowed {
-            drain_all_consoles(xen, &mut env);
-        }
-        for &d in dirty.listed() {
-            drain_console(xen, d, &mut env);
-        }
-    }
-    let upcall_self = env.upcall_self;
+    let outcome = dispatch(&mut ctx, nr, args);
+    let done = after_hypercall(xen, &mut env, outcome);
     // Dropping the environment looks at every cache slot (on every hypercall); with no
     // domain held there is nothing to release.
     if !env.holds_domains() {
         core::mem::forget(env);
     }
+    done
+}
+
+/// `EVTCHNOP_send` on `port` (already read from the argument) by vCPU `vcpu` of `dom`: the
+/// same as [`hypercall`] with it, for the fast path, which decodes this hypercall itself
+/// as it is on the latency path of every notification.
+#[inline(never)]
+pub fn send_event(dom: &Arc<Domain>, vcpu: usize, port: u32) -> Hypercall {
+    let mut guard = XEN.lock();
+    let Some(xen) = guard.as_mut() else {
+        return Hypercall::NO_XEN;
+    };
+    let mut env = ArchEnv::for_hypercall(dom, vcpu);
+    let outcome = match xen.send_event(dom.id, port, &mut env) {
+        Ok(()) => Outcome::ret(0),
+        Err(e) => Outcome::err(e),
+    };
+    let done = after_hypercall(xen, &mut env, outcome);
+    // As in `hypercall`.
+    if !env.holds_domains() {
+        core::mem::forget(env);
+    }
+    done
+}
+
+/// A hypercall's end under the Xen lock: drains the consoles it notified.
+#[inline(always)]
+fn after_hypercall(xen: &mut Xen, env: &mut ArchEnv<'_>, outcome: Outcome) -> Hypercall {
+    if !env.console_dirty.is_empty() {
+        let dirty = core::mem::take(&mut env.console_dirty);
+        if dirty.overflowed {
+            drain_all_consoles(xen, env);
+        }
+        for &d in dirty.listed() {
+            drain_console(xen, d, env);
+        }
+    }
     Hypercall {
         outcome,
-        upcall_self,
+        upcall_self: env.upcall_self,
     }
 }
 
@@ -306,6 +381,20 @@ impl DomainMemory<'_> {
         Ok((host.raw(), left.min(avail as usize)))
     }
 
+    /// Host address of writable page `gfn`, looked up and remembered in [`LentPages`]
+    /// (out of line: the event path finds its pages there already).
+    #[cold]
+    #[inline(never)]
+    fn lend(&self, gfn: u64) -> Option<u64> {
+        let gpa = GuestPhysAddr::from_pfn(gfn)?;
+        let (host, left) = self.host(gpa, true).ok()?;
+        if left < PAGE_SIZE as usize {
+            return None;
+        }
+        self.dom.lent.remember(gfn, host);
+        Some(host)
+    }
+
     /// Whether frame `gfn` is the domain's own (RAM or a page Mica gave it), not another
     /// domain's frame mapped through a grant.
     fn owns(&self, gfn: u64) -> bool {
@@ -345,13 +434,13 @@ impl GuestMemory for DomainMemory<'_> {
     }
 
     fn words(&self, gfn: u64) -> Option<&PageWords> {
-        let gpa = GuestPhysAddr::from_pfn(gfn)?;
-        let (host, left) = self.host(gpa, true).ok()?;
-        if left < PAGE_SIZE as usize {
-            return None;
-        }
+        let host = match self.dom.lent.get(gfn) {
+            Some(host) => host,
+            None => self.lend(gfn)?,
+        };
         // SAFETY: a whole 4 KiB page of this domain's RAM (or a page it was given), page
-        // aligned and identity-mapped as normal memory, writable by the guest. It stays
+        // aligned and identity-mapped as normal memory, writable by the guest (found now,
+        // or remembered from a look-up made since the last physmap change). It stays
         // mapped while the domain lives, which `self` ensures (a borrowed or held
         // reference), and stays this frame's while `self` is borrowed: every physmap
         // change goes through an `ArchEnv` under the Xen lock, which this operation holds,
@@ -409,6 +498,21 @@ impl VcpuVirtMemory {
         }
         Ok((pa, (PAGE_SIZE - off) as usize))
     }
+}
+
+/// The 32-bit word at guest virtual address `gva` of the calling vCPU (a hypercall's
+/// argument), if `gva` is aligned and readable; `None` leaves the error to the generic
+/// path.
+#[inline(always)]
+pub fn read_arg_u32(gva: u64) -> Option<u32> {
+    if !gva.is_multiple_of(4) {
+        return None;
+    }
+    // Aligned: the word is within one page.
+    let (pa, _) = VcpuVirtMemory::translate(gva, false).ok()?;
+    // SAFETY: an aligned word of memory the guest may read, as `read_virt` says; the
+    // guest may change it concurrently, hence the atomic load.
+    Some(unsafe { AtomicU32::from_ptr(pa as *mut u32) }.load(Ordering::Relaxed))
 }
 
 impl GuestVirtMemory for VcpuVirtMemory {
@@ -502,6 +606,16 @@ impl<'a> ArchEnv<'a> {
         }
     }
 
+    /// The environment of a hypercall by vCPU `vcpu` of `dom`, running on this CPU: an
+    /// upcall it raises for itself is left to the caller ([`Hypercall::upcall_self`]).
+    #[inline(always)]
+    fn for_hypercall(dom: &'a Arc<Domain>, vcpu: usize) -> Self {
+        Self {
+            defer_upcall_self: true,
+            ..Self::for_vcpu(dom, vcpu)
+        }
+    }
+
     /// Domain `id`: the caller's or one already at hand, else looked up.
     fn domain(&self, id: DomId) -> Option<Arc<Domain>> {
         if let Some((d, _)) = self.caller.filter(|(d, _)| d.id == id) {
@@ -518,6 +632,45 @@ impl<'a> ArchEnv<'a> {
     /// Whether a cache slot holds a domain (a reference to release).
     fn holds_domains(&self) -> bool {
         self.held
+    }
+
+    /// Makes the upcall PPI pending for `vcpu` of `dom` (`own`: the caller's vCPU) and
+    /// kicks it (out of line: a hypercall's upcall for its own vCPU is left to the caller).
+    #[inline(never)]
+    fn inject_upcall(&mut self, dom: DomId, vcpu: usize, own: bool) {
+        let Some(d) = self.domain(dom) else {
+            return;
+        };
+        let set = d.vgic.inject(vcpu, EVTCHN_PPI);
+        if own {
+            run::kick_others(&d, vcpu, set);
+        } else {
+            run::kick(&d, set);
+        }
+    }
+
+    /// [`XenEnv::memory`] of a domain other than the caller's (out of line: the caller's
+    /// own memory, the usual case, needs no frame).
+    #[inline(never)]
+    fn peer_memory(&mut self, dom: DomId) -> Option<&mut dyn GuestMemory> {
+        let cached = self
+            .mems
+            .iter()
+            .position(|slot| slot.as_ref().is_some_and(|(id, _)| *id == dom));
+        let pos = match cached {
+            Some(p) => p,
+            None => {
+                let d = DomainRef::Held(self.domain(dom)?);
+                self.held = true;
+                let p = self.next_slot % CACHED_DOMAINS;
+                self.next_slot = p + 1;
+                self.mems[p] = Some((dom, DomainMemory { dom: d }));
+                p
+            }
+        };
+        self.mems[pos]
+            .as_mut()
+            .map(|(_, m)| m as &mut dyn GuestMemory)
     }
 
     /// Forgets `dom`'s cached memory view (its stage 2 changed).
@@ -551,6 +704,8 @@ fn set_stage2_page(dom: &Domain, gfn: u64, target: Option<(u64, bool)>) -> Resul
         (hpa, attrs)
     });
     let gpa = gfn.checked_mul(PAGE_SIZE).ok_or(errno::EINVAL)?;
+    // Before the change (which may half succeed): no page lent from now on is stale.
+    dom.lent.forget_all();
     table
         .set_page(&mut FrameTables(frames), gpa, output)
         .map_err(|_| errno::EINVAL)?;
@@ -566,25 +721,7 @@ impl XenEnv for ArchEnv<'_> {
             });
             return Some(own);
         }
-        let cached = self
-            .mems
-            .iter()
-            .position(|slot| slot.as_ref().is_some_and(|(id, _)| *id == dom));
-        let pos = match cached {
-            Some(p) => p,
-            None => {
-                // Not the caller's ([`ArchEnv::own`] serves that).
-                let d = DomainRef::Held(self.domain(dom)?);
-                self.held = true;
-                let p = self.next_slot % CACHED_DOMAINS;
-                self.next_slot = p + 1;
-                self.mems[p] = Some((dom, DomainMemory { dom: d }));
-                p
-            }
-        };
-        self.mems[pos]
-            .as_mut()
-            .map(|(_, m)| m as &mut dyn GuestMemory)
+        self.peer_memory(dom)
     }
 
     fn map_special_page(&mut self, dom: DomId, page: SpecialPage, gfn: u64) -> Result<(), i32> {
@@ -689,15 +826,7 @@ impl XenEnv for ArchEnv<'_> {
             self.upcall_self = true;
             return;
         }
-        let Some(d) = self.domain(dom) else {
-            return;
-        };
-        let set = d.vgic.inject(vcpu, EVTCHN_PPI);
-        if own {
-            run::kick_others(&d, vcpu, set);
-        } else {
-            run::kick(&d, set);
-        }
+        self.inject_upcall(dom, vcpu, own);
     }
 
     fn wake_vcpu(&mut self, dom: DomId, vcpu: u32) {

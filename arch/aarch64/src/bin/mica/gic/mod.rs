@@ -299,6 +299,25 @@ pub fn write_lr(i: usize, lr: &ListReg) {
     }
 }
 
+/// [`read_lr`] of the first list register (the event upcall's usual place), with the
+/// index known when compiled.
+#[inline(always)]
+pub fn read_first_lr() -> ListReg {
+    match version() {
+        GicVersion::V2 => v2::read_lr(0),
+        GicVersion::V3 => v3::read_first_lr(),
+    }
+}
+
+/// [`write_lr`] of the first list register.
+#[inline(always)]
+pub fn write_first_lr(lr: &ListReg) {
+    match version() {
+        GicVersion::V2 => v2::write_lr(0, lr),
+        GicVersion::V3 => v3::write_first_lr(lr),
+    }
+}
+
 /// Removes the causes of a maintenance interrupt (underflow request, list registers in the
 /// "EOI seen" condition). Only call once the list registers were folded back into the model.
 pub fn clear_maintenance() {

@@ -345,7 +345,24 @@ type LrBits = LocalRegisterCopy<u64, ICH_LR0_EL2::Register>;
 
 /// Reads list register `i` into the portable form.
 pub fn read_lr(i: usize) -> ListReg {
-    let v = LrBits::new(read_lr_raw(i));
+    decode_lr(read_lr_raw(i))
+}
+
+/// [`read_lr`] of the first list register, without the index's dispatch.
+#[inline(always)]
+pub fn read_first_lr() -> ListReg {
+    decode_lr(ICH_LR0_EL2.get())
+}
+
+/// [`write_lr`] of the first list register, without the index's dispatch.
+#[inline(always)]
+pub fn write_first_lr(lr: &ListReg) {
+    ICH_LR0_EL2.set(encode_lr(lr));
+}
+
+#[inline(always)]
+fn decode_lr(raw: u64) -> ListReg {
+    let v = LrBits::new(raw);
     ListReg {
         intid: v.read(ICH_LR0_EL2::vINTID) as u32,
         priority: v.read(ICH_LR0_EL2::Priority) as u8,
@@ -364,6 +381,11 @@ pub fn read_lr(i: usize) -> ListReg {
 
 /// Writes list register `i` from the portable form.
 pub fn write_lr(i: usize, lr: &ListReg) {
+    write_lr_raw(i, encode_lr(lr));
+}
+
+#[inline(always)]
+fn encode_lr(lr: &ListReg) -> u64 {
     let state = match lr.state {
         LrState::Invalid => ICH_LR0_EL2::State::Invalid,
         LrState::Pending => ICH_LR0_EL2::State::Pending,
@@ -385,7 +407,7 @@ pub fn write_lr(i: usize, lr: &ListReg) {
             v.modify(ICH_LR0_EL2::EOI::SET);
         }
     }
-    write_lr_raw(i, v.get());
+    v.get()
 }
 
 /// Removes the causes of a maintenance interrupt: no underflow request, and no list
