@@ -578,6 +578,7 @@ impl Vgic {
     /// back; the others are invalid), when nothing else is pending or active for it either.
     /// Then `lr0` becomes the new choice and the outcome is what `resync_lrs` would give
     /// (no other vCPU to kick). `None`, changing nothing, when the case does not apply.
+    #[inline(always)]
     pub fn relist_upcall(&self, vcpu: usize, lr0: &mut ListReg, intid: u32) -> Option<FillOutcome> {
         let mut st = self.change();
         let mut fill =

@@ -753,24 +753,58 @@ extern "C" fn mica_fast_hypercall(regs: *mut GuestRegs, fast: *mut FastPath<'_>)
     if !fast.enabled {
         return EXIT_SYNC;
     }
+    if let Some(port) = sent_port(&regs.x) {
+        return fast_send(regs, fast, port);
+    }
     let (after, upcall_self) = call_xen(fast.dom, fast.index, regs);
-    if after == After::Resume && !fast.dom.dying.load(Ordering::Acquire) {
-        if upcall_self {
-            // The upcall's injection and the list registers' refresh under one vGIC lock.
-            if !fast.relist_upcall() {
-                fast.resync_lrs(Some(EVTCHN_PPI));
+    fast.finish(after, upcall_self)
+}
+
+/// The port of an `EVTCHNOP_send` in `x` (hypercall number in x16, command in x0, argument
+/// address in x1), if that is the call and its argument can be read here; the generic path
+/// answers a bad argument.
+#[inline(always)]
+fn sent_port(x: &[u64; 31]) -> Option<u32> {
+    if x[16] != XenHypercall::EventChannelOp as u64 || x[0] != EVTCHNOP_SEND {
+        return None;
+    }
+    crate::xen::read_arg_u32(x[1])
+}
+
+/// The event send's own way through the fast path, decoded here as it is on the latency
+/// path of every notification (out of line: the plain hypercall keeps its small frame).
+#[inline(never)]
+fn fast_send(regs: &mut GuestRegs, fast: &mut FastPath<'_>, port: u32) -> u64 {
+    let call = crate::xen::send_event(fast.dom, fast.index, port);
+    regs.x[0] = call.outcome.ret as u64;
+    fast.finish(call.outcome.after, call.upcall_self)
+}
+
+impl FastPath<'_> {
+    /// After a hypercall in the fast path, with its result in x0: resumes the guest, with
+    /// its list registers brought up to date as the run loop would, unless the hypercall
+    /// (or a dying domain) needs a full exit. Returns what [`mica_fast_hypercall`] returns.
+    #[inline(always)]
+    fn finish(&mut self, after: After, upcall_self: bool) -> u64 {
+        if after == After::Resume && !self.dom.dying.load(Ordering::Acquire) {
+            if upcall_self {
+                // The upcall's injection and the list registers' refresh under one vGIC
+                // lock.
+                if !self.relist_upcall() {
+                    self.resync_lrs(Some(EVTCHN_PPI));
+                }
+            } else if !self.lists_same() {
+                // What the run loop would do between this exit and the next entry.
+                self.resync_lrs(None);
             }
-        } else if !fast.lists_same() {
-            // What the run loop would do between this exit and the next entry.
-            fast.resync_lrs(None);
+            FAST_RESUME
+        } else {
+            if upcall_self {
+                inject_upcall_self(self.dom, self.index);
+            }
+            self.after = after;
+            EXIT_HYPERCALL_DONE
         }
-        FAST_RESUME
-    } else {
-        if upcall_self {
-            inject_upcall_self(fast.dom, fast.index);
-        }
-        fast.after = after;
-        EXIT_HYPERCALL_DONE
     }
 }
 
@@ -795,19 +829,7 @@ fn xen_hypercall(
 #[inline(always)]
 fn call_xen(dom: &Arc<Domain>, index: usize, regs: &mut GuestRegs) -> (After, bool) {
     let x = &regs.x;
-    let send = x[16] == XenHypercall::EventChannelOp as u64 && x[0] == EVTCHNOP_SEND;
-    // The event send is decoded here, out of the plain hypercall's way: it is on the
-    // latency path of every notification. An argument that cannot be read here is left
-    // to the generic path's error.
-    let port = if send {
-        crate::xen::read_arg_u32(x[1])
-    } else {
-        None
-    };
-    let call = match port {
-        Some(port) => crate::xen::send_event(dom, index, port),
-        None => crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]),
-    };
+    let call = crate::xen::hypercall(dom, index, x[16], [x[0], x[1], x[2], x[3], x[4]]);
     regs.x[0] = call.outcome.ret as u64;
     (call.outcome.after, call.upcall_self)
 }

@@ -167,7 +167,7 @@ pub fn hypercall(dom: &Arc<Domain>, vcpu: usize, nr: u64, args: [u64; 5]) -> Hyp
 /// `EVTCHNOP_send` on `port` (already read from the argument) by vCPU `vcpu` of `dom`: the
 /// same as [`hypercall`] with it, for the fast path, which decodes this hypercall itself
 /// as it is on the latency path of every notification.
-#[inline(never)]
+#[inline(always)]
 pub fn send_event(dom: &Arc<Domain>, vcpu: usize, port: u32) -> Hypercall {
     let mut guard = XEN.lock();
     let Some(xen) = guard.as_mut() else {

@@ -304,7 +304,7 @@ pub fn write_lr(i: usize, lr: &ListReg) {
 #[inline(always)]
 pub fn read_first_lr() -> ListReg {
     match version() {
-        GicVersion::V2 => v2::read_lr(0),
+        GicVersion::V2 => v2::read_first_lr(),
         GicVersion::V3 => v3::read_first_lr(),
     }
 }
@@ -313,7 +313,7 @@ pub fn read_first_lr() -> ListReg {
 #[inline(always)]
 pub fn write_first_lr(lr: &ListReg) {
     match version() {
-        GicVersion::V2 => v2::write_lr(0, lr),
+        GicVersion::V2 => v2::write_first_lr(lr),
         GicVersion::V3 => v3::write_first_lr(lr),
     }
 }

@@ -213,7 +213,23 @@ pub fn restore(v: &VirtualCpuInterface) {
 
 /// Reads list register `i` into the portable form.
 pub fn read_lr(i: usize) -> ListReg {
-    let v = gic().hyp.read32(gich::LR0 + 4 * i);
+    decode_lr(gic().hyp.read32(gich::LR0 + 4 * i))
+}
+
+/// [`read_lr`] of the first list register, inlined where the index is known.
+#[inline(always)]
+pub fn read_first_lr() -> ListReg {
+    decode_lr(gic().hyp.read32(gich::LR0))
+}
+
+/// [`write_lr`] of the first list register, inlined where the index is known.
+#[inline(always)]
+pub fn write_first_lr(l: &ListReg) {
+    gic().hyp.write32(gich::LR0, encode_lr(l));
+}
+
+#[inline(always)]
+fn decode_lr(v: u32) -> ListReg {
     ListReg {
         intid: v & lr::VIRTUAL_ID_MASK,
         priority: (((v >> lr::PRIORITY_SHIFT) & 0x1f) << 3) as u8,
@@ -232,13 +248,18 @@ pub fn read_lr(i: usize) -> ListReg {
 
 /// Writes list register `i` from the portable form.
 pub fn write_lr(i: usize, l: &ListReg) {
+    gic().hyp.write32(gich::LR0 + 4 * i, encode_lr(l));
+}
+
+#[inline(always)]
+fn encode_lr(l: &ListReg) -> u32 {
     let state = match l.state {
         LrState::Invalid => 0,
         LrState::Pending => 0b01,
         LrState::Active => 0b10,
         LrState::PendingActive => 0b11,
     };
-    let v = if state == 0 {
+    if state == 0 {
         0
     } else {
         let low = if l.hw {
@@ -253,8 +274,7 @@ pub fn write_lr(i: usize, l: &ListReg) {
             | ((u32::from(l.priority) >> 3) << lr::PRIORITY_SHIFT)
             | (state << lr::STATE_SHIFT)
             | if l.group1 { lr::GROUP1 } else { 0 }
-    };
-    gic().hyp.write32(gich::LR0 + 4 * i, v);
+    }
 }
 
 /// See `super::clear_maintenance`.
