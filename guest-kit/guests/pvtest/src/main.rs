@@ -2,7 +2,8 @@
 //! `detect` (the DT `hypervisor` node, XENVER_version = 4.17), `features` (submap 0 has
 //! auto_translated_physmap), `shared-info` (XENMEM_add_to_physmap of shared_info reads back,
 //! VCPUOP_register_vcpu_info), `evtchn-loopback` (alloc_unbound + bind_interdomain to itself,
-//! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising), `poll` (SCHEDOP_poll on a
+//! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising, a send whose argument is
+//! unaligned or unmapped), `poll` (SCHEDOP_poll on a
 //! masked port: at once when pending, blocks until its timeout otherwise, refuses bad port
 //! lists), `poll-wake` (a poll on a masked port ends when the second CPU sends to it),
 //! `poll-interrupt` (a poll with IRQs masked ends when the virtual timer fires),
