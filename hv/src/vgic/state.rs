@@ -726,8 +726,9 @@ impl Core {
 
     /// The short cut of [`Core::resync`] for the event-channel upcall's round: the only
     /// interrupt listed, and the only one pending or active for the vCPU, is one private
-    /// edge-triggered interrupt in the first LR (and the one injected, if any). Gives exactly what `sync` then `fill`
-    /// would, without their scan, sort and vectors; `None` when the case does not apply.
+    /// edge-triggered interrupt in the first LR (and the one injected, if any). Gives
+    /// exactly what `sync` then `fill` would, without their scan, sort and vectors; `None`,
+    /// having changed nothing, when the case does not apply.
     #[inline(always)]
     pub(crate) fn relist_private_edge(
         &mut self,
