@@ -650,13 +650,10 @@ impl FastPath<'_> {
     /// plain hypercall's path does not pay for its registers.
     #[inline(never)]
     fn resync_lrs(&mut self, inject: Option<u32>) {
-        let listed = self.fill.map_or(0, |f| f.listed).min(self.lrs.len());
+        let listed = self.read_back_lrs();
         if listed == 0 && inject.is_none() {
             self.refresh_lrs();
             return;
-        }
-        for (i, lr) in self.lrs[..listed].iter_mut().enumerate() {
-            *lr = gic::read_lr(i);
         }
         let count = self.lr_count.min(self.lrs.len());
         // `lrs[listed..count]` are still invalid, as the last fill chose them.
@@ -713,16 +710,23 @@ impl FastPath<'_> {
         self.fill = Some(chosen);
     }
 
+    /// Reads back the list registers the last fill listed into `lrs` and returns how many:
+    /// only those can have changed while the guest ran; the others stayed invalid.
+    #[inline(always)]
+    fn read_back_lrs(&mut self) -> usize {
+        let listed = self.fill.map_or(0, |f| f.listed).min(self.lrs.len());
+        for (i, lr) in self.lrs[..listed].iter_mut().enumerate() {
+            *lr = gic::read_lr(i);
+        }
+        listed
+    }
+
     /// After the guest ran (once per run): folds what it did with its listed interrupts
     /// back into the vGIC.
     fn sync_lrs(&mut self) {
-        let listed = self.fill.map_or(0, |f| f.listed).min(self.lrs.len());
+        let listed = self.read_back_lrs();
         if listed == 0 {
             return;
-        }
-        // Only the listed registers can have changed; the others stayed invalid.
-        for (i, lr) in self.lrs[..listed].iter_mut().enumerate() {
-            *lr = gic::read_lr(i);
         }
         let moved = self.dom.vgic.sync_from_lrs(self.index, &self.lrs[..listed]);
         if !moved.is_empty() {
