@@ -727,6 +727,34 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
             .collect()
     }
 
+    /// The windows a bus node's `ranges` opens, as CPU physical ranges (the parent side of
+    /// each entry, translated up to the root). Empty for a bus without `ranges` or with an
+    /// empty one (1:1: its children's `reg` say what is there). `None` if the property cannot
+    /// be decoded. Child addresses may have three cells (PCI).
+    pub(crate) fn bus_windows(&self, i: usize) -> Option<Vec<(u64, u64)>> {
+        let Some(ranges) = self.prop(i, "ranges").filter(|v| !v.is_empty()) else {
+            return Some(Vec::new());
+        };
+        let (child_ac, sc) = self.cells_of(i);
+        let (parent_ac, _) = self.cells_of(self.nodes[i].parent?);
+        if !(1..=3).contains(&child_ac) || !(1..=2).contains(&parent_ac) || !(1..=2).contains(&sc) {
+            return None;
+        }
+        let entry = 4 * (child_ac + parent_ac + sc) as usize;
+        if !ranges.len().is_multiple_of(entry) {
+            return None;
+        }
+        ranges
+            .chunks_exact(entry)
+            .map(|e| {
+                let mut it = u32_cells(e).skip(child_ac as usize);
+                let parent = read_cells(&mut it, parent_ac)?;
+                let size = read_cells(&mut it, sc)?;
+                Some((self.translate(i, parent, size)?, size))
+            })
+            .collect()
+    }
+
     /// Translates `addr` (with `size` bytes after it) from the address space of node `i`'s
     /// parent bus up to the root's.
     fn translate(&self, i: usize, mut addr: u64, size: u64) -> Option<u64> {

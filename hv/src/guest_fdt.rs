@@ -19,6 +19,7 @@ use mica_guest_abi::layout;
 
 use crate::addr::{GuestRange, HostRange};
 use crate::bootcfg::{self, BootCfgError, Tree};
+use crate::extended_regions;
 use crate::passthrough::{DomuPassthrough, PassthroughNode};
 
 /// Phandle of the GIC in a domU tree (Xen's `GUEST_PHANDLE_GIC`).
@@ -143,16 +144,44 @@ pub struct HypervisorNode {
     pub grant_region: GuestRange,
     /// INTID of the event-channel upcall (a PPI).
     pub upcall_intid: u32,
+    /// End of the guest-physical space the domain's stage 2 translates: extended regions
+    /// are offered below it. 0 offers none (as Xen does for 32-bit guests).
+    pub address_space_end: u64,
 }
 
-/// Writes `/hypervisor` (named exactly so: Linux matches the name without a unit address).
-fn write_hypervisor(w: &mut FdtWriter, h: &HypervisorNode, gic_phandle: u32) -> Result<()> {
+/// Writes `/hypervisor` (named exactly so: Linux matches the name without a unit address):
+/// `reg` is the grant region, then the extended regions, in the root's `cells`
+/// (address, size). An extended region is cut to what the cells can hold.
+fn write_hypervisor(
+    w: &mut FdtWriter,
+    h: &HypervisorNode,
+    gic_phandle: u32,
+    extended: &[GuestRange],
+    cells: (u32, u32),
+) -> Result<()> {
     if !(16..32).contains(&h.upcall_intid) || h.grant_region.size == 0 {
         return Err(FdtBuildError::BadInput("bad hypervisor node"));
     }
     let n = w.begin_node("hypervisor")?;
     w.property_string_list("compatible", &["xen,xen-4.17", "xen,xen"])?;
-    w.property_array_u64("reg", &[h.grant_region.start.raw(), h.grant_region.size])?;
+    let (ac, sc) = cells;
+    let mut reg = Vec::new();
+    push_cells(&mut reg, h.grant_region.start.raw(), ac)?;
+    push_cells(&mut reg, h.grant_region.size, sc)?;
+    let limit = |cells: u32| if cells == 1 { 1 << 32 } else { u64::MAX };
+    for r in extended {
+        let start = r.start.raw();
+        let end = r.end().raw().min(limit(ac));
+        let size = end
+            .saturating_sub(start)
+            .min(limit(sc) - extended_regions::ALIGN);
+        let size = size - size % extended_regions::ALIGN;
+        if size >= extended_regions::MIN_SIZE {
+            push_cells(&mut reg, start, ac)?;
+            push_cells(&mut reg, size, sc)?;
+        }
+    }
+    w.property("reg", &reg)?;
     // Level, active low (0xf08), as Xen writes it.
     w.property_array_u32("interrupts", &interrupt_cells(h.upcall_intid, 0xf08)?)?;
     w.property_u32("interrupt-parent", gic_phandle)?;
@@ -288,7 +317,8 @@ pub fn build_domu_fdt_with_passthrough(
     w.end_node(n)?;
 
     if let Some(h) = &spec.hypervisor {
-        write_hypervisor(&mut w, h, GUEST_PHANDLE_GIC)?;
+        let extended = domu_extended_regions(spec, h, passthrough);
+        write_hypervisor(&mut w, h, GUEST_PHANDLE_GIC, &extended, (2, 2))?;
     }
 
     if let (Some((r, intid)), Some(path)) = (spec.vpl011, &uart_path) {
@@ -378,6 +408,8 @@ struct Dom0Writer<'s, 'b, 'a> {
     host_cpus: Vec<usize>,
     memory_written: bool,
     stdout_path: Option<&'a str>,
+    /// Extended regions for the hypervisor node.
+    extended: Vec<GuestRange>,
 }
 
 impl Dom0Writer<'_, '_, '_> {
@@ -542,7 +574,8 @@ impl Dom0Writer<'_, '_, '_> {
                     .find(|&g| self.is_gic(g))
                     .and_then(|g| t.phandle(g))
                     .ok_or(FdtBuildError::BadInput("the host GIC has no phandle"))?;
-                write_hypervisor(&mut self.w, h, gic)?;
+                let cells = t.cells_of(0);
+                write_hypervisor(&mut self.w, h, gic, &self.extended, cells)?;
             }
             // A host tree without memory or /chosen nodes still gets dom0's.
             self.write_memory()?;
@@ -598,6 +631,10 @@ pub fn rewrite_dom0_fdt(host_dtb: &[u8], spec: &Dom0Fdt<'_>) -> Result<Vec<u8>> 
         .find("/chosen")
         .and_then(|c| t.prop(c, "stdout-path"))
         .and_then(bootcfg::string);
+    let extended = match &spec.hypervisor {
+        Some(h) => dom0_extended_regions(&t, spec, h, &reservations),
+        None => Vec::new(),
+    };
     let mut dw = Dom0Writer {
         t: &t,
         spec,
@@ -606,9 +643,75 @@ pub fn rewrite_dom0_fdt(host_dtb: &[u8], spec: &Dom0Fdt<'_>) -> Result<Vec<u8>> 
         host_cpus,
         memory_written: false,
         stdout_path,
+        extended,
     };
     dw.copy(0)?;
     Ok(dw.w.finish()?)
+}
+
+/// A domU's extended regions, as Xen finds them for a dom0less domU: what its RAM does not
+/// use of the two guest RAM windows of `arch-arm.h`, below the end of its address space. Its
+/// devices, the grant region and passthrough MMIO are kept out too, wherever they are.
+fn domu_extended_regions(
+    spec: &DomuFdt<'_>,
+    h: &HypervisorNode,
+    pt: Option<&DomuPassthrough>,
+) -> Vec<GuestRange> {
+    let windows: Vec<(u64, u64)> = [
+        (layout::GUEST_RAM0_BASE, layout::GUEST_RAM0_SIZE),
+        (layout::GUEST_RAM1_BASE, layout::GUEST_RAM1_SIZE),
+    ]
+    .into_iter()
+    .filter(|&(base, _)| base < h.address_space_end)
+    .map(|(base, size)| (base, size.min(h.address_space_end - base)))
+    .collect();
+    let (gic_a, gic_b) = match spec.gic {
+        GuestGic::V3 { dist, redist } => (dist, redist),
+        GuestGic::V2 { dist, cpu } => (dist, cpu),
+    };
+    let used: Vec<(u64, u64)> = spec
+        .ram
+        .iter()
+        .chain([&h.grant_region, &gic_a, &gic_b])
+        .chain(spec.vpl011.iter().map(|(r, _)| r))
+        .chain(pt.into_iter().flat_map(|p| p.mmio.iter().map(|m| &m.guest)))
+        .map(|r| (r.start.raw(), r.size))
+        .collect();
+    extended_regions::find(&windows, &used)
+}
+
+/// dom0's extended regions: the address space below its end less everything the host tree
+/// describes (every node's `reg`, every bus window, RAM, reservations) and the grant region.
+/// dom0 is direct-mapped, so these are holes in the host's physical map, as Xen finds them
+/// for a dom0 behind an IOMMU. A tree whose addresses cannot all be read gets none: a region
+/// over a device dom0 cannot see would be worse than no region.
+fn dom0_extended_regions(
+    t: &Tree<'_, '_>,
+    spec: &Dom0Fdt<'_>,
+    h: &HypervisorNode,
+    reservations: &[(u64, u64)],
+) -> Vec<GuestRange> {
+    let mut used: Vec<(u64, u64)> = reservations.to_vec();
+    used.extend(spec.ram.iter().map(|r| (r.start.raw(), r.size)));
+    used.push((h.grant_region.start.raw(), h.grant_region.size));
+    for k in 1..t.nodes.len() {
+        let Some(windows) = t.bus_windows(k) else {
+            return Vec::new();
+        };
+        used.extend(windows);
+        let Some(parent) = t.nodes[k].parent else {
+            continue;
+        };
+        // A bus without sizes (CPUs, I2C, SPI, MDIO) does not address memory.
+        if !t.has(k, "reg") || t.cells_of(parent).1 == 0 {
+            continue;
+        }
+        match t.reg_ranges(k) {
+            Some(ranges) => used.extend(ranges.iter().map(|r| (r.start.raw(), r.size))),
+            None => return Vec::new(),
+        }
+    }
+    extended_regions::find(&[(0, h.address_space_end)], &used)
 }
 
 #[cfg(test)]
@@ -813,6 +916,7 @@ mod tests {
         s.hypervisor = Some(HypervisorNode {
             grant_region: gr(0x3800_0000, 0x100_0000),
             upcall_intid: 40,
+            address_space_end: 0,
         });
         assert!(matches!(
             build_domu_fdt(&s),
@@ -822,6 +926,7 @@ mod tests {
         s.hypervisor = Some(HypervisorNode {
             grant_region: gr(0x3800_0000, 0x100_0000),
             upcall_intid: layout::EVTCHN_PPI,
+            address_space_end: 0,
         });
         let dtb = build_domu_fdt(&s).unwrap();
         let fdt = Fdt::new(&dtb).unwrap();
@@ -1090,6 +1195,148 @@ mod tests {
         // Added: a third cpu.
         assert_eq!(count(&fdt), count(&host) - 8 - 5 - 1 + 1);
         assert!(bootcfg::validate(&dtb).is_ok());
+    }
+
+    /// `reg` of a tree's `/hypervisor` node as (address, size) pairs of `cells`.
+    fn hypervisor_reg(dtb: &[u8], cells: (usize, usize)) -> Vec<(u64, u64)> {
+        let fdt = Fdt::new(dtb).unwrap();
+        let h = fdt.find_node("/hypervisor").unwrap();
+        let words = u32s(prop(&h, "reg").unwrap());
+        let number = |w: &[u32]| w.iter().fold(0u64, |v, &c| v << 32 | u64::from(c));
+        words
+            .chunks(cells.0 + cells.1)
+            .map(|e| (number(&e[..cells.0]), number(&e[cells.0..])))
+            .collect()
+    }
+
+    #[test]
+    fn domu_extended_regions_are_the_unused_ram_windows() {
+        let mut s = domu_spec();
+        s.hypervisor = Some(HypervisorNode {
+            grant_region: gr(0x3800_0000, 0x100_0000),
+            upcall_intid: layout::EVTCHN_PPI,
+            address_space_end: 1 << 39,
+        });
+        let ram_end = layout::GUEST_RAM0_BASE + (256 << 20);
+        assert_eq!(
+            hypervisor_reg(&build_domu_fdt(&s).unwrap(), (2, 2)),
+            [
+                (0x3800_0000, 0x100_0000),
+                (
+                    ram_end,
+                    layout::GUEST_RAM0_BASE + layout::GUEST_RAM0_SIZE - ram_end
+                ),
+                (layout::GUEST_RAM1_BASE, (1 << 39) - layout::GUEST_RAM1_BASE),
+            ]
+        );
+        // Passthrough MMIO placed inside a window is kept out of it.
+        let pt = DomuPassthrough {
+            mmio: vec![crate::passthrough::MmioMapping {
+                guest: gr(0x8000_0000, 0x1000),
+                host: hr(0x0a00_0000, 0x1000),
+            }],
+            ..Default::default()
+        };
+        let regions = hypervisor_reg(
+            &build_domu_fdt_with_passthrough(&s, Some(&pt)).unwrap(),
+            (2, 2),
+        );
+        assert_eq!(regions[1], (ram_end, 0x8000_0000 - ram_end));
+        assert_eq!(regions[2].0, 0x8020_0000);
+        // No address space to offer: the grant region alone.
+        s.hypervisor.as_mut().unwrap().address_space_end = 0;
+        assert_eq!(
+            hypervisor_reg(&build_domu_fdt(&s).unwrap(), (2, 2)),
+            [(0x3800_0000, 0x100_0000)]
+        );
+    }
+
+    #[test]
+    fn dom0_extended_regions_avoid_everything_in_the_host_tree() {
+        let mut spec = dom0_spec();
+        let grant = gr(0xc000_0000, 0x100_0000);
+        spec.hypervisor = Some(HypervisorNode {
+            grant_region: grant,
+            upcall_intid: layout::EVTCHN_PPI,
+            address_space_end: 1 << 39,
+        });
+        let regions = hypervisor_reg(&rewrite_dom0_fdt(FIXTURE, &spec).unwrap(), (2, 2));
+        assert_eq!(regions[0], (grant.start.raw(), grant.size));
+        let extended = &regions[1..];
+        assert!(!extended.is_empty());
+        // Everything with an address in the host tree, and its bus windows.
+        let blob = bootcfg::validate(FIXTURE).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let t = Tree::build(&fdt).unwrap();
+        let mut used: Vec<(u64, u64)> = vec![(grant.start.raw(), grant.size)];
+        for k in 1..t.nodes.len() {
+            used.extend(t.bus_windows(k).unwrap());
+            if t.cells_of(t.nodes[k].parent.unwrap()).1 != 0 {
+                if let Some(r) = t.reg_ranges(k) {
+                    used.extend(r.iter().map(|r| (r.start.raw(), r.size)));
+                }
+            }
+        }
+        // The fixture is QEMU virt: 2 GiB of RAM from 1 GiB, and the PCIe MMIO window
+        // (from `ranges`, which has three-cell PCI child addresses).
+        assert!(used.contains(&(0x4000_0000, 0x8000_0000)));
+        assert!(used.contains(&(0x1000_0000, 0x2eff_0000)));
+        for &(start, size) in extended {
+            assert!(start % (2 << 20) == 0 && size >= 64 << 20 && start + size <= 1 << 39);
+            for &(a, s) in &used {
+                assert!(
+                    s == 0 || a + s <= start || a >= start + size,
+                    "{start:#x}+{size:#x} meets {a:#x}+{s:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dom0_extended_regions_fit_one_cell_sizes() {
+        // The Raspberry Pi 4's root: two-cell addresses, one-cell sizes.
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        let n = w.begin_node("memory@40000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u32("reg", &[0, 0x4000_0000, 0x4000_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("intc@8000000").unwrap();
+        w.property_string("compatible", "arm,gic-v3").unwrap();
+        w.property_null("interrupt-controller").unwrap();
+        w.property_array_u32(
+            "reg",
+            &[0, 0x0800_0000, 0x1_0000, 0, 0x080a_0000, 0xf6_0000],
+        )
+        .unwrap();
+        w.property_u32("phandle", 1).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("chosen").unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        let host = w.finish().unwrap();
+        let mut spec = dom0_spec();
+        spec.ram = vec![hr(0x4000_0000, 0x1000_0000)];
+        spec.uart_path = None;
+        spec.hypervisor = Some(HypervisorNode {
+            grant_region: gr(0x8000_0000, 0x100_0000),
+            upcall_intid: layout::EVTCHN_PPI,
+            address_space_end: 1 << 39,
+        });
+        // The region above the grant region runs to the 39-bit end; one size cell holds
+        // just under 4 GiB of it.
+        assert_eq!(
+            hypervisor_reg(&rewrite_dom0_fdt(&host, &spec).unwrap(), (2, 1)),
+            [
+                (0x8000_0000, 0x100_0000),
+                (0, 0x0800_0000),
+                (0x0900_0000, 0x3700_0000),
+                (0x8100_0000, 0xffe0_0000)
+            ]
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod cmdline;
 pub mod console;
 pub mod cpupool;
 pub mod exit;
+pub mod extended_regions;
 pub mod fdt_writer;
 pub mod frame_alloc;
 pub mod guest_fdt;

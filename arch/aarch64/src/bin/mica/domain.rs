@@ -417,6 +417,7 @@ pub fn build(
                 hypervisor: Some(HypervisorNode {
                     grant_region: dom0_grant_region(host),
                     upcall_intid: layout::EVTCHN_PPI,
+                    address_space_end: STAGE2_END,
                 }),
             },
         )
@@ -436,6 +437,7 @@ pub fn build(
                         size: XEN_GRANT_SIZE,
                     },
                     upcall_intid: layout::EVTCHN_PPI,
+                    address_space_end: STAGE2_END,
                 }),
             },
             domu_passthrough.as_ref(),
@@ -686,6 +688,10 @@ fn virtual_gic(
 pub const XEN_GRANT_BASE: u64 = 0x3800_0000;
 /// Size of the grant-table space.
 pub const XEN_GRANT_SIZE: u64 = 0x100_0000;
+
+/// End of the guest-physical space every domain's stage 2 translates: extended regions are
+/// offered below it.
+const STAGE2_END: u64 = 1 << mica_aarch64::pagetable::INPUT_BITS;
 
 /// The initial domain's grant-table space: direct-mapped, so it must be a hole in the host's
 /// physical map. Mica takes the 16 MiB just above the end of RAM.
