@@ -744,15 +744,14 @@ impl<'b, 'a: 'b> Tree<'b, 'a> {
         if !ranges.len().is_multiple_of(entry) {
             return None;
         }
-        ranges
-            .chunks_exact(entry)
-            .map(|e| {
-                let mut it = u32_cells(e).skip(child_ac as usize);
-                let parent = read_cells(&mut it, parent_ac)?;
-                let size = read_cells(&mut it, sc)?;
-                Some((self.translate(i, parent, size)?, size))
-            })
-            .collect()
+        let mut windows = Vec::new();
+        for e in ranges.chunks_exact(entry) {
+            let mut it = u32_cells(&e[4 * child_ac as usize..]);
+            let parent = read_cells(&mut it, parent_ac)?;
+            let size = read_cells(&mut it, sc)?;
+            windows.push((self.translate(i, parent, size)?, size));
+        }
+        Some(windows)
     }
 
     /// Translates `addr` (with `size` bytes after it) from the address space of node `i`'s

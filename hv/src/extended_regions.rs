@@ -21,49 +21,56 @@ pub const MAX_REGIONS: usize = 8;
 /// The parts of `windows` that no range in `used` touches, each cut to 2 MiB boundaries and
 /// kept if 64 MiB or more, lowest first, at most [`MAX_REGIONS`]. Ranges are
 /// `(start, size)`; a range that would pass the end of the address space is cut there.
+/// Windows must come in address order without overlapping; one that does not is skipped.
 pub fn find(windows: &[(u64, u64)], used: &[(u64, u64)]) -> Vec<GuestRange> {
     let end_of = |(start, size): (u64, u64)| start.saturating_add(size);
-    let mut taken: Vec<(u64, u64)> = used
-        .iter()
-        .filter(|&&(_, size)| size != 0)
-        .map(|&r| (r.0, end_of(r)))
-        .collect();
-    taken.sort_unstable();
-    let mut holes = Vec::new();
+    // Free pieces as [start, end), in address order: each used range trims, splits or
+    // removes the pieces it meets, which keeps the order (and needs no sort).
+    let mut free: Vec<(u64, u64)> = Vec::new();
     for &window in windows {
-        let (mut cursor, window_end) = (window.0, end_of(window));
-        for &(start, end) in &taken {
-            if start >= window_end {
-                break;
-            }
-            if start > cursor {
-                holes.push((cursor, start));
-            }
-            cursor = cursor.max(end);
-        }
-        if cursor < window_end {
-            holes.push((cursor, window_end));
+        let (start, end) = (window.0, end_of(window));
+        if start < end && free.last().is_none_or(|&(_, last_end)| start >= last_end) {
+            free.push((start, end));
         }
     }
-    let mut regions: Vec<GuestRange> = holes
-        .into_iter()
+    for &range in used {
+        let (taken_start, taken_end) = (range.0, end_of(range));
+        let mut i = 0;
+        while i < free.len() {
+            let (start, end) = free[i];
+            if taken_end <= start || taken_start >= end || taken_start == taken_end {
+                i += 1;
+                continue;
+            }
+            match (taken_start > start, taken_end < end) {
+                (true, true) => {
+                    free[i] = (start, taken_start);
+                    free.insert(i + 1, (taken_end, end));
+                    i += 2;
+                }
+                (true, false) => {
+                    free[i] = (start, taken_start);
+                    i += 1;
+                }
+                (false, true) => {
+                    free[i] = (taken_end, end);
+                    i += 1;
+                }
+                (false, false) => {
+                    free.remove(i);
+                }
+            }
+        }
+    }
+    free.into_iter()
         .filter_map(|(start, end)| {
             let start = start.checked_next_multiple_of(ALIGN)?;
             let end = end - end % ALIGN;
             let size = end.checked_sub(start).filter(|&s| s >= MIN_SIZE)?;
             GuestRange::new(GuestPhysAddr::new(start), size)
         })
-        .collect();
-    regions.sort_unstable_by_key(|r| r.start);
-    // Overlapping windows would find the same hole twice: keep the first.
-    let mut kept_end = GuestPhysAddr::new(0);
-    regions.retain(|r| {
-        let keep = r.start >= kept_end;
-        kept_end = kept_end.max(r.end());
-        keep
-    });
-    regions.truncate(MAX_REGIONS);
-    regions
+        .take(MAX_REGIONS)
+        .collect()
 }
 
 #[cfg(test)]

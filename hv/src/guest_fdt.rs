@@ -657,26 +657,29 @@ fn domu_extended_regions(
     h: &HypervisorNode,
     pt: Option<&DomuPassthrough>,
 ) -> Vec<GuestRange> {
-    let windows: Vec<(u64, u64)> = [
+    let mut windows = Vec::new();
+    for (base, size) in [
         (layout::GUEST_RAM0_BASE, layout::GUEST_RAM0_SIZE),
         (layout::GUEST_RAM1_BASE, layout::GUEST_RAM1_SIZE),
-    ]
-    .into_iter()
-    .filter(|&(base, _)| base < h.address_space_end)
-    .map(|(base, size)| (base, size.min(h.address_space_end - base)))
-    .collect();
+    ] {
+        if base < h.address_space_end {
+            windows.push((base, size.min(h.address_space_end - base)));
+        }
+    }
     let (gic_a, gic_b) = match spec.gic {
         GuestGic::V3 { dist, redist } => (dist, redist),
         GuestGic::V2 { dist, cpu } => (dist, cpu),
     };
-    let used: Vec<(u64, u64)> = spec
-        .ram
-        .iter()
-        .chain([&h.grant_region, &gic_a, &gic_b])
-        .chain(spec.vpl011.iter().map(|(r, _)| r))
-        .chain(pt.into_iter().flat_map(|p| p.mmio.iter().map(|m| &m.guest)))
-        .map(|r| (r.start.raw(), r.size))
-        .collect();
+    let mut used = Vec::new();
+    let mut add = |r: &GuestRange| used.push((r.start.raw(), r.size));
+    spec.ram.iter().for_each(&mut add);
+    [h.grant_region, gic_a, gic_b].iter().for_each(&mut add);
+    if let Some((uart, _)) = &spec.vpl011 {
+        add(uart);
+    }
+    for m in pt.map_or(&[][..], |p| &p.mmio) {
+        add(&m.guest);
+    }
     extended_regions::find(&windows, &used)
 }
 
