@@ -34,6 +34,18 @@ pub fn get() -> Option<Fdt<'static>> {
     Fdt::new(blob).ok()
 }
 
+/// The kernel command line the loader passed: `/chosen/bootargs`, without its NUL. `None`
+/// without a device tree, a `/chosen` node or the property (unlike the fdt crate's
+/// `chosen().bootargs()`, which panics on a tree without `/chosen` or with an empty property).
+pub fn bootargs() -> Option<&'static str> {
+    get()?.find_node("/chosen")?.property("bootargs")?.as_str()
+}
+
+/// Whether the command line has `word` as one of its space-separated words.
+pub fn bootargs_has(word: &str) -> bool {
+    bootargs().is_some_and(|args| args.split_ascii_whitespace().any(|w| w == word))
+}
+
 /// Reads a big-endian cell value of 1 or 2 cells.
 fn cells(bytes: &[u8]) -> Option<u64> {
     match bytes.len() {

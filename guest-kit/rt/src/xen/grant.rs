@@ -1,6 +1,7 @@
 //! Grant tables, version 1: the table's frames are mapped into the hypervisor node's grant
 //! region with XENMEM_add_to_physmap (XENMAPSPACE_grant_table), entries are written directly,
-//! and GNTTABOP_copy copies through grants.
+//! GNTTABOP_copy copies through grants, and GNTTABOP_map_grant_ref / unmap_grant_ref map
+//! another domain's grant into this guest's physical address space and remove it again.
 
 use super::abi::{
     DomId, GrantEntryV1, GNTTAB_NR_RESERVED_ENTRIES, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY,
@@ -10,9 +11,15 @@ use super::{field_ptr, hypercall, XenError, PAGE_SIZE};
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering};
 
-pub use super::hypercall::{gnttab_copy as copy, gnttab_query_size as query_size, CopyEnd};
+pub use super::hypercall::{
+    gnttab_copy as copy, gnttab_map_grant_ref as map, gnttab_query_size as query_size,
+    gnttab_unmap_grant_ref as unmap, CopyEnd, GrantMapping,
+};
 
-pub use mica_guest_abi::xen::gnttab::{GNTST_BAD_GNTREF, GNTST_OKAY, GNTST_PERMISSION_DENIED};
+pub use mica_guest_abi::xen::gnttab::{
+    GNTST_BAD_GNTREF, GNTST_BAD_HANDLE, GNTST_BAD_PAGE, GNTST_GENERAL_ERROR, GNTST_OKAY,
+    GNTST_PERMISSION_DENIED,
+};
 
 const ENTRIES_PER_FRAME: u32 = (PAGE_SIZE / core::mem::size_of::<GrantEntryV1>()) as u32;
 

@@ -472,6 +472,88 @@ pub unsafe fn gnttab_copy(source: CopyEnd, dest: CopyEnd, len: u16) -> Result<i1
     Ok(op.status)
 }
 
+/// What one GNTTABOP_map_grant_ref answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantMapping {
+    /// The op's GNTST_* status (0 = okay).
+    pub status: i16,
+    /// The handle to unmap it with; only meaningful when `status` is okay.
+    pub handle: u32,
+}
+
+/// GNTTABOP_map_grant_ref of one grant: maps `dom`'s grant `gref` at the guest-physical page
+/// `host_addr` (GNTMAP_host_map; with GNTMAP_readonly if `readonly`). Returns the op's status
+/// and handle, or the hypercall's own error.
+///
+/// # Safety
+/// If the map succeeds, the hypervisor puts the granted frame at `host_addr` in this guest's
+/// physical address space, replacing whatever was there: `host_addr` must be space the guest
+/// does not otherwise use (an extended region of the hypervisor node, not RAM it holds data
+/// in).
+pub unsafe fn gnttab_map_grant_ref(
+    dom: DomId,
+    gref: u32,
+    host_addr: u64,
+    readonly: bool,
+) -> Result<GrantMapping, XenError> {
+    let mut flags = GNTMAP_HOST_MAP;
+    if readonly {
+        flags |= GNTMAP_READONLY;
+    }
+    let mut op = GnttabMapGrantRef {
+        host_addr,
+        flags,
+        ref_: gref,
+        dom,
+        ..Default::default()
+    };
+    // SAFETY: grant_table_op(cmd, uop, count = 1) on a live struct; the caller vouches for the
+    // page at `host_addr`.
+    let ret = unsafe {
+        raw(
+            HYPERVISOR_GRANT_TABLE_OP,
+            GNTTABOP_MAP_GRANT_REF,
+            &mut op as *mut GnttabMapGrantRef as u64,
+            1,
+            0,
+            0,
+        )
+    };
+    result(ret)?;
+    Ok(GrantMapping {
+        status: op.status,
+        handle: op.handle,
+    })
+}
+
+/// GNTTABOP_unmap_grant_ref of one mapping: removes the grant mapped at `host_addr` with
+/// `handle`. Returns the op's GNTST_* status (0 = okay), or the hypercall's own error.
+///
+/// # Safety
+/// If the unmap succeeds, nothing is mapped at `host_addr` any more: nothing may still use
+/// that page (no live borrow of it, and no later access until something is mapped again).
+pub unsafe fn gnttab_unmap_grant_ref(host_addr: u64, handle: u32) -> Result<i16, XenError> {
+    let mut op = GnttabUnmapGrantRef {
+        host_addr,
+        handle,
+        ..Default::default()
+    };
+    // SAFETY: grant_table_op(cmd, uop, count = 1) on a live struct; the caller vouches that
+    // the page at `host_addr` is no longer used.
+    let ret = unsafe {
+        raw(
+            HYPERVISOR_GRANT_TABLE_OP,
+            GNTTABOP_UNMAP_GRANT_REF,
+            &mut op as *mut GnttabUnmapGrantRef as u64,
+            1,
+            0,
+            0,
+        )
+    };
+    result(ret)?;
+    Ok(op.status)
+}
+
 /// HVMOP_get_param for this domain.
 pub fn hvm_get_param(index: u32) -> Result<u64, XenError> {
     let mut arg = HvmParam {

@@ -32,6 +32,10 @@ pub struct HypervisorNode {
     pub version: &'static str,
     /// Region 0: guest-physical space for grant-table frames (base, size).
     pub grant_region: Option<(usize, usize)>,
+    /// Region 1, the first extended region: guest-physical space with nothing behind it,
+    /// where the guest may map foreign pages (grant mappings) (base, size). Xen 4.17 lists
+    /// such regions after the grant region when it finds room for them.
+    pub extended_region: Option<(usize, usize)>,
     /// INTID of the event-channel upcall (a PPI).
     pub upcall_intid: Option<u32>,
 }
@@ -45,12 +49,14 @@ pub fn find_node(fdt: &Fdt<'static>) -> Option<HypervisorNode> {
     }
     let version = compatible.first().strip_prefix("xen,xen-").unwrap_or("");
     let grant_region = devtree::reg(node, 0).filter(|&(_, size)| size != 0);
+    let extended_region = devtree::reg(node, 1).filter(|&(_, size)| size != 0);
     let upcall_intid = node
         .property("interrupts")
         .and_then(|p| ppi_from_cells(p.value));
     Some(HypervisorNode {
         version,
         grant_region,
+        extended_region,
         upcall_intid,
     })
 }
