@@ -71,6 +71,9 @@ Commands:
         config-minimal            `run --config examples/minimal.toml --timeout` (300 s)
         pvtest                    guest-kit's PV test guest as the initial domain, on Mica
                                   and on Xen 4.17: the same outcome per check
+        pvtest-grants             pvtest as the initial domain and an enhanced domU: grants
+                                  mapped across domains (read-only refused for writes,
+                                  copies, unmap twice), same statuses on Mica and Xen 4.17
         abi-pingpong              guest-kit abibench: hypercalls, an event loopback and an
                                   event ping-pong between dom0 and an enhanced domU
         linux-xen-pv              Linux dom0 and an enhanced domU on console=hvc0 read `xen`
