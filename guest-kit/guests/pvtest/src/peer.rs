@@ -5,7 +5,8 @@
 //! port domain 0 left unbound for it by trying `EVTCHNOP_bind_interdomain(0, p)` for small
 //! `p`, and sends "ready" on it. Domain 0 (the `grant-map` check) maps P and Q into the first
 //! extended region of its hypervisor node with GNTTABOP_map_grant_ref, checks what a mapping
-//! allows, unmaps, and sends "done"; the granter checks Q holds what domain 0 wrote, that
+//! allows (and what GNTTABOP_copy does with the mapped page as its own frame, and with P by
+//! its reference), unmaps, and sends "done"; the granter checks Q holds what domain 0 wrote, that
 //! neither entry is still in use (no GTF_reading / GTF_writing) and that both revoke, prints
 //! `pvpeer: ok grant-peer` or `pvpeer: FAIL grant-peer: <why>`, and sends its "verdict" on
 //! the same channel before it shuts down (poweroff, or crash on failure). Domain 0 waits for
@@ -104,11 +105,13 @@ fn wait_pending(port: u32, limit_ms: u64) -> Result<bool, xen::XenError> {
 // ---------------------------------------------------------------------------------------
 
 /// The statuses domain 0 records, in the order of the steps.
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 12] = [
     "map-ro",
     "map-rw-of-ro",
     "copy-into-ro",
     "copy-from-ro",
+    "copy-into-ro-gref",
+    "copy-from-ro-gref",
     "unmap-ro",
     "unmap-again",
     "map-rw",
@@ -123,6 +126,8 @@ enum Step {
     MapRwOfRo,
     CopyIntoRo,
     CopyFromRo,
+    CopyIntoRoGref,
+    CopyFromRoGref,
     UnmapRo,
     UnmapAgain,
     MapRw,
@@ -191,18 +196,18 @@ impl Grantee {
         Ok(self.record(step, status))
     }
 
-    /// GNTTABOP_copy between two frames of this domain; returns the status.
-    fn copy(&mut self, step: Step, from: u64, to: u64) -> Result<i16, Outcome> {
-        let end = |gfn| grant::CopyEnd::Frame {
-            domid: DOMID_SELF,
-            gfn,
-            offset: 0,
-        };
-        // SAFETY: the destination is OWN or the mapped page, both only accessed through raw
-        // pointers, never borrowed.
-        let status = match unsafe { grant::copy(end(from), end(to), xen::PAGE_SIZE as u16) } {
+    /// GNTTABOP_copy of a whole page; returns the status.
+    fn copy(
+        &mut self,
+        step: Step,
+        from: grant::CopyEnd,
+        to: grant::CopyEnd,
+    ) -> Result<i16, Outcome> {
+        // SAFETY: the destination is OWN, the mapped page or the granter's page, only accessed
+        // through raw pointers, never borrowed.
+        let status = match unsafe { grant::copy(from, to, xen::PAGE_SIZE as u16) } {
             Ok(status) => status,
-            Err(e) => bail!("GNTTABOP_copy from gfn {from:#x} to gfn {to:#x}: {e}"),
+            Err(e) => bail!("GNTTABOP_copy from {from:?} to {to:?}: {e}"),
         };
         Ok(self.record(step, status))
     }
@@ -226,6 +231,15 @@ unsafe fn set_mapped_byte(addr: u64, i: usize, value: u8) {
     let byte = (addr as usize as *mut u8).wrapping_add(i % xen::PAGE_SIZE);
     // SAFETY: as in `mapped_byte`, for a writable mapping.
     unsafe { byte.write_volatile(value) }
+}
+
+/// This domain's own frame `gfn`, as a copy names it.
+fn own_frame(gfn: u64) -> grant::CopyEnd {
+    grant::CopyEnd::Frame {
+        domid: DOMID_SELF,
+        gfn,
+        offset: 0,
+    }
 }
 
 fn fill_own(seed: u8) {
@@ -376,21 +390,32 @@ fn grant_map_steps(context: &mut Context, side: &mut Grantee) -> Result<(), Outc
         bail!("ref {FIRST_REF} (read-only grant) mapped writable at {e1:#x}");
     }
 
-    // c. E as this domain's own frame in copies: whatever the status, P must not change.
-    fill_own(SEED_MARKER);
-    let status = side.copy(Step::CopyIntoRo, gfn(&OWN), e_gfn)?;
-    if let Some((i, got, want)) = first_difference(at_e, |i| p_byte(&head, i)) {
-        bail!("a copy into the read-only mapping (status {status}) changed P byte {i} to {got:#x} (was {want:#x})");
-    }
-    let status = side.copy(Step::CopyFromRo, e_gfn, gfn(&OWN))?;
+    // c. E as this domain's own frame in copies, then P by its reference: whatever the
+    // statuses, P must not change, and a copy out of it must bring P's bytes or none.
     let own = |i| page_byte(&OWN, i);
-    let copied = if status == grant::GNTST_OKAY {
-        first_difference(own, |i| p_byte(&head, i))
-    } else {
-        first_difference(own, |i| pattern(SEED_MARKER, i))
+    let p_gref = grant::CopyEnd::Grant {
+        domid: GRANTER,
+        gref: FIRST_REF,
+        offset: 0,
     };
-    if let Some((i, got, want)) = copied {
-        bail!("copy from the read-only mapping (status {status}): own byte {i} is {got:#x}, want {want:#x}");
+    for (into, from, p_end) in [
+        (Step::CopyIntoRo, Step::CopyFromRo, own_frame(e_gfn)),
+        (Step::CopyIntoRoGref, Step::CopyFromRoGref, p_gref),
+    ] {
+        fill_own(SEED_MARKER);
+        let status = side.copy(into, own_frame(gfn(&OWN)), p_end)?;
+        if let Some((i, got, want)) = first_difference(at_e, |i| p_byte(&head, i)) {
+            bail!("a copy into read-only P as {p_end:?} (status {status}) changed byte {i} to {got:#x} (was {want:#x})");
+        }
+        let status = side.copy(from, p_end, own_frame(gfn(&OWN)))?;
+        let copied = if status == grant::GNTST_OKAY {
+            first_difference(own, |i| p_byte(&head, i))
+        } else {
+            first_difference(own, |i| pattern(SEED_MARKER, i))
+        };
+        if let Some((i, got, want)) = copied {
+            bail!("copy from P as {p_end:?} (status {status}): own byte {i} is {got:#x}, want {want:#x}");
+        }
     }
 
     // d. Unmap, then the same unmap again.
@@ -423,7 +448,7 @@ fn grant_map_steps(context: &mut Context, side: &mut Grantee) -> Result<(), Outc
         bail!("Q byte {i} reads back {got:#x} after the write, want {want:#x}");
     }
     fill_own(SEED_MARKER);
-    let status = side.copy(Step::CopyFromRw, e_gfn, gfn(&OWN))?;
+    let status = side.copy(Step::CopyFromRw, own_frame(e_gfn), own_frame(gfn(&OWN)))?;
     let copied = if status == grant::GNTST_OKAY {
         first_difference(own, |i| pattern(SEED_WRITTEN, i))
     } else {
@@ -434,7 +459,7 @@ fn grant_map_steps(context: &mut Context, side: &mut Grantee) -> Result<(), Outc
     }
     // The same bytes as Q now holds: a copy that goes through leaves Q as written.
     fill_own(SEED_WRITTEN);
-    side.copy(Step::CopyIntoRw, gfn(&OWN), e_gfn)?;
+    side.copy(Step::CopyIntoRw, own_frame(gfn(&OWN)), own_frame(e_gfn))?;
     if let Some((i, got, want)) = first_difference(at_e, |i| pattern(SEED_WRITTEN, i)) {
         bail!("Q byte {i} is {got:#x} after a copy of the same bytes into it, want {want:#x}");
     }
