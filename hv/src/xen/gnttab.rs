@@ -80,6 +80,10 @@ impl GrantTable {
             *slot = gfn;
         }
     }
+    /// Whether this domain has another domain's grant mapped at `gfn`.
+    fn maps_at(&self, gfn: u64) -> bool {
+        self.maps.iter().flatten().any(|t| t.gfn == gfn)
+    }
     pub(crate) fn frame_at(&self, gfn: u64) -> Option<u32> {
         self.frames
             .iter()
@@ -119,8 +123,10 @@ fn acquire(
         if e.flags & GTF_TYPE_MASK != GTF_PERMIT_ACCESS || e.domid != grantee {
             return Err(GNTST_GENERAL_ERROR);
         }
+        // Xen's _set_status_v1 answers a write use of a read-only grant (a writable map, a
+        // copy into it) with GNTST_general_error, as it does a wrong type or domain.
         if !readonly && e.flags & GTF_READONLY != 0 {
-            return Err(GNTST_PERMISSION_DENIED);
+            return Err(GNTST_GENERAL_ERROR);
         }
         let mut new = e.flags | GTF_READING;
         if !readonly {
@@ -379,6 +385,17 @@ fn copy_end(
             grant: Some(gref),
         })
     } else if dom == ctx.caller {
+        // A frame where the caller has a grant mapped is the granter's page, not the caller's:
+        // Xen copies only pages the caller owns (get_page with the caller as owner) and
+        // answers GNTST_bad_page for a mapping, read-only or writable, at either end.
+        let mapped = ctx
+            .xen
+            .domains
+            .get(&dom)
+            .is_some_and(|d| d.gnttab.maps_at(ptr.u));
+        if mapped {
+            return Err(GNTST_BAD_PAGE);
+        }
         Ok(CopyEnd {
             dom,
             frame: ptr.u,
