@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::bench::{median, replace_section};
 use crate::images::{build_guest, build_mica, Platform};
 use crate::qemu::{run_captured, Captured};
-use crate::scenario::{Domain, Scenario};
+use crate::scenario::Scenario;
 use crate::suites::parse_line;
 use crate::util::{output, repo_root, say, target_dir, write_file};
 
@@ -54,36 +54,7 @@ impl AbiRun {
 /// abibench as the initial domain (1 vCPU, 128 MiB, direct-mapped) and as a `xen,enhanced`
 /// domU (1 vCPU, 64 MiB, with a vPL011 for its one line), so each side has a pCPU.
 pub fn scenario(platform: Platform, gic: u8, image: PathBuf) -> Scenario {
-    let mut scenario = Scenario::new(
-        platform,
-        gic,
-        &format!(
-            "console=dtuart dtuart={} dom0_mem=128M dom0_max_vcpus=1",
-            platform.uart_path
-        ),
-    );
-    let domain = |name: &str, initial: bool, memory_kib: u64, extra: Vec<String>| Domain {
-        name: name.into(),
-        kernel: image.clone(),
-        initrd: None,
-        bootargs: String::new(),
-        memory_kib,
-        cpus: 1,
-        vpl011: !initial,
-        initial,
-        extra_properties: extra,
-        device_tree: None,
-    };
-    scenario.domains = vec![
-        domain("dom0", true, 128 * 1024, Vec::new()),
-        domain(
-            "domU1",
-            false,
-            64 * 1024,
-            vec!["xen,enhanced = \"enabled\";".into()],
-        ),
-    ];
-    scenario
+    crate::scenario::initial_and_enhanced_domu(platform, gic, image, "")
 }
 
 /// Parses abibench's lines out of a serial log (tags and stamps stripped).

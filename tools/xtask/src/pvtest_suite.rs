@@ -66,36 +66,7 @@ pub fn scenario(platform: Platform, gic: u8, image: PathBuf) -> Scenario {
 /// as domU1, `xen,enhanced`, 1 vCPU, 64 MiB, with a vPL011 for its `pvpeer:` lines. Each side
 /// has a pCPU of its own.
 pub fn grants_scenario(platform: Platform, gic: u8, image: PathBuf) -> Scenario {
-    let mut scenario = Scenario::new(
-        platform,
-        gic,
-        &format!(
-            "console=dtuart dtuart={} dom0_mem=128M dom0_max_vcpus=1",
-            platform.uart_path
-        ),
-    );
-    let domain = |name: &str, initial: bool, memory_kib: u64, extra: Vec<String>| Domain {
-        name: name.into(),
-        kernel: image.clone(),
-        initrd: None,
-        bootargs: PEER_ARG.into(),
-        memory_kib,
-        cpus: 1,
-        vpl011: !initial,
-        initial,
-        extra_properties: extra,
-        device_tree: None,
-    };
-    scenario.domains = vec![
-        domain("dom0", true, 128 * 1024, Vec::new()),
-        domain(
-            "domU1",
-            false,
-            64 * 1024,
-            vec!["xen,enhanced = \"enabled\";".into()],
-        ),
-    ];
-    scenario
+    crate::scenario::initial_and_enhanced_domu(platform, gic, image, PEER_ARG)
 }
 
 /// The per-check outcomes pvtest reported (`ok`, `FAIL`, `skip` lines, in order), and its

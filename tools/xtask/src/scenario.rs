@@ -56,6 +56,47 @@ pub struct Scenario {
     pub firmware: Option<PathBuf>,
 }
 
+/// One guest image twice, each side on a pCPU of its own: as the initial domain (1 vCPU,
+/// 128 MiB, direct-mapped) and as domU1, `xen,enhanced`, 1 vCPU, 64 MiB, with a vPL011 for
+/// its own lines. Both get `bootargs`.
+pub fn initial_and_enhanced_domu(
+    platform: Platform,
+    gic: u8,
+    image: PathBuf,
+    bootargs: &str,
+) -> Scenario {
+    let mut scenario = Scenario::new(
+        platform,
+        gic,
+        &format!(
+            "console=dtuart dtuart={} dom0_mem=128M dom0_max_vcpus=1",
+            platform.uart_path
+        ),
+    );
+    let domain = |name: &str, initial: bool, memory_kib: u64, extra: Vec<String>| Domain {
+        name: name.into(),
+        kernel: image.clone(),
+        initrd: None,
+        bootargs: bootargs.into(),
+        memory_kib,
+        cpus: 1,
+        vpl011: !initial,
+        initial,
+        extra_properties: extra,
+        device_tree: None,
+    };
+    scenario.domains = vec![
+        domain("dom0", true, 128 * 1024, Vec::new()),
+        domain(
+            "domU1",
+            false,
+            64 * 1024,
+            vec!["xen,enhanced = \"enabled\";".into()],
+        ),
+    ];
+    scenario
+}
+
 /// Where one boot module is loaded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Placement {

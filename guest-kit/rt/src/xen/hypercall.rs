@@ -67,6 +67,17 @@ unsafe fn raw(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
     ret as i64
 }
 
+/// `grant_table_op(cmd, op, count = 1)`: one operation on a live argument struct.
+///
+/// # Safety
+/// `op` must be the struct `cmd` takes, and whatever guest memory it names is the caller's to
+/// hand to the hypervisor (a destination it may write, a page it may map or unmap).
+unsafe fn grant_table_op<T>(cmd: u64, op: &mut T) -> Result<(), XenError> {
+    // SAFETY: `op` is live for the call; the caller vouches for the rest.
+    let ret = unsafe { raw(HYPERVISOR_GRANT_TABLE_OP, cmd, op as *mut T as u64, 1, 0, 0) };
+    result(ret).map(drop)
+}
+
 fn result(ret: i64) -> Result<u64, XenError> {
     if ret < 0 {
         Err(XenError(ret))
@@ -376,18 +387,8 @@ pub fn gnttab_query_size() -> Result<(u32, u32), XenError> {
         dom: DOMID_SELF,
         ..Default::default()
     };
-    // SAFETY: grant_table_op(cmd, uop, count = 1) on a live struct.
-    let ret = unsafe {
-        raw(
-            HYPERVISOR_GRANT_TABLE_OP,
-            GNTTABOP_QUERY_SIZE,
-            &mut arg as *mut GnttabQuerySize as u64,
-            1,
-            0,
-            0,
-        )
-    };
-    result(ret)?;
+    // SAFETY: the struct GNTTABOP_QUERY_SIZE takes; it names no guest memory.
+    unsafe { grant_table_op(GNTTABOP_QUERY_SIZE, &mut arg)? };
     if arg.status != 0 {
         return Err(XenError(i64::from(arg.status)));
     }
@@ -457,18 +458,8 @@ pub unsafe fn gnttab_copy(source: CopyEnd, dest: CopyEnd, len: u16) -> Result<i1
         flags,
         status: 0,
     };
-    // SAFETY: `op` is live; the caller vouches for the destination frame.
-    let ret = unsafe {
-        raw(
-            HYPERVISOR_GRANT_TABLE_OP,
-            GNTTABOP_COPY,
-            &mut op as *mut GnttabCopy as u64,
-            1,
-            0,
-            0,
-        )
-    };
-    result(ret)?;
+    // SAFETY: the struct GNTTABOP_COPY takes; the caller vouches for the destination frame.
+    unsafe { grant_table_op(GNTTABOP_COPY, &mut op)? };
     Ok(op.status)
 }
 
@@ -507,19 +498,9 @@ pub unsafe fn gnttab_map_grant_ref(
         dom,
         ..Default::default()
     };
-    // SAFETY: grant_table_op(cmd, uop, count = 1) on a live struct; the caller vouches for the
-    // page at `host_addr`.
-    let ret = unsafe {
-        raw(
-            HYPERVISOR_GRANT_TABLE_OP,
-            GNTTABOP_MAP_GRANT_REF,
-            &mut op as *mut GnttabMapGrantRef as u64,
-            1,
-            0,
-            0,
-        )
-    };
-    result(ret)?;
+    // SAFETY: the struct GNTTABOP_MAP_GRANT_REF takes; the caller vouches for the page at
+    // `host_addr`.
+    unsafe { grant_table_op(GNTTABOP_MAP_GRANT_REF, &mut op)? };
     Ok(GrantMapping {
         status: op.status,
         handle: op.handle,
@@ -538,19 +519,9 @@ pub unsafe fn gnttab_unmap_grant_ref(host_addr: u64, handle: u32) -> Result<i16,
         handle,
         ..Default::default()
     };
-    // SAFETY: grant_table_op(cmd, uop, count = 1) on a live struct; the caller vouches that
-    // the page at `host_addr` is no longer used.
-    let ret = unsafe {
-        raw(
-            HYPERVISOR_GRANT_TABLE_OP,
-            GNTTABOP_UNMAP_GRANT_REF,
-            &mut op as *mut GnttabUnmapGrantRef as u64,
-            1,
-            0,
-            0,
-        )
-    };
-    result(ret)?;
+    // SAFETY: the struct GNTTABOP_UNMAP_GRANT_REF takes; the caller vouches that the page at
+    // `host_addr` is no longer used.
+    unsafe { grant_table_op(GNTTABOP_UNMAP_GRANT_REF, &mut op)? };
     Ok(op.status)
 }
 
