@@ -81,7 +81,7 @@ impl GrantTable {
         }
     }
     /// Whether this domain has another domain's grant mapped at `gfn`.
-    fn maps_at(&self, gfn: u64) -> bool {
+    pub(crate) fn maps_at(&self, gfn: u64) -> bool {
         self.maps.iter().flatten().any(|t| t.gfn == gfn)
     }
     pub(crate) fn frame_at(&self, gfn: u64) -> Option<u32> {

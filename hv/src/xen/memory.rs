@@ -243,12 +243,13 @@ fn register_vcpu_info(
     env: &mut dyn XenEnv,
 ) -> Result<(), i32> {
     let dom = xen.domains.get(&domid).ok_or(ESRCH)?;
+    // Once per vCPU: Xen answers a second registration with -EINVAL.
     if dom
         .vcpus
         .get(vcpu as usize)
         .is_some_and(|v| v.vcpu_info.is_some())
     {
-        return Err(EBUSY);
+        return Err(EINVAL);
     }
     // The selector is updated atomically, so it must be naturally aligned. An area that
     // straddles a page boundary is accepted (Linux 6.1 may allocate one).
@@ -256,8 +257,15 @@ fn register_vcpu_info(
     if !gpa.is_aligned(8) {
         return Err(ENXIO);
     }
-    gpa.checked_add(core::mem::size_of::<VcpuInfo>() as u64)
+    let last = gpa
+        .checked_add(core::mem::size_of::<VcpuInfo>() as u64 - 1)
         .ok_or(EINVAL)?;
+    // Only the domain's own pages: a page it has through a grant is the granter's (Xen's
+    // get_page_from_gfn fails for it, -EINVAL).
+    let pages = [gpa.pfn(), last.pfn()];
+    if pages.iter().any(|&gfn| dom.gnttab.maps_at(gfn)) {
+        return Err(EINVAL);
+    }
     let old_at = if vcpu == 0 {
         dom.shared_info_gpa()
             .and_then(|si| si.checked_add(SHARED_INFO_VCPU_INFO as u64))

@@ -452,7 +452,7 @@ fn vcpu_info_registration() {
             &[VCPUOP_REGISTER_VCPU_INFO, 0, ARG]
         )
         .ret,
-        neg(EBUSY)
+        neg(EINVAL)
     );
     // Bad vCPU, misaligned, frame overflow.
     assert_eq!(
@@ -1212,6 +1212,50 @@ fn grant_copy_refuses_own_frames_that_are_grant_mappings() {
     }
     // Unmapped, the frame is the caller's again.
     assert_eq!(copy(&mut w, mapped, own), GNTST_OKAY);
+}
+
+#[test]
+fn vcpu_info_refuses_a_page_held_through_a_grant() {
+    let mut w = World::new();
+    w.map_shared_info(0);
+    grant(&mut w, 9, (RAM + 6) as u32, false);
+    let mapped = RAM + 20;
+    let register = |w: &mut World, mfn: u64, offset: u32| {
+        let reg = VcpuRegisterVcpuInfo {
+            mfn,
+            offset,
+            rsvd: 0,
+        };
+        w.put(0, ARG, &reg);
+        w.call(
+            0,
+            0,
+            Hypercall::VcpuOp,
+            &[VCPUOP_REGISTER_VCPU_INFO, 0, ARG],
+        )
+        .ret
+    };
+    let m = map(&mut w, 9, GNTMAP_HOST_MAP, mapped << 12);
+    assert_eq!(m.status, GNTST_OKAY);
+    // On the mapped page, or straddling into it: the page is the granter's.
+    assert_eq!(register(&mut w, mapped, 0), neg(EINVAL));
+    assert_eq!(register(&mut w, mapped - 1, 0xfe0), neg(EINVAL));
+    assert!(w.env.upcalls.is_empty());
+    let op = GnttabUnmapGrantRef {
+        host_addr: mapped << 12,
+        handle: m.handle,
+        ..Default::default()
+    };
+    w.put(0, ARG, &op);
+    w.call(
+        0,
+        0,
+        Hypercall::GrantTableOp,
+        &[GNTTABOP_UNMAP_GRANT_REF, ARG, 1],
+    );
+    assert_eq!(w.get::<GnttabUnmapGrantRef>(0, ARG).status, GNTST_OKAY);
+    // Unmapped, the frame is the domain's own again.
+    assert_eq!(register(&mut w, mapped, 0), 0);
 }
 
 #[test]

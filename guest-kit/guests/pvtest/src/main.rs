@@ -1,14 +1,14 @@
 //! Checks the Xen PV interfaces a hypervisor offers a guest, in order:
 //! `detect` (the DT `hypervisor` node, XENVER_version = 4.17), `features` (submap 0 has
 //! auto_translated_physmap), `shared-info` (XENMEM_add_to_physmap of shared_info reads back,
-//! VCPUOP_register_vcpu_info), `evtchn-loopback` (alloc_unbound + bind_interdomain to itself,
-//! send, the upcall PPI, masking and EVTCHNOP_unmask re-raising, a send whose argument is
-//! unaligned or unmapped), `poll` (SCHEDOP_poll on a
-//! masked port: at once when pending, blocks until its timeout otherwise, refuses bad port
-//! lists), `poll-wake` (a poll on a masked port ends when the second CPU sends to it),
-//! `poll-interrupt` (a poll with IRQs masked ends when the virtual timer fires),
-//! `grant-copy` (a read-only
-//! grant of our own page, GNTTABOP_copy from it, read-only enforced) and `console`
+//! VCPUOP_register_vcpu_info, a second registration refused with -EINVAL),
+//! `evtchn-loopback` (alloc_unbound + bind_interdomain to itself, send, the upcall PPI,
+//! masking and EVTCHNOP_unmask re-raising, a send whose argument is unaligned or unmapped),
+//! `poll` (SCHEDOP_poll on a masked port: at once when pending, blocks until its timeout
+//! otherwise, refuses bad port lists), `poll-wake` (a poll on a masked port ends when the
+//! second CPU sends to it), `poll-interrupt` (a poll with IRQs masked ends when the virtual
+//! timer fires), `grant-copy` (a read-only grant of our own page, GNTTABOP_copy from it,
+//! read-only enforced) and `console`
 //! (CONSOLEIO_write as the initial domain, else the console ring + event channel) and
 //! `device-buffer` (as the initial domain: a hypercall buffer placed on a device the domain
 //! owns, the PL031 RTC, is refused with -EFAULT and the hypervisor carries on).
@@ -293,6 +293,12 @@ fn check_shared_info(context: &mut Context) -> Result<(), Outcome> {
         bail!("VCPUOP_register_vcpu_info: {e}");
     }
     context.measure(1);
+    // Once per vCPU: Xen refuses a second registration with -EINVAL.
+    match xen::register_vcpu_info() {
+        Err(e) if e.0 == -22 => context.measure(e.0 as u64),
+        Err(e) => bail!("second VCPUOP_register_vcpu_info: {e}, want -EINVAL"),
+        Ok(()) => bail!("second VCPUOP_register_vcpu_info succeeded"),
+    }
     Ok(())
 }
 
