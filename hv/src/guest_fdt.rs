@@ -1495,6 +1495,14 @@ mod tests {
                 dtb[at] = b;
             }
             let _ = rewrite_dom0_fdt(&dtb, &dom0_spec());
+            // With the hypervisor node: its extended regions read every address in the tree.
+            let mut spec = dom0_spec();
+            spec.hypervisor = Some(HypervisorNode {
+                grant_region: gr(0xc000_0000, 0x100_0000),
+                upcall_intid: layout::EVTCHN_PPI,
+                address_space_end: 1 << 39,
+            });
+            let _ = rewrite_dom0_fdt(&dtb, &spec);
         }
     }
 }
