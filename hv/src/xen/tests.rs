@@ -952,6 +952,27 @@ fn map(w: &mut World, gref: u32, flags: u32, host_addr: u64) -> GnttabMapGrantRe
     w.get(0, ARG)
 }
 
+/// GNTTABOP_unmap_grant_ref by domain 0 of `handle` at `host_addr` (0: any): its status.
+fn unmap(w: &mut World, handle: u32, host_addr: u64) -> i16 {
+    let op = GnttabUnmapGrantRef {
+        host_addr,
+        handle,
+        ..Default::default()
+    };
+    w.put(0, ARG, &op);
+    assert_eq!(
+        w.call(
+            0,
+            0,
+            Hypercall::GrantTableOp,
+            &[GNTTABOP_UNMAP_GRANT_REF, ARG, 1]
+        )
+        .ret,
+        0
+    );
+    w.get::<GnttabUnmapGrantRef>(0, ARG).status
+}
+
 #[test]
 fn grant_map_pins_entry_until_unmap() {
     let mut w = World::new();
@@ -975,25 +996,6 @@ fn grant_map_pins_entry_until_unmap() {
     assert_eq!(m2.status, GNTST_OKAY);
     assert_ne!(m.handle, m2.handle);
 
-    let unmap = |w: &mut World, handle: u32, host_addr: u64| {
-        let op = GnttabUnmapGrantRef {
-            host_addr,
-            handle,
-            ..Default::default()
-        };
-        w.put(0, ARG, &op);
-        assert_eq!(
-            w.call(
-                0,
-                0,
-                Hypercall::GrantTableOp,
-                &[GNTTABOP_UNMAP_GRANT_REF, ARG, 1]
-            )
-            .ret,
-            0
-        );
-        w.get::<GnttabUnmapGrantRef>(0, ARG).status
-    };
     assert_eq!(unmap(&mut w, m.handle, 0x1234_0000), GNTST_BAD_VIRT_ADDR);
     assert_eq!(unmap(&mut w, m.handle, 0x8000_0000), GNTST_OKAY);
     assert_eq!(entry_flags(&w, 8), GTF_PERMIT_ACCESS | GTF_READING);
@@ -1196,19 +1198,7 @@ fn grant_copy_refuses_own_frames_that_are_grant_mappings() {
         assert_eq!(copy(&mut w, own, mapped), GNTST_BAD_PAGE);
         assert_eq!(entry_flags(&w, gref), before);
         assert_eq!(copy(&mut w, own, own + 1), GNTST_OKAY);
-        let op = GnttabUnmapGrantRef {
-            host_addr: mapped << 12,
-            handle: m.handle,
-            ..Default::default()
-        };
-        w.put(0, ARG, &op);
-        w.call(
-            0,
-            0,
-            Hypercall::GrantTableOp,
-            &[GNTTABOP_UNMAP_GRANT_REF, ARG, 1],
-        );
-        assert_eq!(w.get::<GnttabUnmapGrantRef>(0, ARG).status, GNTST_OKAY);
+        assert_eq!(unmap(&mut w, m.handle, mapped << 12), GNTST_OKAY);
     }
     // Unmapped, the frame is the caller's again.
     assert_eq!(copy(&mut w, mapped, own), GNTST_OKAY);
@@ -1241,19 +1231,7 @@ fn vcpu_info_refuses_a_page_held_through_a_grant() {
     assert_eq!(register(&mut w, mapped, 0), neg(EINVAL));
     assert_eq!(register(&mut w, mapped - 1, 0xfe0), neg(EINVAL));
     assert!(w.env.upcalls.is_empty());
-    let op = GnttabUnmapGrantRef {
-        host_addr: mapped << 12,
-        handle: m.handle,
-        ..Default::default()
-    };
-    w.put(0, ARG, &op);
-    w.call(
-        0,
-        0,
-        Hypercall::GrantTableOp,
-        &[GNTTABOP_UNMAP_GRANT_REF, ARG, 1],
-    );
-    assert_eq!(w.get::<GnttabUnmapGrantRef>(0, ARG).status, GNTST_OKAY);
+    assert_eq!(unmap(&mut w, m.handle, mapped << 12), GNTST_OKAY);
     // Unmapped, the frame is the domain's own again.
     assert_eq!(register(&mut w, mapped, 0), 0);
 }
@@ -2671,32 +2649,18 @@ fn grants_in_use_are_counted_per_reference() {
         assert_eq!(m.status, GNTST_OKAY);
         handles.push(m.handle);
     }
-    let unmap = |w: &mut World, handle: u32| {
-        let op = GnttabUnmapGrantRef {
-            handle,
-            ..Default::default()
-        };
-        w.put(0, ARG, &op);
-        w.call(
-            0,
-            0,
-            Hypercall::GrantTableOp,
-            &[GNTTABOP_UNMAP_GRANT_REF, ARG, 1],
-        );
-        w.get::<GnttabUnmapGrantRef>(0, ARG).status
-    };
     let pinned = GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING;
     // Unmap 6, then 9: the others stay pinned, the unmapped ones are released.
     for (done, &k) in [2usize, 0].iter().enumerate() {
-        assert_eq!(unmap(&mut w, handles[k]), GNTST_OKAY);
+        assert_eq!(unmap(&mut w, handles[k], 0), GNTST_OKAY);
         for (i, &gref) in refs.iter().enumerate() {
             let released = [2usize, 0][..=done].contains(&i);
             let want = if released { GTF_PERMIT_ACCESS } else { pinned };
             assert_eq!(entry_flags(&w, gref), want, "gref {gref}");
         }
     }
-    assert_eq!(unmap(&mut w, handles[3]), GNTST_OKAY);
-    assert_eq!(unmap(&mut w, handles[1]), GNTST_OKAY);
+    assert_eq!(unmap(&mut w, handles[3], 0), GNTST_OKAY);
+    assert_eq!(unmap(&mut w, handles[1], 0), GNTST_OKAY);
     for &gref in &refs {
         assert_eq!(entry_flags(&w, gref), GTF_PERMIT_ACCESS);
     }
